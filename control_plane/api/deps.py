@@ -1,0 +1,42 @@
+"""Typed dependencies: the database session and the services the app's lifespan created."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from control_plane.audio_store import LocalAudioStore
+from control_plane.core.config import Settings
+from control_plane.dispatch import Dispatcher
+from control_plane.live import JobWatch
+from control_plane.metrics import Metrics
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    store: LocalAudioStore
+    watch: JobWatch
+    metrics: Metrics
+    dispatcher: Dispatcher
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_session(services: ServicesDep) -> Iterator[Session]:
+    with Session(services.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]

@@ -1,0 +1,36 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from sqlalchemy import text
+
+from control_plane.api.deps import ServicesDep, SessionDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(session: SessionDep, services: ServicesDep, response: Response) -> dict:
+    checks = {"database": _database_ok(session), "broker": services.dispatcher.connected}
+    if not all(checks.values()):
+        response.status_code = 503
+    return {"ready": all(checks.values()), "checks": checks}
+
+
+def _database_ok(session) -> bool:
+    try:
+        session.exec(text("select 1"))
+        return True
+    except Exception:
+        return False
+
+
+@router.get("/metrics")
+def metrics(services: ServicesDep) -> Response:
+    return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,136 @@
+"""Speech jobs: submit, inspect, cancel, and fetch or follow their audio."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from sqlmodel import Session, select
+
+from control_plane import jobs
+from control_plane.api.deps import Services, ServicesDep, SessionDep
+from control_plane.models import AudioArtifact, Job, JobCreate, JobDetail, JobEventPublic, JobPublic, JobState
+from voicefleet.audio import wav_header
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+FOLLOW_POLL_S = 0.5  # a follower re-reads the job at least this often, wake-up or not
+
+
+def _public(job: Job) -> JobPublic:
+    audio = f"/v1/jobs/{job.id}/audio"
+    return JobPublic.model_validate(job, update={"audio_url": audio})
+
+
+@router.post("", status_code=201, response_model=JobPublic,
+             responses={422: {"description": "invalid or unservable"}, 429: {"description": "queue full"}})
+def submit_job(spec: JobCreate, session: SessionDep, services: ServicesDep):
+    s = services.settings
+    try:
+        job = jobs.create_job(session, spec=spec, max_attempts=s.max_attempts, max_queued=s.max_queued_jobs)
+    except jobs.Unservable as exc:
+        return JSONResponse({"error": {"code": "unservable", "text": str(exc)}}, status_code=422)
+    except jobs.QueueFull as exc:
+        return JSONResponse({"error": {"code": "queue_full", "text": f"{exc}; retry later"}}, status_code=429,
+                            headers={"Retry-After": "5"})
+    services.dispatcher.wake()
+    return _public(job)
+
+
+@router.get("", response_model=list[JobPublic])
+def list_jobs(session: SessionDep, state: JobState | None = None, limit: int = 100) -> list[JobPublic]:
+    return [_public(j) for j in jobs.list_jobs(session, state=state, limit=min(max(limit, 1), 1000))]
+
+
+@router.get("/{job_id}", response_model=JobDetail)
+def get_job(job_id: str, session: SessionDep) -> JobDetail:
+    job = _must(session, job_id)
+    events = [JobEventPublic.model_validate(e) for e in jobs.job_events(session, job_id=job_id)]
+    return JobDetail.model_validate(_public(job), update={"events": events})
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: str, session: SessionDep, services: ServicesDep) -> JobPublic:
+    was_active = _must(session, job_id).state in (JobState.assigned, JobState.running)
+    job = jobs.cancel_job(session, job_id=job_id)
+    if was_active:
+        services.dispatcher.send_cancel(job)
+        services.dispatcher.wake()
+    return _public(job)
+
+
+@router.get("/{job_id}/audio", response_class=StreamingResponse,
+            responses={200: {"content": {"audio/wav": {}}}, 409: {"description": "job failed or cancelled"}})
+async def job_audio(job_id: str, services: ServicesDep):
+    """The WAV of a finished job; while it is still running, its audio streams as it is made."""
+    job, artifact = await run_in_threadpool(_load, services, job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id!r}")
+    if job.state in (JobState.failed, JobState.cancelled):
+        raise HTTPException(409, f"job {job_id} is {job.state}: {job.error_text or 'no audio'}")
+    if artifact is not None:
+        return FileResponse(services.store.root / artifact.key, media_type="audio/wav",
+                            filename=f"{job_id}.wav")
+    return StreamingResponse(_follow(services, job_id), media_type="audio/wav")
+
+
+def _must(session: Session, job_id: str) -> Job:
+    job = jobs.get_job(session, job_id=job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id!r}")
+    return job
+
+
+def _load(services: Services, job_id: str) -> tuple[Job | None, AudioArtifact | None]:
+    with Session(services.engine) as session:
+        job = session.get(Job, job_id)
+        art = session.exec(select(AudioArtifact).where(AudioArtifact.job_id == job_id)).first()
+        return job, art
+
+
+async def _follow(services: Services, job_id: str) -> AsyncIterator[bytes]:
+    """Stream a running job's audio: a WAV header of unknown length, then PCM as chunks land.
+    If the job moves to another attempt after audio was sent, the stream ends short (fetch again)."""
+    _, wake = entry = services.watch.subscribe(job_id)
+    sent, attempt, header = 0, None, False
+    try:
+        while True:
+            wake.clear()
+            job, artifact = await run_in_threadpool(_load, services, job_id)
+            if job is None or job.state in (JobState.failed, JobState.cancelled):
+                return
+            if artifact is not None:
+                if not header:
+                    yield wav_header(artifact.sample_rate, artifact.bytes)
+                for block in services.store.iter_final(artifact.key, offset=sent):
+                    yield block
+                return
+            if sent and job.attempt != attempt:
+                return
+            attempt = job.attempt
+            if job.sample_rate and job.state == JobState.running:
+                if not header:
+                    header = True
+                    yield wav_header(job.sample_rate)
+                data = _read_from(services.store.partial_path(job_id, job.attempt), sent)
+                if data:
+                    sent += len(data)
+                    yield data
+            try:
+                await asyncio.wait_for(wake.wait(), FOLLOW_POLL_S)
+            except TimeoutError:
+                pass
+    finally:
+        services.watch.unsubscribe(job_id, entry)
+
+
+def _read_from(path, offset: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return b""
+    return data[: len(data) - len(data) % 2]

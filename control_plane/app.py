@@ -1,0 +1,101 @@
+"""The control plane's FastAPI app factory. Start-up order: wait for the database, migrate,
+then connect to the broker and start dispatching."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlmodel import Session, select
+
+from control_plane import jobs
+from control_plane.api.deps import Services
+from control_plane.api.routes import devices, health
+from control_plane.api.routes import jobs as job_routes
+from control_plane.audio_store import LocalAudioStore
+from control_plane.core.config import Settings
+from control_plane.core.db import make_engine, upgrade, wait_for_database
+from control_plane.dispatch import Dispatcher
+from control_plane.live import JobWatch
+from control_plane.metrics import Metrics
+from control_plane.models import Device
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 1 << 20
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        services = build_services(settings)
+        app.state.services = services
+        services.dispatcher.start()
+        log.info("control plane ready: database %s, broker %s", services.engine.url.render_as_string(),
+                 settings.mqtt_url)
+        try:
+            yield
+        finally:
+            services.dispatcher.stop()
+            services.engine.dispose()
+
+    app = FastAPI(title="voicefleet control plane", version="0.1.0", lifespan=lifespan)
+    app.include_router(health.router)
+    app.include_router(job_routes.router)
+    app.include_router(devices.router)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_middleware(BodyLimit)
+    return app
+
+
+def build_services(settings: Settings) -> Services:
+    url = settings.resolved_database_url()
+    engine = make_engine(url)
+    wait_for_database(engine)
+    upgrade(url)
+    store = LocalAudioStore(settings.resolved_audio_dir())
+    watch = JobWatch()
+    metrics = Metrics(lambda: _snapshot(engine))
+    dispatcher = Dispatcher(engine=engine, settings=settings, store=store, watch=watch, metrics=metrics)
+    return Services(settings=settings, engine=engine, store=store, watch=watch, metrics=metrics,
+                    dispatcher=dispatcher)
+
+
+def _snapshot(engine) -> dict:
+    with Session(engine) as session:
+        inflight = jobs.inflight_by_device(session)
+        devices_ = [{"id": d.id, "status": d.status, "max_concurrency": d.max_concurrency,
+                     "inflight": inflight.get(d.id, 0)} for d in session.exec(select(Device)).all()]
+        return {"jobs_by_state": jobs.counts_by_state(session), "devices": devices_}
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with one readable sentence per problem, naming the field and what to fix."""
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
+        msg = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {msg}")
+    return JSONResponse({"error": {"code": "invalid_request", "text": "; ".join(problems)},
+                         "detail": problems}, status_code=422)
+
+
+class BodyLimit:
+    """Refuse oversized bodies before reading them (plain ASGI: no per-request overhead)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if length.isdigit() and int(length) > MAX_BODY_BYTES:
+                resp = JSONResponse({"error": {"code": "too_large",
+                                               "text": f"request body over {MAX_BODY_BYTES} bytes; send less"}},
+                                    status_code=413)
+                return await resp(scope, receive, send)
+        return await self.app(scope, receive, send)

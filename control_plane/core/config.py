@@ -1,0 +1,31 @@
+"""The control plane's settings (environment variables with the VOICEFLEET_ prefix)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from voicefleet.settings import CommonSettings
+
+
+class Settings(CommonSettings):
+    database_url: str | None = None  # default: SQLite (WAL) in VOICEFLEET_HOME
+    audio_dir: Path | None = None  # default: VOICEFLEET_HOME/audio
+    http_host: str = "127.0.0.1"
+    http_port: int = 8750
+    control_id: str = "control"  # MQTT client id; unique per control-plane replica
+    max_attempts: int = 3  # a job fails after this many attempts, with every attempt's reason
+    lease_s: float = 120.0  # an assignment not finished by then is taken back
+    heartbeat_timeout_s: float = 30.0  # no state/telemetry for this long: device offline
+    max_queued_jobs: int = 100_000  # submit answers 429 past this
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'voicefleet.db'}"
+
+    def resolved_audio_dir(self) -> Path:
+        return self.audio_dir or self.home / "audio"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

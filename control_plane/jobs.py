@@ -1,0 +1,220 @@
+"""Job data functions: create, claim, transition. They know nothing of HTTP or MQTT.
+
+Every transition is written (and an event row added) before anything is announced; handlers
+of device events are idempotent: a repeated or stale event changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, func, update
+from sqlmodel import Session, select
+
+from control_plane.core.db import is_postgres
+from control_plane.models import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    Device,
+    Job,
+    JobCreate,
+    JobEvent,
+    JobState,
+)
+from control_plane.scheduler import JobNeeds, unservable_reason
+from voicefleet.protocol import Capabilities, now
+
+
+class Unservable(Exception):
+    """No device in the fleet can serve what this job asks for."""
+
+
+class QueueFull(Exception):
+    def __init__(self, depth: int):
+        super().__init__(f"{depth} jobs are queued")
+        self.depth = depth
+
+
+def needs_of(job: Job | JobCreate) -> JobNeeds:
+    return JobNeeds(lang=job.lang, dialect=job.dialect, voice=job.voice, instruction=job.instruction)
+
+
+def fleet_capabilities(session: Session) -> list[Capabilities]:
+    rows = session.exec(select(Device.capabilities).where(Device.capabilities.is_not(None))).all()
+    return [Capabilities.model_validate(c) for c in rows]
+
+
+def queue_depth(session: Session) -> int:
+    return session.exec(select(func.count()).select_from(Job).where(Job.state == JobState.queued)).one()
+
+
+def create_job(session: Session, *, spec: JobCreate, max_attempts: int, max_queued: int) -> Job:
+    """Validate against the fleet, then persist a queued job (durable on return)."""
+    reason = unservable_reason(needs_of(spec), fleet_capabilities(session))
+    if reason:
+        raise Unservable(reason)
+    depth = queue_depth(session)
+    if depth >= max_queued:
+        raise QueueFull(depth)
+    job = Job.model_validate(spec, update={"max_attempts": max_attempts})
+    session.add(job)
+    session.add(JobEvent(job_id=job.id, kind="queued", ts=job.created_at))
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def get_job(session: Session, *, job_id: str) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def list_jobs(session: Session, *, state: str | None = None, limit: int = 100) -> list[Job]:
+    q = select(Job).order_by(Job.created_at.desc()).limit(limit)
+    if state:
+        q = q.where(Job.state == state)
+    return list(session.exec(q).all())
+
+
+def job_events(session: Session, *, job_id: str) -> list[JobEvent]:
+    return list(session.exec(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)).all())
+
+
+def inflight_by_device(session: Session) -> dict[str, int]:
+    rows = session.exec(
+        select(Job.device_id, func.count()).where(Job.state.in_(ACTIVE_STATES)).group_by(Job.device_id)
+    ).all()
+    return {device: n for device, n in rows}
+
+
+def claim_queued(session: Session, engine: Engine, *, limit: int) -> list[Job]:
+    """Queued jobs, most urgent first. PostgreSQL locks them with SKIP LOCKED so replicas never
+    claim the same job; SQLite relies on the single dispatcher thread."""
+    q = (select(Job).where(Job.state == JobState.queued)
+         .order_by(Job.priority.desc(), Job.created_at).limit(limit))
+    if is_postgres(engine):
+        q = q.with_for_update(skip_locked=True)
+    return list(session.exec(q).all())
+
+
+def assign(session: Session, job: Job, *, device_id: str, lease_s: float, explain: dict[str, Any]) -> None:
+    t = now()
+    job.state = JobState.assigned
+    job.device_id = device_id
+    job.attempt += 1
+    job.assigned_at = t
+    job.lease_expires_at = t + lease_s
+    job.explain = explain
+    session.add(job)
+    session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="assigned", device_id=device_id,
+                         detail={"reason": explain.get("reason")}, ts=t))
+
+
+def current_attempt(session: Session, *, job_id: str, attempt: int, device_id: str) -> Job | None:
+    """The job if this (attempt, device) is the live one; None for stale or unknown events."""
+    job = session.get(Job, job_id)
+    if job is None or job.attempt != attempt or job.device_id != device_id:
+        return None
+    if job.state not in ACTIVE_STATES:
+        return None
+    return job
+
+
+def mark_started(session: Session, job: Job, *, ts: float) -> None:
+    if job.state == JobState.assigned:
+        job.state = JobState.running
+        job.started_at = ts
+        session.add(job)
+        session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="started", device_id=job.device_id, ts=ts))
+
+
+def mark_first_chunk(session: Session, job: Job, *, sample_rate: int) -> None:
+    if job.first_chunk_at is None:
+        job.first_chunk_at = now()
+        job.sample_rate = sample_rate
+        if job.state == JobState.assigned:
+            job.state = JobState.running
+            job.started_at = job.first_chunk_at
+        session.add(job)
+
+
+def mark_done(session: Session, job: Job, *, event_id: str | None) -> None:
+    job.state = JobState.done
+    job.finished_at = now()
+    job.lease_expires_at = None
+    session.add(job)
+    session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="done", device_id=job.device_id,
+                         event_id=event_id, ts=job.finished_at))
+
+
+def fail_attempt(session: Session, job: Job, *, code: str, text: str, retryable: bool,
+                 event_id: str | None = None) -> bool:
+    """End this attempt; requeue when allowed. Returns True if the job went back to the queue."""
+    t = now()
+    session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="attempt_failed", device_id=job.device_id,
+                         event_id=event_id, detail={"code": code, "text": text}, ts=t))
+    session.flush()
+    failures = [e.detail for e in job_events(session, job_id=job.id) if e.kind == "attempt_failed" and e.detail]
+    job.error_code, job.error_text = code, text
+    job.lease_expires_at = None
+    if retryable and len(failures) < job.max_attempts:
+        _requeue(job)
+        session.add(job)
+        return True
+    job.state = JobState.failed
+    job.finished_at = t
+    job.error_text = "; ".join(f"{r['code']}: {r['text']}" for r in failures)
+    session.add(job)
+    session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="failed", ts=t))
+    return False
+
+
+def hand_back(session: Session, job: Job, *, reason: str, event_id: str | None = None) -> None:
+    """The device returned the job unstarted: back to the queue, not counted as a failure
+    (attempt numbers still only grow, so an old assignment can never be mistaken for a new one)."""
+    session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="returned", device_id=job.device_id,
+                         event_id=event_id, detail={"reason": reason}))
+    _requeue(job)
+    session.add(job)
+
+
+def _requeue(job: Job) -> None:
+    job.state = JobState.queued
+    job.device_id = None
+    job.lease_expires_at = None
+    job.first_chunk_at = None
+    job.started_at = None
+
+
+def cancel_job(session: Session, *, job_id: str) -> Job | None:
+    job = session.get(Job, job_id)
+    if job is None or job.state in TERMINAL_STATES:
+        return job
+    job.state = JobState.cancelled
+    job.finished_at = now()
+    job.lease_expires_at = None
+    session.add(job)
+    session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="cancelled", device_id=job.device_id))
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def active_jobs_of(session: Session, *, device_id: str) -> list[Job]:
+    return list(session.exec(select(Job).where(Job.device_id == device_id, Job.state.in_(ACTIVE_STATES))).all())
+
+
+def expired_leases(session: Session, *, at: float) -> list[Job]:
+    return list(session.exec(select(Job).where(Job.state.in_(ACTIVE_STATES), Job.lease_expires_at < at)).all())
+
+
+def seen_event(session: Session, event_id: str) -> bool:
+    return session.exec(select(func.count()).select_from(JobEvent).where(JobEvent.event_id == event_id)).one() > 0
+
+
+def counts_by_state(session: Session) -> dict[str, int]:
+    rows = session.exec(select(Job.state, func.count()).group_by(Job.state)).all()
+    return {state: n for state, n in rows}
+
+
+def touch_device(session: Session, *, device_id: str, at: float) -> None:
+    session.exec(update(Device).where(Device.id == device_id).values(last_seen_at=at))

@@ -1,0 +1,165 @@
+"""SQLModel tables and their public API shapes: devices, jobs, job events, audio artifacts.
+
+Times are Unix seconds (float): portable across SQLite and PostgreSQL and cheap to subtract
+for latency figures. Alembic migrations in control_plane/migrations must match these tables
+(a test checks it).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import field_validator
+from sqlalchemy import JSON, Column, Index
+from sqlmodel import Field, SQLModel
+
+from voicefleet.protocol import DIALECTS, LANGUAGES, MAX_TEXT_CHARS, new_id, now
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    assigned = "assigned"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+ACTIVE_STATES = (JobState.assigned, JobState.running)
+TERMINAL_STATES = (JobState.done, JobState.failed, JobState.cancelled)
+
+
+# ---------------------------------------------------------------------------------- devices
+
+
+class DeviceBase(SQLModel):
+    role: str | None = None
+    status: str = "offline"  # online | draining | offline (from the device's retained state)
+    engine: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    capabilities: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    max_concurrency: int = 1
+    agent_version: str = ""
+    last_seen_at: float | None = None
+    telemetry: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class Device(DeviceBase, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    boot_id: str = ""
+    created_at: float = Field(default_factory=now)
+
+
+class DevicePublic(DeviceBase):
+    id: str
+    inflight: int = 0
+
+
+# ------------------------------------------------------------------------------------- jobs
+
+
+class JobCreate(SQLModel):
+    """What a client submits. Validation errors name the field and what to fix."""
+
+    text: str
+    lang: str = "zh"
+    dialect: str | None = None
+    voice: str | None = None
+    instruction: str | None = None
+    priority: int = Field(default=0, ge=-10, le=10)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("text is empty: give the words to speak")
+        if len(v) >= MAX_TEXT_CHARS:
+            raise ValueError(f"text has {len(v)} characters; split it into jobs under {MAX_TEXT_CHARS}")
+        return v
+
+    @field_validator("lang")
+    @classmethod
+    def _lang(cls, v: str) -> str:
+        if v not in LANGUAGES:
+            raise ValueError(f"unknown language {v!r}; use one of {sorted(LANGUAGES)}")
+        return v
+
+    @field_validator("dialect")
+    @classmethod
+    def _dialect(cls, v: str | None) -> str | None:
+        if v is not None and v not in DIALECTS:
+            raise ValueError(f"unknown dialect {v!r}; use one of {sorted(DIALECTS)}")
+        return v
+
+
+class JobBase(SQLModel):
+    text: str
+    lang: str = "zh"
+    dialect: str | None = None
+    voice: str | None = None
+    instruction: str | None = None
+    priority: int = 0
+    state: str = Field(default=JobState.queued, index=True)
+    device_id: str | None = Field(default=None, index=True)
+    attempt: int = 0
+    created_at: float = Field(default_factory=now)
+    assigned_at: float | None = None
+    started_at: float | None = None
+    first_chunk_at: float | None = None
+    finished_at: float | None = None
+    error_code: str | None = None
+    error_text: str | None = None
+    sample_rate: int | None = None
+    explain: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class Job(JobBase, table=True):
+    __table_args__ = (Index("ix_job_queue", "state", "priority", "created_at"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    max_attempts: int = 3
+    lease_expires_at: float | None = None
+
+
+class JobPublic(JobBase):
+    id: str
+    audio_url: str | None = None
+
+
+class JobEvent(SQLModel, table=True):
+    """Every transition of a job, in order: the audit trail and each attempt's reason."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(index=True, max_length=32)
+    attempt: int = 0
+    kind: str
+    device_id: str | None = None
+    event_id: str | None = Field(default=None, unique=True, max_length=32)  # device event id
+    detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    ts: float = Field(default_factory=now)
+
+
+class JobEventPublic(SQLModel):
+    attempt: int
+    kind: str
+    device_id: str | None
+    detail: dict[str, Any] | None
+    ts: float
+
+
+class AudioArtifact(SQLModel, table=True):
+    """One stored audio per job: a second result for the same job is never stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(unique=True, max_length=32)
+    key: str  # where the audio store keeps it
+    sample_rate: int
+    samples: int
+    bytes: int
+    sha256: str
+    engine: str
+    model: str
+    created_at: float = Field(default_factory=now)
+
+
+class JobDetail(JobPublic):
+    events: list[JobEventPublic] = []

@@ -1,0 +1,118 @@
+"""The agent runtime, one for both roles: edge boxes and cloud GPU workers differ only in their
+engine and telemetry source.
+
+It keeps an MQTT 5 persistent session under its device id, publishes a retained ``state``
+(with a retained "offline" last will), telemetry every few seconds, and runs the jobs it is
+given. SIGTERM drains: no new jobs, unstarted ones handed back, running ones finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import uuid
+
+from edge_agent.config import AgentSettings
+from edge_agent.engines import load_engine
+from edge_agent.engines.base import Engine
+from edge_agent.runner import JobRunner
+from edge_agent.telemetry import TelemetrySource, default_source
+from voicefleet import __version__
+from voicefleet import protocol as p
+from voicefleet.mqtt import Inbound, MqttClient, Will
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, engine: Engine | None = None,
+                 telemetry: TelemetrySource | None = None):
+        self.settings = settings
+        self.device_id = settings.device_id
+        self.engine = engine or load_engine(settings.engine)
+        self.telemetry = telemetry or default_source()
+        self.boot_id = uuid.uuid4().hex
+        self.runner = JobRunner(self.engine, self._emit, settings.concurrency())
+        self.inbox: queue.Queue[Inbound] = queue.Queue()
+        self._stopping = threading.Event()
+        will = Will(self._topic("state"), p.encode(p.DeviceState(device_id=self.device_id, status="offline")))
+        self.mqtt = MqttClient(
+            settings.mqtt_url, self.device_id, inbox=self.inbox,
+            subscriptions=[(self._topic("job"), 1), (self._topic("cancel"), 1)],
+            session_expiry_s=settings.mqtt_session_expiry_s, keepalive_s=settings.mqtt_keepalive_s,
+            will=will, on_connected=lambda: self._publish_state("online"),
+        )
+
+    def _topic(self, kind: str) -> str:
+        return p.device_topic(self.device_id, kind)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until SIGTERM/SIGINT (or ``stop()``), then drain and leave cleanly."""
+        signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stopping.set())
+        self.start()
+        self._stopping.wait()
+        self.shutdown()
+
+    def start(self) -> None:
+        self.runner.start()
+        threading.Thread(target=self._consume, name="inbox", daemon=True).start()
+        threading.Thread(target=self._telemetry_loop, name="telemetry", daemon=True).start()
+        self.mqtt.start()
+        log.info("agent %s (%s, engine %s, %d slots) is up", self.device_id, self.settings.role,
+                 self.engine.descriptor.name, self.runner.concurrency)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        self._publish_state("draining")
+        self.runner.drain(self.settings.drain_timeout_s)
+        self._publish_state("offline").wait_for_publish(5)
+        self.mqtt.stop()
+        log.info("agent %s stopped", self.device_id)
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    def _consume(self) -> None:
+        while True:
+            msg = self.inbox.get()
+            try:
+                _, kind = p.parse_device_topic(msg.topic)
+                decoded, _ = p.decode(kind, msg.payload)
+            except p.ProtocolError as exc:
+                log.warning("dropped message on %s: %s", msg.topic, exc)
+                continue
+            if isinstance(decoded, p.JobAssign):
+                self.runner.submit(decoded)
+            elif isinstance(decoded, p.JobCancel):
+                self.runner.cancel(decoded.job_id)
+
+    # -- outbound --------------------------------------------------------------------------
+
+    def _emit(self, message: p.Message, data: bytes | None) -> None:
+        self.mqtt.publish(self._topic("event"), p.encode(message, data))
+
+    def _publish_state(self, status: str):
+        state = p.DeviceState(
+            device_id=self.device_id, status=status, role=self.settings.role,
+            engine=self.engine.descriptor, capabilities=self.engine.capabilities,
+            max_concurrency=self.runner.concurrency, agent_version=__version__, boot_id=self.boot_id,
+        )
+        return self.mqtt.publish(self._topic("state"), p.encode(state), retain=True)
+
+    def _telemetry_loop(self) -> None:
+        while not self._stopping.wait(self.settings.telemetry_interval_s):
+            try:
+                fields = self.telemetry.read()
+            except Exception:  # a broken sensor must not silence the heartbeat
+                log.exception("telemetry source %s failed", self.telemetry.name)
+                fields = {}
+            msg = p.Telemetry(device_id=self.device_id, source=self.telemetry.name, inflight=self.runner.inflight,
+                              queued=self.runner.queued, rtf=self.runner.rtf, **fields)
+            self.mqtt.publish(self._topic("telemetry"), p.encode(msg), qos=0)

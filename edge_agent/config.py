@@ -1,0 +1,26 @@
+"""The agent's settings (environment variables with the VOICEFLEET_ prefix)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Literal
+
+from pydantic import Field
+
+from voicefleet.settings import CommonSettings
+
+
+def _default_device_id() -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())[:64] or "agent"
+
+
+class AgentSettings(CommonSettings):
+    device_id: str = Field(default_factory=_default_device_id)
+    role: Literal["edge", "cloud"] = "edge"
+    engine: str = "espeak"  # espeak | tone (benchmarks only)
+    max_concurrency: int | None = None  # default: 1 on the edge, 2 on a GPU worker
+    telemetry_interval_s: float = 5.0
+    drain_timeout_s: float = 30.0  # on SIGTERM: how long running jobs may take to finish
+
+    def concurrency(self) -> int:
+        return self.max_concurrency or (2 if self.role == "cloud" else 1)

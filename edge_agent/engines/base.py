@@ -1,0 +1,54 @@
+"""The one engine interface: text and options in, 16-bit PCM chunks out (streaming)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from voicefleet.protocol import Capabilities, EngineDescriptor
+
+
+class EngineError(Exception):
+    """Synthesis failed; ``code`` names the cause for machines, the message says what to fix."""
+
+    def __init__(self, code: str, text: str, *, retryable: bool = False):
+        super().__init__(text)
+        self.code = code
+        self.text = text
+        self.retryable = retryable
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot start here (missing library, weights or hardware)."""
+
+    def __init__(self, text: str):
+        super().__init__("engine_unavailable", text)
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    text: str
+    lang: str = "zh"
+    dialect: str | None = None
+    voice: str | None = None
+    instruction: str | None = None
+
+
+def never_cancelled() -> bool:
+    return False
+
+
+class Engine(Protocol):
+    """Implementations yield little-endian int16 mono PCM at ``descriptor.sample_rate``.
+
+    ``synthesize`` is a generator: the first chunk must come out as soon as it exists (the
+    first sentence), not after the whole text. It checks ``cancelled`` between chunks and
+    stops early when it returns True. It raises EngineError for input it cannot speak.
+    """
+
+    descriptor: EngineDescriptor
+    capabilities: Capabilities
+
+    def synthesize(self, request: SynthesisRequest,
+                   cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]: ...

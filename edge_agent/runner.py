@@ -1,0 +1,140 @@
+"""Runs jobs on the engine with a concurrency cap and reports each step as a protocol event.
+
+Worker threads take assignments from a local queue; network callbacks never synthesise.
+An assignment seen before (QoS 1 redelivery) is ignored by its ``(job_id, attempt)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from edge_agent.engines.base import Engine, EngineError, SynthesisRequest
+from voicefleet import protocol as p
+from voicefleet.audio import pcm_seconds
+
+log = logging.getLogger(__name__)
+Emit = Callable[[p.Message, bytes | None], None]
+MAX_CHUNK_BYTES = 256 * 1024  # keep each MQTT message far below the 1 MiB limit
+SEEN_LIMIT = 10_000
+
+
+class JobRunner:
+    def __init__(self, engine: Engine, emit: Emit, concurrency: int):
+        self.engine = engine
+        self.emit = emit
+        self.concurrency = concurrency
+        self._queue: queue.Queue[p.JobAssign | None] = queue.Queue()
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._cancelled: set[str] = set()
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+        self._accepting = True
+        self.rtf: float | None = None  # exponentially weighted, reported in telemetry
+        self._workers = [threading.Thread(target=self._work, name=f"job-{i}", daemon=True)
+                         for i in range(concurrency)]
+
+    def start(self) -> None:
+        for w in self._workers:
+            w.start()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._running)
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, job: p.JobAssign) -> None:
+        key = (job.job_id, job.attempt)
+        with self._lock:
+            if key in self._seen:
+                return
+            self._seen[key] = None
+            if len(self._seen) > SEEN_LIMIT:
+                self._seen.popitem(last=False)
+        if not self._accepting:
+            self.emit(p.JobReturned(job_id=job.job_id, attempt=job.attempt, reason="agent is shutting down"), None)
+            return
+        self._queue.put(job)
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            self._cancelled.add(job_id)
+
+    def drain(self, timeout_s: float) -> None:
+        """Stop taking jobs, hand back the unstarted ones, let running ones finish."""
+        self._accepting = False
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                self.emit(p.JobReturned(job_id=job.job_id, attempt=job.attempt, reason="agent is shutting down"),
+                          None)
+        for _ in self._workers:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout_s
+        for w in self._workers:
+            w.join(max(0.0, deadline - time.monotonic()))
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if job.job_id in self._cancelled:
+                continue
+            with self._lock:
+                self._running.add(job.job_id)
+            try:
+                self._run(job)
+            except Exception as exc:  # an engine bug must not kill the worker
+                log.exception("job %s crashed the engine", job.job_id)
+                self.emit(p.JobFailed(job_id=job.job_id, attempt=job.attempt,
+                                      error=p.ErrorInfo(code="engine_crash", text=str(exc)), retryable=True), None)
+            finally:
+                with self._lock:
+                    self._running.discard(job.job_id)
+                    self._cancelled.discard(job.job_id)
+
+    def _run(self, job: p.JobAssign) -> None:
+        ids = {"job_id": job.job_id, "attempt": job.attempt}
+        self.emit(p.JobStarted(**ids), None)
+        request = SynthesisRequest(text=job.text, lang=job.lang, dialect=job.dialect, voice=job.voice,
+                                   instruction=job.instruction)
+        rate = self.engine.descriptor.sample_rate
+        digest, seq, total = hashlib.sha256(), 0, 0
+        t0 = time.perf_counter()
+        try:
+            for pcm in self.engine.synthesize(request, cancelled=lambda: job.job_id in self._cancelled):
+                for piece in _split(pcm):
+                    digest.update(piece)
+                    total += len(piece)
+                    self.emit(p.AudioChunk(seq=seq, sample_rate=rate, **ids), piece)
+                    seq += 1
+        except EngineError as exc:
+            self.emit(p.JobFailed(error=p.ErrorInfo(code=exc.code, text=exc.text), retryable=exc.retryable,
+                                  **ids), None)
+            return
+        if job.job_id in self._cancelled:
+            return  # the control plane already knows; a result would be ignored anyway
+        synth_s = time.perf_counter() - t0
+        self._learn_rtf(synth_s, pcm_seconds(total, rate))
+        self.emit(p.JobDone(chunks=seq, samples=total // 2, sample_rate=rate, sha256=digest.hexdigest(),
+                            engine=self.engine.descriptor, synth_s=round(synth_s, 6), **ids), None)
+
+    def _learn_rtf(self, synth_s: float, audio_s: float) -> None:
+        if audio_s > 0:
+            rtf = synth_s / audio_s
+            self.rtf = rtf if self.rtf is None else 0.8 * self.rtf + 0.2 * rtf
+
+
+def _split(pcm: bytes) -> list[bytes]:
+    return [pcm[i:i + MAX_CHUNK_BYTES] for i in range(0, len(pcm), MAX_CHUNK_BYTES)] if pcm else []

@@ -1,0 +1,50 @@
+"""Shared fixtures: real services started once per test session (see tests/services.py).
+
+- ``mqtt_broker``: a Mosquitto child process on a free loopback port. It is shared: a test
+  that restarts or reconfigures a broker starts its own ``MosquittoBroker`` in ``tmp_path``.
+- ``pg_server``: a throwaway PostgreSQL cluster (or ``VOICEFLEET_TEST_PG_URL``).
+- ``database_url``: a fresh, empty database per test, once on SQLite and once on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from services import PostgresServer
+
+from voicefleet.broker import MosquittoBroker
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: a long test (deselect with -m 'not slow')")
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    with MosquittoBroker(tmp_path_factory.mktemp("mosquitto")) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLAlchemy URL of an empty database of each kind; PostgreSQL starts only when asked for."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/voicefleet.db"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return server.create_database(_database_name(request.node.name))
+
+
+def _database_name(test_name: str) -> str:
+    """Unique, and readable in psql: the test's name plus a random suffix."""
+    stem = re.sub(r"[^a-z0-9]+", "_", test_name.lower()).strip("_")[:40]
+    return f"t_{stem}_{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,1 @@
+"""Text frontend shared by the control plane and the agents."""
