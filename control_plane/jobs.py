@@ -40,8 +40,8 @@ def needs_of(job: Job | JobCreate) -> JobNeeds:
 
 
 def fleet_capabilities(session: Session) -> list[Capabilities]:
-    rows = session.exec(select(Device.capabilities).where(Device.capabilities.is_not(None))).all()
-    return [Capabilities.model_validate(c) for c in rows]
+    rows = session.exec(select(Device.capabilities)).all()
+    return [Capabilities.model_validate(c) for c in rows if c]
 
 
 def queue_depth(session: Session) -> int:

@@ -36,12 +36,12 @@ TERMINAL_STATES = (JobState.done, JobState.failed, JobState.cancelled)
 class DeviceBase(SQLModel):
     role: str | None = None
     status: str = "offline"  # online | draining | offline (from the device's retained state)
-    engine: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    capabilities: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    engine: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
+    capabilities: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
     max_concurrency: int = 1
     agent_version: str = ""
     last_seen_at: float | None = None
-    telemetry: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    telemetry: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
 
 
 class Device(DeviceBase, table=True):
@@ -110,7 +110,7 @@ class JobBase(SQLModel):
     error_code: str | None = None
     error_text: str | None = None
     sample_rate: int | None = None
-    explain: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    explain: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
 
 
 class Job(JobBase, table=True):
@@ -134,7 +134,7 @@ class JobEvent(SQLModel, table=True):
     kind: str
     device_id: str | None = None
     event_id: str | None = Field(default=None, unique=True, max_length=32)  # device event id
-    detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
     ts: float = Field(default_factory=now)
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from services import PostgresServer
 
-from voicefleet.broker import MosquittoBroker
+from voicefleet.broker import MosquittoBroker, free_port
+from voicefleet.onebox import Cluster
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,3 +49,21 @@ def _database_name(test_name: str) -> str:
     """Unique, and readable in psql: the test's name plus a random suffix."""
     stem = re.sub(r"[^a-z0-9]+", "_", test_name.lower()).strip("_")[:40]
     return f"t_{stem}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def cluster(database_url: str, mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[Cluster]:
+    """A control plane on ``database_url`` with an edge and a cloud agent (eSpeak NG), as real
+    processes. Ids are unique per test because the broker (and its retained states) is shared."""
+    tag = uuid.uuid4().hex[:6]
+    c = Cluster(tmp_path / "home", mqtt_url=mqtt_broker.url, http_port=free_port(),
+                env={"VOICEFLEET_DATABASE_URL": database_url, "VOICEFLEET_CONTROL_ID": f"control-{tag}",
+                     "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "120", "VOICEFLEET_LOG_LEVEL": "INFO"})
+    c.edge_id, c.cloud_id = f"edge-{tag}", f"cloud-{tag}"
+    try:
+        c.start_control_plane()
+        c.start_agent(c.edge_id, role="edge")
+        c.start_agent(c.cloud_id, role="cloud")
+        yield c
+    finally:
+        c.stop()

@@ -1,8 +1,9 @@
 """``voicefleet up``: the whole system on one box, with no configuration.
 
-Starts Mosquitto (unless VOICEFLEET_MQTT_URL names a broker), the control plane and two agents
-(one edge, one cloud) as child processes, waits until they are all up, prints the address,
-and stops them in order (agents drain first) on Ctrl-C or SIGTERM.
+``Cluster`` runs the control plane and agents as child processes against one broker; ``up``,
+the tests and the benchmarks all use it. ``run_one_box`` starts Mosquitto (unless
+VOICEFLEET_MQTT_URL names a broker), the control plane and two agents (one edge, one cloud),
+prints the address, and stops them in order (agents drain first) on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -24,62 +25,73 @@ AGENTS = (("edge-1", "edge"), ("cloud-1", "cloud"))
 READY_TIMEOUT_S = 60.0
 
 
-def run_one_box(port: int | None = None) -> int:
-    common = CommonSettings()
-    home = common.home
-    home.mkdir(parents=True, exist_ok=True)
-    port = port or int(os.environ.get("VOICEFLEET_HTTP_PORT", "8750"))
-    host = os.environ.get("VOICEFLEET_HTTP_HOST", "127.0.0.1")
-    broker = None
-    if "VOICEFLEET_MQTT_URL" not in os.environ:
-        broker = MosquittoBroker(home / "broker").start()
-    env = {**os.environ, "VOICEFLEET_HOME": str(home), "VOICEFLEET_HTTP_PORT": str(port),
-           "VOICEFLEET_HTTP_HOST": host, "VOICEFLEET_MQTT_URL": broker.url if broker else common.mqtt_url}
-    children: list[subprocess.Popen] = []
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        children.append(_spawn(["control-plane"], env, home / "control-plane.log"))
-        api = f"http://{host}:{port}"
-        _wait(lambda: _get(f"{api}/readyz").get("ready"), "the control plane", children)
-        for device_id, role in AGENTS:
-            agent_env = {**env, "VOICEFLEET_DEVICE_ID": device_id, "VOICEFLEET_ROLE": role}
-            children.append(_spawn(["agent"], agent_env, home / f"agent-{device_id}.log"))
-        _wait(lambda: _online(api) >= len(AGENTS), "the agents", children)
-        print(f"voicefleet is up: API and console at {api} (docs at {api}/docs)\n"
-              f"  broker {env['VOICEFLEET_MQTT_URL']}, data and logs in {home}\n"
-              f"  try: voicefleet say \"今天下午三点提醒我开会\" -o reminder.wav", flush=True)
-        while not stop.wait(1.0):
-            dead = [c for c in children if c.poll() is not None]
-            if dead:
-                print(f"a child process exited ({dead[0].args}); see the logs in {home}", file=sys.stderr)
-                return 1
-        return 0
-    finally:
-        for child in reversed(children):  # agents first, so they can hand back their jobs
-            _terminate(child)
-        if broker:
-            broker.stop()
+class ClusterError(RuntimeError):
+    pass
 
 
-def _spawn(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "voicefleet.cli", *args], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+class Cluster:
+    """A control plane and its agents as child processes, logs in ``home``."""
+
+    def __init__(self, home: Path, *, mqtt_url: str, http_port: int, http_host: str = "127.0.0.1",
+                 env: dict[str, str] | None = None):
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.api = f"http://{http_host}:{http_port}"
+        self.env = {**os.environ, **(env or {}), "VOICEFLEET_HOME": str(self.home), "VOICEFLEET_MQTT_URL": mqtt_url,
+                    "VOICEFLEET_HTTP_PORT": str(http_port), "VOICEFLEET_HTTP_HOST": http_host}
+        self.control: subprocess.Popen | None = None
+        self.agents: dict[str, subprocess.Popen] = {}
+
+    def start_control_plane(self, **env: str) -> None:
+        self.control = self._spawn(["control-plane"], env, "control-plane")
+        self.wait(lambda: get_json(f"{self.api}/readyz").get("ready"), "the control plane")
+
+    def start_agent(self, device_id: str, *, role: str = "edge", engine: str = "espeak", wait: bool = True,
+                    **env: str) -> subprocess.Popen:
+        env = {"VOICEFLEET_DEVICE_ID": device_id, "VOICEFLEET_ROLE": role, "VOICEFLEET_ENGINE": engine, **env}
+        proc = self.agents[device_id] = self._spawn(["agent"], env, f"agent-{device_id}")
+        if wait:
+            self.wait(lambda: self.device_status(device_id) == "online", f"agent {device_id}")
+        return proc
+
+    def device_status(self, device_id: str) -> str | None:
+        devices = get_json(f"{self.api}/v1/devices") or []
+        return next((d["status"] for d in devices if d.get("id") == device_id), None)
+
+    def processes(self) -> list[subprocess.Popen]:
+        return [p for p in [self.control, *self.agents.values()] if p is not None]
+
+    def stop(self) -> None:
+        for proc in [*self.agents.values(), self.control]:  # agents first, so they can hand back jobs
+            if proc is not None:
+                terminate(proc)
+
+    def wait(self, check, what: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not check():
+            if any(p.poll() is not None for p in self.processes()):
+                raise ClusterError(f"{what} failed to start; see the logs in {self.home}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{what} did not come up within {timeout_s:.0f}s; see the logs in {self.home}")
+            time.sleep(0.1)
+
+    def _spawn(self, args: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen:
+        with open(self.home / f"{log_name}.log", "ab") as out:
+            return subprocess.Popen([sys.executable, "-m", "voicefleet.cli", *args], env={**self.env, **env},
+                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-def _terminate(child: subprocess.Popen, timeout: float = 40.0) -> None:
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
+def terminate(proc: subprocess.Popen, timeout: float = 40.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
         try:
-            child.wait(timeout)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+            proc.kill()
+            proc.wait()
 
 
-def _get(url: str):
+def get_json(url: str):
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return json.loads(resp.read())
@@ -87,16 +99,32 @@ def _get(url: str):
         return {}
 
 
-def _online(api: str) -> int:
-    devices = _get(f"{api}/v1/devices") or []
-    return sum(1 for d in devices if d.get("status") == "online" and d.get("id") in dict(AGENTS))
-
-
-def _wait(check, what: str, children: list[subprocess.Popen]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not check():
-        if any(c.poll() is not None for c in children):
-            raise SystemExit(f"{what} failed to start; see the logs in {CommonSettings().home}")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{what} did not come up within {READY_TIMEOUT_S:.0f}s")
-        time.sleep(0.2)
+def run_one_box(port: int | None = None) -> int:
+    common = CommonSettings()
+    port = port or int(os.environ.get("VOICEFLEET_HTTP_PORT", "8750"))
+    host = os.environ.get("VOICEFLEET_HTTP_HOST", "127.0.0.1")
+    broker = None if "VOICEFLEET_MQTT_URL" in os.environ else MosquittoBroker(common.home / "broker").start()
+    cluster = Cluster(common.home, mqtt_url=broker.url if broker else common.mqtt_url, http_port=port, http_host=host)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        cluster.start_control_plane()
+        for device_id, role in AGENTS:
+            cluster.start_agent(device_id, role=role)
+        print(f"voicefleet is up: API at {cluster.api} (interactive docs at {cluster.api}/docs)\n"
+              f"  broker {cluster.env['VOICEFLEET_MQTT_URL']}, data and logs in {common.home}\n"
+              f"  try: voicefleet say \"今天下午三点提醒我开会\" -o reminder.wav", flush=True)
+        while not stop.wait(1.0):
+            dead = [p for p in cluster.processes() if p.poll() is not None]
+            if dead:
+                print(f"a child process exited ({dead[0].args}); see the logs in {common.home}", file=sys.stderr)
+                return 1
+        return 0
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        cluster.stop()
+        if broker:
+            broker.stop()

@@ -1,0 +1,538 @@
+#!/usr/bin/env python
+"""Dispatch benchmark: the control plane's job path against the raw MQTT round trip, in one run.
+
+1. Raw broker: a fresh Mosquitto; a requester publishes QoS 1 to topic A, an echo client (its own
+   process, like an agent) republishes to topic B, the requester receives on B. Sustained round
+   trips/s with a window of outstanding messages, then one-at-a-time latency.
+2. Full path on the same broker: the control plane and K agents (zero-work ``tone`` engine) as
+   child processes. Throughput: N jobs over HTTP with several connections; latency: jobs one at
+   a time, submit -> first chunk and submit -> done from the job rows' server-side timestamps.
+
+Prints a table (or one JSON object with ``--json``), ratios, and PASS/MISS against the targets.
+Progress goes to stderr. Every child process and temp dir is removed on exit, error or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+import httpx  # noqa: E402
+import paho.mqtt.client as paho  # noqa: E402
+import psutil  # noqa: E402
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
+
+from voicefleet.broker import MosquittoBroker, free_port  # noqa: E402
+from voicefleet.settings import mqtt_host_port  # noqa: E402
+
+TARGET_JOBS_PER_S = 500.0
+TARGET_OVERHEAD_MS = 10.0
+TEXT = "今天下午三点提醒我开会。"
+TOPIC_A, TOPIC_B = "bench/rtt/a", "bench/rtt/b"
+INFLIGHT = 1000  # as voicefleet.mqtt.MqttClient sets it (receive maximum and paho's inflight cap)
+READY_TIMEOUT_S = 30.0
+STALL_TIMEOUT_S = 30.0  # give up on outstanding jobs after this long without progress
+TERMINAL = ("done", "failed", "cancelled")
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    """Percentile with linear interpolation (numpy's default); NaN when empty."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = (len(s) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def dist_ms(seconds: list[float]) -> dict[str, float]:
+    ms = [x * 1000 for x in seconds]
+    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 3), "p90_ms": round(pct(ms, 90), 3),
+            "p99_ms": round(pct(ms, 99), 3), "max_ms": round(max(ms), 3) if ms else float("nan")}
+
+
+# ----------------------------------------------------------------------------- raw broker
+
+
+def _mqtt_client(url: str, client_id: str, nodelay: bool) -> paho.Client:
+    """paho 2.x, MQTT 5, connected and looping in its own thread; same flow control as the wrapper.
+    paho leaves Nagle on; ``nodelay`` sets TCP_NODELAY on the socket (Mosquitto sets it on its side)."""
+    host, port = mqtt_host_port(url)
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    if nodelay:
+        c.on_socket_open = lambda _c, _u, sock: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.max_inflight_messages_set(INFLIGHT)
+    c.max_queued_messages_set(0)
+    props = Properties(PacketTypes.CONNECT)
+    props.ReceiveMaximum = INFLIGHT
+    connected = threading.Event()
+    c.on_connect = lambda *_: connected.set()
+    c.connect(host, port, keepalive=30, clean_start=True, properties=props)
+    c.loop_start()
+    if not connected.wait(10):
+        raise RuntimeError(f"no MQTT broker answered at {url}")
+    return c
+
+
+def _subscribe(c: paho.Client, topic: str) -> None:
+    done = threading.Event()
+    c.on_subscribe = lambda *_: done.set()
+    c.subscribe(topic, qos=1)
+    if not done.wait(10):
+        raise RuntimeError(f"no SUBACK for {topic}")
+
+
+def echo_main(url: str, nodelay: bool) -> None:
+    """Child process: republish everything from A to B (QoS 1) until stdin closes."""
+    c = _mqtt_client(url, f"bench-echo-{os.getpid()}", nodelay)
+    c.on_message = lambda client, _u, msg: client.publish(TOPIC_B, msg.payload, qos=1)
+    _subscribe(c, TOPIC_A)
+    print("ready", flush=True)
+    sys.stdin.read()
+    c.disconnect()
+    c.loop_stop()
+
+
+def raw_broker(url: str, *, nodelay: bool, count: int, window: int, samples: int,
+               payload_bytes: int) -> dict[str, Any]:
+    echo = subprocess.Popen([sys.executable, __file__, "--echo", url, *(["--echo-nodelay"] * nodelay)],
+                            stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, cwd=ROOT)
+    req = None
+    try:
+        assert echo.stdout is not None
+        if echo.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the echo client did not start")
+        req = _mqtt_client(url, "bench-requester", nodelay)
+        slots = threading.Semaphore(window)
+        got = threading.Event()
+        state = {"left": 0}
+        lock = threading.Lock()
+
+        def on_message(_c, _u, _msg) -> None:
+            slots.release()
+            with lock:
+                state["left"] -= 1
+                if state["left"] == 0:
+                    got.set()
+
+        req.on_message = on_message
+        _subscribe(req, TOPIC_B)
+        payload = (b'{"v":1,"type":"bench","seq":%d,"pad":"' % 0).ljust(payload_bytes - 2, b"x") + b'"}'
+
+        def run(n: int, w: int) -> float:
+            nonlocal slots
+            slots = threading.Semaphore(w)
+            got.clear()
+            state["left"] = n
+            t0 = time.perf_counter()
+            for _ in range(n):
+                if not slots.acquire(timeout=10):
+                    raise RuntimeError("raw round trip timed out")
+                req.publish(TOPIC_A, payload, qos=1)
+            if not got.wait(30):
+                raise RuntimeError("raw round trips did not all come back")
+            return time.perf_counter() - t0
+
+        run(min(500, count), window)  # warm-up
+        elapsed = run(count, window)
+        rtts = []
+        for _ in range(samples):
+            rtts.append(run(1, 1))
+        return {"tcp_nodelay": nodelay, "payload_bytes": len(payload), "window": window, "round_trips": count,
+                "round_trips_per_s": round(count / elapsed, 1), "latency": dist_ms(rtts)}
+    finally:
+        if req is not None:
+            req.disconnect()
+            req.loop_stop()
+        if echo.stdin:
+            echo.stdin.close()
+        try:
+            echo.wait(5)
+        except subprocess.TimeoutExpired:
+            echo.kill()
+            echo.wait()
+
+
+# ------------------------------------------------------------------------------ full path
+
+
+class Fleet:
+    """The control plane and K tone agents as child processes; ``stop()`` always cleans up."""
+
+    def __init__(self, home: Path, broker_url: str, agents: int, slots: int):
+        self.home = home
+        self.port = free_port()
+        self.api = f"http://127.0.0.1:{self.port}"
+        self.device_ids = [f"bench-{i}" for i in range(agents)]
+        self.env = {**os.environ, "VOICEFLEET_HOME": str(home), "VOICEFLEET_HTTP_PORT": str(self.port),
+                    "VOICEFLEET_MQTT_URL": broker_url, "VOICEFLEET_LOG_LEVEL": "WARNING",
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        self.slots = slots
+        self.control: subprocess.Popen | None = None
+        self.agents: list[subprocess.Popen] = []
+
+    def _spawn(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen:
+        with open(self.home / f"{name}.log", "ab") as out:
+            return subprocess.Popen([sys.executable, "-m", "voicefleet.cli", *args], env=env, cwd=ROOT,
+                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        self.control = self._spawn(["control-plane"], self.env, "control-plane")
+        self._wait(lambda: _get_json(f"{self.api}/readyz").get("ready"), "control plane /readyz")
+        for dev in self.device_ids:
+            env = {**self.env, "VOICEFLEET_ENGINE": "tone", "VOICEFLEET_DEVICE_ID": dev, "VOICEFLEET_ROLE": "cloud",
+                   "VOICEFLEET_MAX_CONCURRENCY": str(self.slots)}
+            self.agents.append(self._spawn(["agent"], env, f"agent-{dev}"))
+        self._wait(lambda: self.online() == len(self.device_ids), "all agents online")
+
+    def online(self) -> int:
+        devices = _get_json(f"{self.api}/v1/devices") or []
+        return sum(1 for d in devices if d.get("status") == "online" and d.get("id") in self.device_ids)
+
+    def _wait(self, check, what: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not check():
+            dead = [p for p in [self.control, *self.agents] if p is not None and p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"waiting for {what}: {dead[0].args} exited\n{self.log_tails()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} not reached within {READY_TIMEOUT_S:.0f}s\n{self.log_tails()}")
+            time.sleep(0.1)
+
+    def pids(self) -> dict[str, list[int]]:
+        return {"control_plane": [self.control.pid] if self.control else [], "agents": [a.pid for a in self.agents]}
+
+    def log_tails(self, lines: int = 15) -> str:
+        out = []
+        for path in sorted(self.home.glob("*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            if tail:
+                out.append(f"--- {path.name}\n" + "\n".join(tail))
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        for proc in [*self.agents, self.control]:  # agents first: they hand back unstarted jobs
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in [*self.agents, self.control]:
+            if proc is None:
+                continue
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _get_json(url: str) -> Any:
+    try:
+        r = httpx.get(url, timeout=2)
+        return r.json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes between start() and stop()."""
+
+    def __init__(self, groups: dict[str, list[int]]):
+        self.procs = {g: [psutil.Process(pid) for pid in pids] for g, pids in groups.items()}
+        self.t0: dict[str, float] = {}
+
+    @staticmethod
+    def _cpu(procs: list[psutil.Process]) -> float:
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    def start(self) -> None:
+        self.wall = time.perf_counter()
+        self.t0 = {g: self._cpu(ps) for g, ps in self.procs.items()}
+
+    def stop(self) -> dict[str, float]:
+        wall = time.perf_counter() - self.wall
+        out = {g: round(self._cpu(ps) - self.t0[g], 2) for g, ps in self.procs.items()}
+        out["wall_s"] = round(wall, 2)
+        return out
+
+
+async def _terminal_count(client: httpx.AsyncClient) -> dict[str, int]:
+    """Jobs by state, from the control plane's Prometheus gauges (one cheap GROUP BY)."""
+    r = await client.get("/metrics")
+    counts: dict[str, int] = {}
+    for line in r.text.splitlines():
+        if line.startswith('voicefleet_jobs{state="'):
+            state = line.split('"')[1]
+            counts[state] = int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+async def _fetch_jobs(client: httpx.AsyncClient, ids: list[str], conc: int) -> list[dict[str, Any]]:
+    sem = asyncio.Semaphore(conc)
+
+    async def one(job_id: str) -> dict[str, Any]:
+        async with sem:
+            r = await client.get(f"/v1/jobs/{job_id}")
+            r.raise_for_status()
+            return r.json()
+
+    return await asyncio.gather(*(one(i) for i in ids))
+
+
+async def throughput(api: str, *, jobs: int, conc: int, meter: CpuMeter) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
+    async with httpx.AsyncClient(base_url=api, limits=limits, timeout=60) as client:
+        before = await _terminal_count(client)
+        base_terminal = sum(before.get(s, 0) for s in TERMINAL)
+        ids: list[str] = []
+        errors: Counter[str] = Counter()
+        next_i = 0
+
+        async def submitter() -> None:
+            nonlocal next_i
+            while next_i < jobs:
+                next_i += 1
+                try:
+                    r = await client.post("/v1/jobs", json={"text": TEXT, "lang": "zh"})
+                except httpx.HTTPError as exc:
+                    errors[type(exc).__name__] += 1
+                    continue
+                if r.status_code == 201:
+                    ids.append(r.json()["id"])
+                else:
+                    errors[str(r.status_code)] += 1
+
+        meter.start()
+        t_first = time.time()
+        await asyncio.gather(*(submitter() for _ in range(conc)))
+        t_submitted = time.time()
+        # Wait until every accepted job reached a final state (or progress stalls).
+        last, last_change = -1, time.monotonic()
+        while True:
+            counts = await _terminal_count(client)
+            finished = sum(counts.get(s, 0) for s in TERMINAL) - base_terminal
+            if finished >= len(ids):
+                break
+            if finished != last:
+                last, last_change = finished, time.monotonic()
+            elif time.monotonic() - last_change > STALL_TIMEOUT_S:
+                log(f"no progress for {STALL_TIMEOUT_S:.0f}s: {finished}/{len(ids)} finished")
+                break
+            await asyncio.sleep(0.05)
+        cpu = meter.stop()
+        rows = await _fetch_jobs(client, ids, conc)
+    states = Counter(r["state"] for r in rows)
+    done = [r for r in rows if r["state"] == "done"]
+    t_last_done = max((r["finished_at"] for r in done), default=float("nan"))
+    completion_s = t_last_done - t_first
+    return {
+        "jobs": jobs, "connections": conc, "accepted": len(ids), "submit_errors": dict(errors),
+        "submit_s": round(t_submitted - t_first, 3),
+        "submit_per_s": round(len(ids) / (t_submitted - t_first), 1),
+        "completion_s": round(completion_s, 3),
+        "completed_per_s": round(len(done) / completion_s, 1) if done else 0.0,
+        "done": len(done), "failed": states.get("failed", 0), "cancelled": states.get("cancelled", 0),
+        "lost": len(ids) - sum(states.get(s, 0) for s in TERMINAL),
+        "first_chunk_under_load": dist_ms([r["first_chunk_at"] - r["created_at"] for r in done
+                                           if r["first_chunk_at"]]),
+        "cpu_s": cpu,
+    }
+
+
+async def latency(api: str, *, count: int, warmup: int) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        ids: list[str] = []
+        client_total: list[float] = []
+        for i in range(warmup + count):
+            t0 = time.perf_counter()
+            r = await client.post("/v1/jobs", json={"text": TEXT, "lang": "zh"})
+            r.raise_for_status()
+            job_id = r.json()["id"]
+            # Follow the audio like `voicefleet say`: the stream ends when the job is done.
+            async with client.stream("GET", f"/v1/jobs/{job_id}/audio") as resp:
+                async for _ in resp.aiter_raw():
+                    pass
+            if i >= warmup:
+                client_total.append(time.perf_counter() - t0)
+                ids.append(job_id)
+        rows = await _fetch_jobs(client, ids, 8)
+    done = [r for r in rows if r["state"] == "done"]
+    return {
+        "jobs": count, "done": len(done),
+        "submit_to_first_chunk": dist_ms([r["first_chunk_at"] - r["created_at"] for r in done]),
+        "submit_to_done": dist_ms([r["finished_at"] - r["created_at"] for r in done]),
+        "client_submit_to_audio_end": dist_ms(client_total),
+        # Where the time goes (started_at is the agent's clock: same box here).
+        "stages": {
+            "submit_to_assigned": dist_ms([r["assigned_at"] - r["created_at"] for r in done]),
+            "assigned_to_agent_started": dist_ms([r["started_at"] - r["assigned_at"] for r in done]),
+            "agent_started_to_first_chunk": dist_ms([r["first_chunk_at"] - r["started_at"] for r in done]),
+            "first_chunk_to_done": dist_ms([r["finished_at"] - r["first_chunk_at"] for r in done]),
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------- report
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="vf-bench-") as tmp:
+        home = Path(tmp)
+        broker = MosquittoBroker(home / "broker")
+        fleet: Fleet | None = None
+        try:
+            broker.start()
+            raws = {}
+            for nodelay in (True, False):
+                log(f"broker {broker.url}: raw round trips, TCP_NODELAY {'on' if nodelay else 'off'}")
+                raws[nodelay] = raw_broker(broker.url, nodelay=nodelay, count=args.rtt_count, window=args.rtt_window,
+                                           samples=args.rtt_samples, payload_bytes=args.payload)
+            log(f"starting control plane and {args.agents} agents")
+            fleet = Fleet(home, broker.url, args.agents, args.slots)
+            fleet.start()
+            meter = CpuMeter({**fleet.pids(), "broker": [broker.pid] if broker.pid else [],
+                              "benchmark_client": [os.getpid()]})
+            log(f"throughput: {args.jobs} jobs over {args.connections} connections")
+            tput = asyncio.run(throughput(fleet.api, jobs=args.jobs, conc=args.connections, meter=meter))
+            log(f"latency: {args.latency_jobs} jobs one at a time")
+            lat = asyncio.run(latency(fleet.api, count=args.latency_jobs, warmup=args.warmup))
+        except BaseException:
+            if fleet is not None:
+                log("failed; child logs:\n" + fleet.log_tails())
+            raise
+        finally:
+            if fleet is not None:
+                fleet.stop()
+            broker.stop()
+    # The reference is the broker's real round trip (Nagle off on both ends); paho's default
+    # (Nagle on, as voicefleet.mqtt leaves it) is reported beside it.
+    raw, raw_default = raws[True], raws[False]
+    raw_p50 = raw["latency"]["p50_ms"]
+    first_p50 = lat["submit_to_first_chunk"]["p50_ms"]
+    overhead = round(first_p50 - raw_p50, 3)
+    rate = tput["completed_per_s"]
+    return {
+        "config": {"jobs": args.jobs, "agents": args.agents, "slots_per_agent": args.slots,
+                   "connections": args.connections, "latency_jobs": args.latency_jobs, "cpus": os.cpu_count(),
+                   "python": sys.version.split()[0]},
+        "raw_broker": raw,
+        "raw_broker_paho_default_socket": raw_default,
+        "throughput": tput,
+        "latency": lat,
+        "ratios": {
+            "completion_vs_raw_round_trips": round(rate / raw["round_trips_per_s"], 4),
+            "first_chunk_p50_vs_raw_rtt_p50": round(first_p50 / raw_p50, 2) if raw_p50 else None,
+            "overhead_p50_ms": overhead,
+            "overhead_p50_ms_vs_paho_default_socket": round(first_p50 - raw_default["latency"]["p50_ms"], 3),
+        },
+        "targets": {
+            "jobs_per_s": {"target": f">= {TARGET_JOBS_PER_S:g}", "value": rate,
+                           "result": "PASS" if rate >= TARGET_JOBS_PER_S else "MISS"},
+            "overhead_p50_ms": {"target": f"< {TARGET_OVERHEAD_MS:g}", "value": overhead,
+                                "result": "PASS" if overhead < TARGET_OVERHEAD_MS else "MISS"},
+            "no_lost_jobs": {"target": "0 lost, 0 failed", "value": tput["lost"] + tput["failed"],
+                             "result": "PASS" if tput["lost"] + tput["failed"] == 0
+                             and tput["done"] == tput["accepted"] == args.jobs else "MISS"},
+        },
+    }
+
+
+def print_table(r: dict[str, Any]) -> None:
+    raw, tp, lat, rat = r["raw_broker"], r["throughput"], r["latency"], r["ratios"]
+    raw_def = r["raw_broker_paho_default_socket"]
+    c = r["config"]
+
+    def d(x: dict[str, float]) -> str:
+        return f"p50 {x['p50_ms']:8.2f} ms   p99 {x['p99_ms']:8.2f} ms   (n={x['n']})"
+
+    print(f"voicefleet dispatch benchmark — {c['cpus']} CPUs, Python {c['python']}, {c['agents']} tone agents "
+          f"x {c['slots_per_agent']} slots")
+    print("\nraw broker (Mosquitto, paho MQTT 5, QoS 1, A -> echo -> B, "
+          f"{raw['payload_bytes']} B payload, window {raw['window']})")
+    for label, x in (("TCP_NODELAY (reference)", raw), ("paho default (Nagle on)", raw_def)):
+        print(f"  {label}")
+        print(f"    round trips/s               {x['round_trips_per_s']:10.1f}")
+        print(f"    round-trip latency          {d(x['latency'])}")
+    print(f"\ncontrol plane throughput ({tp['jobs']} jobs, {tp['connections']} HTTP connections)")
+    print(f"  submit rate (HTTP 201)        {tp['submit_per_s']:10.1f} jobs/s  ({tp['submit_s']:.2f} s)")
+    print(f"  completion rate               {tp['completed_per_s']:10.1f} jobs/s  ({tp['completion_s']:.2f} s "
+          "first submit -> last done)")
+    print(f"  accepted/done/failed/lost     {tp['accepted']}/{tp['done']}/{tp['failed']}/{tp['lost']}"
+          + (f"   submit errors {tp['submit_errors']}" if tp["submit_errors"] else ""))
+    print(f"  submit->first chunk (loaded)  {d(tp['first_chunk_under_load'])}")
+    cpu = tp["cpu_s"]
+    print("  CPU seconds during the run    " + ", ".join(f"{k} {v}" for k, v in cpu.items()))
+    print(f"\ncontrol plane latency ({lat['jobs']} jobs one at a time, server-side timestamps)")
+    print(f"  submit -> first chunk         {d(lat['submit_to_first_chunk'])}")
+    print(f"  submit -> done                {d(lat['submit_to_done'])}")
+    print(f"  client POST -> audio end      {d(lat['client_submit_to_audio_end'])}")
+    print("  stages (p50 of each step; agent clock for 'started')")
+    for name, x in lat["stages"].items():
+        print(f"    {name:<28}{x['p50_ms']:9.2f} ms   p99 {x['p99_ms']:8.2f} ms")
+    print("\nratios")
+    print(f"  completion rate / raw round trips/s     {rat['completion_vs_raw_round_trips']:.4f}")
+    print(f"  first-chunk p50 / raw RTT p50           {rat['first_chunk_p50_vs_raw_rtt_p50']}")
+    print(f"  overhead p50 (first chunk - raw RTT)    {rat['overhead_p50_ms']:.2f} ms")
+    print(f"  ... vs paho default socket RTT p50      {rat['overhead_p50_ms_vs_paho_default_socket']:.2f} ms")
+    print("\ntargets")
+    for name, t in r["targets"].items():
+        print(f"  {t['result']:<4}  {name:<16} {t['value']!s:>10}  (target {t['target']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    ap.add_argument("--jobs", type=int, default=2000, help="jobs in the throughput run (default 2000)")
+    ap.add_argument("--agents", type=int, default=4, help="tone agents (default 4)")
+    ap.add_argument("--slots", type=int, default=8, help="VOICEFLEET_MAX_CONCURRENCY per agent (default 8)")
+    ap.add_argument("--connections", type=int, default=16, help="concurrent HTTP connections (default 16)")
+    ap.add_argument("--latency-jobs", type=int, default=200, help="sequential jobs for latency (default 200)")
+    ap.add_argument("--warmup", type=int, default=10, help="sequential jobs run before the latency ones")
+    ap.add_argument("--rtt-count", type=int, default=10000, help="raw round trips for the rate (default 10000)")
+    ap.add_argument("--rtt-window", type=int, default=100, help="outstanding raw round trips (default 100)")
+    ap.add_argument("--rtt-samples", type=int, default=1000, help="one-at-a-time raw round trips (default 1000)")
+    ap.add_argument("--payload", type=int, default=300, help="raw payload bytes (default 300)")
+    ap.add_argument("--echo", metavar="URL", help=argparse.SUPPRESS)  # internal: the echo child process
+    ap.add_argument("--echo-nodelay", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.echo:
+        echo_main(args.echo, args.echo_nodelay)
+        return 0
+    result = run(args)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

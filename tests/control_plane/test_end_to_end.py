@@ -1,0 +1,135 @@
+"""The whole path on real parts: HTTP submit -> control plane -> Mosquitto -> agent (eSpeak NG)
+-> audio streamed back and stored. Runs once on SQLite and once on PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import time
+import wave
+
+import httpx
+import numpy as np
+import pytest
+
+from voicefleet.onebox import Cluster
+
+JOBS = [
+    {"text": "今天下午三点提醒我开会", "lang": "zh"},
+    {"text": "今天下午三点提醒我开会", "lang": "zh", "dialect": "yue"},
+    {"text": "Your three o'clock meeting starts in ten minutes.", "lang": "en"},
+]
+
+
+def wait_job(api: str, job_id: str, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{api}/v1/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {job['state']} after {timeout_s}s")
+
+
+def read_wav(data: bytes) -> tuple[int, np.ndarray]:
+    with wave.open(io.BytesIO(data)) as w:
+        assert (w.getnchannels(), w.getsampwidth()) == (1, 2)
+        return w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+
+
+def test_speaks_mandarin_cantonese_and_english(cluster: Cluster):
+    ids = []
+    for spec in JOBS:
+        r = httpx.post(f"{cluster.api}/v1/jobs", json=spec)
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    for spec, job_id in zip(JOBS, ids, strict=True):
+        job = wait_job(cluster.api, job_id)
+        assert job["state"] == "done", job
+        assert job["device_id"] in (cluster.edge_id, cluster.cloud_id)
+        assert job["explain"]["picked"] == job["device_id"] and job["explain"]["candidates"]
+        assert [e["kind"] for e in job["events"]][:2] == ["queued", "assigned"]
+        assert job["events"][-1]["kind"] == "done"
+        audio = httpx.get(f"{cluster.api}/v1/jobs/{job_id}/audio")
+        assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
+        rate, pcm = read_wav(audio.content)
+        assert rate == job["sample_rate"] == 22050
+        seconds = len(pcm) / rate
+        assert seconds > 0.5 * len(spec["text"]) / 10, f"{seconds:.2f}s of audio for {spec['text']!r}"
+        rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2)))
+        assert rms > 300, f"audio is near silent (RMS {rms:.0f})"
+
+
+def test_first_chunk_reaches_client_before_job_finishes(cluster: Cluster):
+    text = "今天下午三点提醒我开会，请准时到达会议室。" * 60  # ~1,200 characters, several minutes of audio
+    job_id = httpx.post(f"{cluster.api}/v1/jobs", json={"text": text}).json()["id"]
+    first_audio_at = None
+    received = 0
+    with httpx.stream("GET", f"{cluster.api}/v1/jobs/{job_id}/audio", timeout=60) as resp:
+        assert resp.status_code == 200
+        for block in resp.iter_bytes():
+            received += len(block)
+            if first_audio_at is None and received > 44:
+                first_audio_at = time.time()
+    job = wait_job(cluster.api, job_id)
+    assert job["state"] == "done"
+    assert first_audio_at is not None and first_audio_at < job["finished_at"], (
+        f"first audio at {first_audio_at}, job finished at {job['finished_at']}: the stream was buffered")
+    stored = httpx.get(f"{cluster.api}/v1/jobs/{job_id}/audio").content
+    assert received == len(stored), "the streamed audio differs in length from the stored WAV"
+
+
+@pytest.mark.parametrize("body, field, words", [
+    ({"text": ""}, "text", "empty"),
+    ({"text": "   "}, "text", "empty"),
+    ({"text": "字" * 5000}, "text", "5000 characters"),
+    ({"text": "你好", "dialect": "klingon"}, "dialect", "unknown dialect 'klingon'"),
+    ({"text": "你好", "lang": "xx"}, "lang", "unknown language 'xx'"),
+    ({"text": "你好", "priority": "high"}, "priority", "integer"),
+    ({"lang": "zh"}, "text", "required"),
+])
+def test_bad_input_gets_a_4xx_naming_the_fix(cluster: Cluster, body, field, words):
+    r = httpx.post(f"{cluster.api}/v1/jobs", json=body)
+    assert r.status_code == 422
+    text = r.json()["error"]["text"]
+    assert text.startswith(field) and words in text, text
+
+
+def test_malformed_requests_and_unservable_jobs(cluster: Cluster):
+    api = cluster.api
+    r = httpx.post(f"{api}/v1/jobs", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "JSON" in r.json()["error"]["text"]
+    r = httpx.post(f"{api}/v1/jobs", content=b"x" * (2 << 20), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    r = httpx.post(f"{api}/v1/jobs", json={"text": "你好", "dialect": "sichuan"})
+    assert r.status_code == 422 and "dialect 'sichuan'" in r.json()["error"]["text"]
+    assert httpx.get(f"{api}/v1/jobs/nope").status_code == 404
+    assert httpx.get(f"{api}/v1/jobs/nope/audio").status_code == 404
+    assert httpx.get(f"{api}/v1/jobs?state=bogus").status_code == 422
+
+
+def test_cancel_a_running_job(cluster: Cluster):
+    job_id = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "请稍候。" * 1200}).json()["id"]
+    r = httpx.post(f"{cluster.api}/v1/jobs/{job_id}/cancel")
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    assert wait_job(cluster.api, job_id)["state"] == "cancelled"
+    assert httpx.get(f"{cluster.api}/v1/jobs/{job_id}/audio").status_code == 409
+    # Both devices are free again: a new job still runs.
+    nxt = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "好的"}).json()["id"]
+    assert wait_job(cluster.api, nxt)["state"] == "done"
+
+
+def test_health_readiness_devices_and_metrics(cluster: Cluster):
+    api = cluster.api
+    assert httpx.get(f"{api}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{api}/readyz").json()
+    assert ready == {"ready": True, "checks": {"database": True, "broker": True}}
+    devices = {d["id"]: d for d in httpx.get(f"{api}/v1/devices").json()}
+    assert devices[cluster.edge_id]["role"] == "edge" and devices[cluster.cloud_id]["max_concurrency"] == 2
+    assert devices[cluster.edge_id]["capabilities"]["dialects"] == ["yue"]
+    job_id = httpx.post(f"{api}/v1/jobs", json={"text": "测试"}).json()["id"]
+    wait_job(api, job_id)
+    metrics = httpx.get(f"{api}/metrics").text
+    for line in ('voicefleet_jobs{state="done"} 1.0', "voicefleet_queue_depth 0.0",
+                 "voicefleet_job_first_chunk_seconds_count 1.0", "voicefleet_job_total_seconds_count 1.0",
+                 f'voicefleet_device_slots{{device="{cluster.cloud_id}"}} 2.0'):
+        assert line in metrics, line
