@@ -83,15 +83,19 @@ class Agent:
         while True:
             msg = self.inbox.get()
             try:
-                _, kind = p.parse_device_topic(msg.topic)
-                decoded, _ = p.decode(kind, msg.payload)
+                self._handle(msg)
             except p.ProtocolError as exc:
                 log.warning("dropped message on %s: %s", msg.topic, exc)
-                continue
-            if isinstance(decoded, p.JobAssign):
-                self.runner.submit(decoded)
-            elif isinstance(decoded, p.JobCancel):
-                self.runner.cancel(decoded.job_id)
+            except Exception:  # whatever arrives, the agent keeps taking jobs
+                log.exception("dropped message on %s that could not be handled", msg.topic)
+
+    def _handle(self, msg: Inbound) -> None:
+        _, kind = p.parse_device_topic(msg.topic)
+        decoded, _ = p.decode(kind, msg.payload)
+        if isinstance(decoded, p.JobAssign):
+            self.runner.submit(decoded)
+        elif isinstance(decoded, p.JobCancel):
+            self.runner.cancel(decoded.job_id, decoded.attempt)
 
     # -- outbound --------------------------------------------------------------------------
 

@@ -31,8 +31,10 @@ class JobRunner:
         self.concurrency = concurrency
         self._queue: queue.Queue[p.JobAssign | None] = queue.Queue()
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
-        self._cancelled: set[str] = set()
-        self._running: set[str] = set()
+        # Keyed by (job_id, attempt): cancelling one attempt never touches a later one.
+        self._active: set[tuple[str, int]] = set()  # queued or running here
+        self._running: set[tuple[str, int]] = set()
+        self._cancelled: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._accepting = True
         self.rtf: float | None = None  # exponentially weighted, reported in telemetry
@@ -59,14 +61,18 @@ class JobRunner:
             self._seen[key] = None
             if len(self._seen) > SEEN_LIMIT:
                 self._seen.popitem(last=False)
+            if self._accepting:
+                self._active.add(key)
         if not self._accepting:
             self.emit(p.JobReturned(job_id=job.job_id, attempt=job.attempt, reason="agent is shutting down"), None)
             return
         self._queue.put(job)
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, attempt: int | None = None) -> None:
+        """Cancel one attempt (or, with None, every attempt) that is queued or running here;
+        a cancel for anything else is ignored, so nothing lingers."""
         with self._lock:
-            self._cancelled.add(job_id)
+            self._cancelled |= {k for k in self._active if k[0] == job_id and attempt in (None, k[1])}
 
     def drain(self, timeout_s: float) -> None:
         """Stop taking jobs, hand back the unstarted ones, let running ones finish."""
@@ -89,20 +95,23 @@ class JobRunner:
 
     def _work(self) -> None:
         while (job := self._queue.get()) is not None:
-            if job.job_id in self._cancelled:
-                continue
+            key = (job.job_id, job.attempt)
             with self._lock:
-                self._running.add(job.job_id)
+                skip = key in self._cancelled
+                if not skip:
+                    self._running.add(key)
             try:
-                self._run(job)
+                if not skip:
+                    self._run(job)
             except Exception as exc:  # an engine bug must not kill the worker
                 log.exception("job %s crashed the engine", job.job_id)
                 self.emit(p.JobFailed(job_id=job.job_id, attempt=job.attempt,
                                       error=p.ErrorInfo(code="engine_crash", text=str(exc)), retryable=True), None)
             finally:
                 with self._lock:
-                    self._running.discard(job.job_id)
-                    self._cancelled.discard(job.job_id)
+                    self._running.discard(key)
+                    self._cancelled.discard(key)
+                    self._active.discard(key)
 
     def _run(self, job: p.JobAssign) -> None:
         ids = {"job_id": job.job_id, "attempt": job.attempt}
@@ -113,7 +122,10 @@ class JobRunner:
         digest, seq, total = hashlib.sha256(), 0, 0
         t0 = time.perf_counter()
         try:
-            for pcm in self.engine.synthesize(request, cancelled=lambda: job.job_id in self._cancelled):
+            key = (job.job_id, job.attempt)
+            for pcm in self.engine.synthesize(request, cancelled=lambda: key in self._cancelled):
+                if key in self._cancelled:
+                    break  # also for an engine that does not check often
                 for piece in _split(pcm):
                     digest.update(piece)
                     total += len(piece)
@@ -123,7 +135,7 @@ class JobRunner:
             self.emit(p.JobFailed(error=p.ErrorInfo(code=exc.code, text=exc.text), retryable=exc.retryable,
                                   **ids), None)
             return
-        if job.job_id in self._cancelled:
+        if (job.job_id, job.attempt) in self._cancelled:
             return  # the control plane already knows; a result would be ignored anyway
         synth_s = time.perf_counter() - t0
         self._learn_rtf(synth_s, pcm_seconds(total, rate))

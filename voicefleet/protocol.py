@@ -82,8 +82,10 @@ def new_id() -> str:
 
 
 def device_topic(device_id: str, kind: str) -> str:
-    if not _DEVICE_ID_RE.match(device_id):
+    if not _DEVICE_ID_RE.fullmatch(device_id):
         raise ProtocolError("bad_device_id", f"device id {device_id!r} must match {DEVICE_ID_PATTERN}")
+    if kind not in TO_DEVICE + FROM_DEVICE:
+        raise ProtocolError("bad_topic", f"unknown topic kind {kind!r}")
     return f"{TOPIC_ROOT}/dev/{device_id}/{kind}"
 
 
@@ -94,7 +96,7 @@ def control_subscriptions() -> list[str]:
 def parse_device_topic(topic: str) -> tuple[str, str]:
     """``vf/v1/dev/D/kind`` -> ``(D, kind)``; anything else is a ProtocolError."""
     parts = topic.split("/")
-    if len(parts) != 5 or "/".join(parts[:3]) != f"{TOPIC_ROOT}/dev" or not _DEVICE_ID_RE.match(parts[3]):
+    if len(parts) != 5 or "/".join(parts[:3]) != f"{TOPIC_ROOT}/dev" or not _DEVICE_ID_RE.fullmatch(parts[3]):
         raise ProtocolError("bad_topic", f"topic {topic!r} is not {TOPIC_ROOT}/dev/<device>/<kind>")
     if parts[4] not in TO_DEVICE + FROM_DEVICE:
         raise ProtocolError("bad_topic", f"unknown topic kind {parts[4]!r}")
@@ -281,15 +283,17 @@ def decode(kind: str, payload: bytes) -> tuple[Message, bytes | None]:
         raw = json.loads(head)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError("bad_json", f"payload is not JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "payload JSON is nested too deeply") from None
     if not isinstance(raw, dict):
         raise ProtocolError("bad_json", "payload must be a JSON object")
-    if raw.get("v") != SCHEMA_VERSION:
+    if type(raw.get("v")) is not int or raw["v"] != SCHEMA_VERSION:
         raise ProtocolError("bad_version", f"schema version {raw.get('v')!r}, expected {SCHEMA_VERSION}")
     try:
         msg = schema.validate_python(raw) if isinstance(schema, TypeAdapter) else schema.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(str(p) for p in first["loc"]) or "kind"
         raise ProtocolError("bad_message", f"{kind}: {where}: {first['msg']}") from None
     if isinstance(msg, AudioChunk):
         if not sep or len(data) % 2:

@@ -373,9 +373,6 @@ def test_cancel_of_one_job_leaves_others_running(make_runner, events: Events) ->
     assert events.kinds("drop") == ["started", "chunk"]
 
 
-@pytest.mark.xfail(strict=True, reason="JobRunner.cancel ignores the attempt and _work only clears _cancelled for "
-                                       "a job that ran: after a cancel of a queued attempt (or one that already "
-                                       "finished), every later attempt of that job is silently skipped")
 @pytest.mark.parametrize("when", ["cancelled-while-queued", "cancel-after-finish"])
 def test_new_attempt_runs_after_an_earlier_attempt_was_cancelled(make_runner, events: Events, when: str) -> None:
     engine = ScriptedEngine([pcm(10)], pause_after=0)
