@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlmodel import Session, select
 
 from control_plane import jobs
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(job_routes.router)
     app.include_router(devices.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(BodyLimit)
     return app
 
@@ -82,6 +84,13 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
         problems.append(f"{where}: {msg}")
     return JSONResponse({"error": {"code": "invalid_request", "text": "; ".join(problems)},
                          "detail": problems}, status_code=422)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Every error has the same shape: {"error": {"code", "text"}} (and FastAPI's "detail")."""
+    text = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return JSONResponse({"error": {"code": f"http_{exc.status_code}", "text": text}, "detail": exc.detail},
+                        status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
 class BodyLimit:

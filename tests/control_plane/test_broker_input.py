@@ -90,3 +90,20 @@ def test_agent_sigkill_mid_job_requeues_to_another_device(cluster: Cluster):
     assert job["state"] == "done" and job["device_id"] != first, job
     assert "attempt_failed" in kinds and job["attempt"] == 2
     assert cluster.device_status(first) == "offline"
+
+
+def test_agent_sigterm_finishes_its_job_then_goes_offline(cluster: Cluster):
+    """A clean shutdown drains: the running job completes on the same device, nothing is lost."""
+    job_id = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "请稍等，正在处理。" * 500}).json()["id"]
+    deadline = time.monotonic() + 30
+    while (job := httpx.get(f"{cluster.api}/v1/jobs/{job_id}").json())["state"] != "running":
+        assert time.monotonic() < deadline and job["state"] != "done", job
+        time.sleep(0.005)
+    device = job["device_id"]
+    cluster.agents[device].terminate()
+    assert cluster.agents[device].wait(30) == 0
+    while cluster.device_status(device) != "offline":  # its last messages are still being processed
+        assert time.monotonic() < deadline + 30
+        time.sleep(0.05)
+    job = httpx.get(f"{cluster.api}/v1/jobs/{job_id}").json()
+    assert job["state"] == "done" and job["device_id"] == device and job["attempt"] == 1, job
