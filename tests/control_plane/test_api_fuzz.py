@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from voicefleet.onebox import Cluster
 
+finite = st.floats(allow_nan=False, allow_infinity=False)  # JSON has no NaN or infinity
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers() | finite | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=10,
 )
@@ -22,7 +23,7 @@ job_like = st.fixed_dictionaries({}, optional={
     "dialect": st.one_of(st.none(), st.sampled_from(["yue", "sichuan", "xx"]), st.text(max_size=8)),
     "voice": st.one_of(st.none(), st.text(max_size=10), st.integers()),
     "instruction": st.one_of(st.none(), st.text(max_size=20)),
-    "priority": st.one_of(st.integers(-100, 100), st.text(max_size=3), st.floats(allow_nan=False, allow_infinity=False)),
+    "priority": st.one_of(st.integers(-100, 100), st.text(max_size=3), finite),
 })
 
 
