@@ -40,6 +40,7 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
 from voicefleet.broker import MosquittoBroker, free_port  # noqa: E402
+from voicefleet.onebox import Cluster, get_json  # noqa: E402
 from voicefleet.settings import mqtt_host_port  # noqa: E402
 
 TARGET_JOBS_PER_S = 500.0
@@ -47,7 +48,6 @@ TARGET_OVERHEAD_MS = 10.0
 TEXT = "今天下午三点提醒我开会。"
 TOPIC_A, TOPIC_B = "bench/rtt/a", "bench/rtt/b"
 INFLIGHT = 1000  # as voicefleet.mqtt.MqttClient sets it (receive maximum and paho's inflight cap)
-READY_TIMEOUT_S = 30.0
 STALL_TIMEOUT_S = 30.0  # give up on outstanding jobs after this long without progress
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -118,8 +118,7 @@ def echo_main(url: str, nodelay: bool) -> None:
 def raw_broker(url: str, *, nodelay: bool, count: int, window: int, samples: int,
                payload_bytes: int) -> dict[str, Any]:
     echo = subprocess.Popen([sys.executable, __file__, "--echo", url, *(["--echo-nodelay"] * nodelay)],
-                            stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, cwd=ROOT)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
     req = None
     try:
         assert echo.stdout is not None
@@ -140,7 +139,7 @@ def raw_broker(url: str, *, nodelay: bool, count: int, window: int, samples: int
 
         req.on_message = on_message
         _subscribe(req, TOPIC_B)
-        payload = (b'{"v":1,"type":"bench","seq":%d,"pad":"' % 0).ljust(payload_bytes - 2, b"x") + b'"}'
+        payload = b'{"v":1,"type":"bench","pad":"'.ljust(payload_bytes - 2, b"x") + b'"}'  # JSON, like a JobAssign
 
         def run(n: int, w: int) -> float:
             nonlocal slots
@@ -158,9 +157,7 @@ def raw_broker(url: str, *, nodelay: bool, count: int, window: int, samples: int
 
         run(min(500, count), window)  # warm-up
         elapsed = run(count, window)
-        rtts = []
-        for _ in range(samples):
-            rtts.append(run(1, 1))
+        rtts = [run(1, 1) for _ in range(samples)]  # one at a time
         return {"tcp_nodelay": nodelay, "payload_bytes": len(payload), "window": window, "round_trips": count,
                 "round_trips_per_s": round(count / elapsed, 1), "latency": dist_ms(rtts)}
     finally:
@@ -180,79 +177,42 @@ def raw_broker(url: str, *, nodelay: bool, count: int, window: int, samples: int
 
 
 class Fleet:
-    """The control plane and K tone agents as child processes; ``stop()`` always cleans up."""
+    """The control plane and K tone agents as child processes (voicefleet.onebox.Cluster)."""
 
     def __init__(self, home: Path, broker_url: str, agents: int, slots: int):
-        self.home = home
-        self.port = free_port()
-        self.api = f"http://127.0.0.1:{self.port}"
+        pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        self.cluster = Cluster(home, mqtt_url=broker_url, http_port=free_port(),
+                               env={"VOICEFLEET_LOG_LEVEL": "WARNING", "PYTHONPATH": pythonpath})
+        self.api = self.cluster.api
         self.device_ids = [f"bench-{i}" for i in range(agents)]
-        self.env = {**os.environ, "VOICEFLEET_HOME": str(home), "VOICEFLEET_HTTP_PORT": str(self.port),
-                    "VOICEFLEET_MQTT_URL": broker_url, "VOICEFLEET_LOG_LEVEL": "WARNING",
-                    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self.slots = slots
-        self.control: subprocess.Popen | None = None
-        self.agents: list[subprocess.Popen] = []
-
-    def _spawn(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen:
-        with open(self.home / f"{name}.log", "ab") as out:
-            return subprocess.Popen([sys.executable, "-m", "voicefleet.cli", *args], env=env, cwd=ROOT,
-                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def start(self) -> None:
-        self.control = self._spawn(["control-plane"], self.env, "control-plane")
-        self._wait(lambda: _get_json(f"{self.api}/readyz").get("ready"), "control plane /readyz")
-        for dev in self.device_ids:
-            env = {**self.env, "VOICEFLEET_ENGINE": "tone", "VOICEFLEET_DEVICE_ID": dev, "VOICEFLEET_ROLE": "cloud",
-                   "VOICEFLEET_MAX_CONCURRENCY": str(self.slots)}
-            self.agents.append(self._spawn(["agent"], env, f"agent-{dev}"))
-        self._wait(lambda: self.online() == len(self.device_ids), "all agents online")
+        self.cluster.start_control_plane()
+        for dev in self.device_ids:  # start all, then wait for all
+            self.cluster.start_agent(dev, role="cloud", engine="tone", wait=False,
+                                     VOICEFLEET_MAX_CONCURRENCY=str(self.slots))
+        self.cluster.wait(lambda: self.online() == len(self.device_ids), "all agents online")
 
     def online(self) -> int:
-        devices = _get_json(f"{self.api}/v1/devices") or []
+        devices = get_json(f"{self.api}/v1/devices") or []
         return sum(1 for d in devices if d.get("status") == "online" and d.get("id") in self.device_ids)
 
-    def _wait(self, check, what: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not check():
-            dead = [p for p in [self.control, *self.agents] if p is not None and p.poll() is not None]
-            if dead:
-                raise RuntimeError(f"waiting for {what}: {dead[0].args} exited\n{self.log_tails()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} not reached within {READY_TIMEOUT_S:.0f}s\n{self.log_tails()}")
-            time.sleep(0.1)
-
     def pids(self) -> dict[str, list[int]]:
-        return {"control_plane": [self.control.pid] if self.control else [], "agents": [a.pid for a in self.agents]}
+        c = self.cluster
+        return {"control_plane": [c.control.pid] if c.control else [], "agents": [a.pid for a in c.agents.values()]}
 
     def log_tails(self, lines: int = 15) -> str:
+        """The children's last log lines (their home is a temp dir that is about to go)."""
         out = []
-        for path in sorted(self.home.glob("*.log")):
+        for path in sorted(self.cluster.home.glob("*.log")):
             tail = path.read_text(errors="replace").splitlines()[-lines:]
             if tail:
                 out.append(f"--- {path.name}\n" + "\n".join(tail))
         return "\n".join(out)
 
     def stop(self) -> None:
-        for proc in [*self.agents, self.control]:  # agents first: they hand back unstarted jobs
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in [*self.agents, self.control]:
-            if proc is None:
-                continue
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _get_json(url: str) -> Any:
-    try:
-        r = httpx.get(url, timeout=2)
-        return r.json()
-    except (httpx.HTTPError, ValueError):
-        return {}
+        self.cluster.stop()  # agents first, then the control plane; SIGKILL if one hangs
 
 
 class CpuMeter:
@@ -346,7 +306,7 @@ async def throughput(api: str, *, jobs: int, conc: int, meter: CpuMeter) -> dict
             elif time.monotonic() - last_change > STALL_TIMEOUT_S:
                 log(f"no progress for {STALL_TIMEOUT_S:.0f}s: {finished}/{len(ids)} finished")
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.25)  # rates come from job rows, not from this poll
         cpu = meter.stop()
         rows = await _fetch_jobs(client, ids, conc)
     states = Counter(r["state"] for r in rows)
@@ -413,8 +373,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raws = {}
             for nodelay in (True, False):
                 log(f"broker {broker.url}: raw round trips, TCP_NODELAY {'on' if nodelay else 'off'}")
+                # With Nagle on each sample takes ~40 ms (delayed ACK): fewer samples keep the run short.
+                samples = args.rtt_samples if nodelay else min(args.rtt_samples, 200)
                 raws[nodelay] = raw_broker(broker.url, nodelay=nodelay, count=args.rtt_count, window=args.rtt_window,
-                                           samples=args.rtt_samples, payload_bytes=args.payload)
+                                           samples=samples, payload_bytes=args.payload)
             log(f"starting control plane and {args.agents} agents")
             fleet = Fleet(home, broker.url, args.agents, args.slots)
             fleet.start()
@@ -424,9 +386,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             tput = asyncio.run(throughput(fleet.api, jobs=args.jobs, conc=args.connections, meter=meter))
             log(f"latency: {args.latency_jobs} jobs one at a time")
             lat = asyncio.run(latency(fleet.api, count=args.latency_jobs, warmup=args.warmup))
-        except BaseException:
-            if fleet is not None:
-                log("failed; child logs:\n" + fleet.log_tails())
+        except BaseException as exc:
+            tails = fleet.log_tails() if fleet is not None else ""
+            log(f"stopped by {type(exc).__name__}; cleaning up" + (f"; child logs:\n{tails}" if tails else ""))
             raise
         finally:
             if fleet is not None:
@@ -507,6 +469,17 @@ def print_table(r: dict[str, Any]) -> None:
         print(f"  {t['result']:<4}  {name:<16} {t['value']!s:>10}  (target {t['target']})")
 
 
+def _finite(x: Any) -> Any:
+    """NaN (an empty sample) becomes null, so the output is strict JSON."""
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -526,9 +499,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.echo:
         echo_main(args.echo, args.echo_nodelay)
         return 0
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop every child and remove the temp dir.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args)
     if args.json:
-        print(json.dumps(result, ensure_ascii=False))
+        print(json.dumps(_finite(result), ensure_ascii=False))
     else:
         print_table(result)
     return 0
