@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,21 +35,26 @@ class AudioStore(Protocol):
     def finalize(self, job_id: str, attempt: int, *, sample_rate: int, chunks: int,
                  sha256: str) -> StoredAudio: ...
     def discard(self, job_id: str, attempt: int) -> None: ...
-    def partial_path(self, job_id: str, attempt: int) -> Path: ...
+    def read_partial(self, job_id: str, attempt: int, offset: int) -> bytes: ...
     def open_final(self, key: str): ...
     def iter_final(self, key: str, offset: int = 0) -> Iterator[bytes]: ...
 
 
 class LocalAudioStore:
     """Chunks are appended in ``seq`` order; an early chunk waits in memory for its turn and a
-    repeated one (QoS 1 redelivery) is ignored. Only the dispatcher thread writes."""
+    repeated one (QoS 1 redelivery) is ignored. A job's audio stays in memory until it passes
+    ``spill_bytes``, then goes on in a partial file, so short jobs cost one file write. Only the
+    dispatcher thread writes; HTTP followers read concurrently through ``read_partial``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, spill_bytes: int = 1 << 20):
         self.root = Path(root)
+        self.spill_bytes = spill_bytes
         (self.root / "partial").mkdir(parents=True, exist_ok=True)
         (self.root / "jobs").mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
         self._next: dict[tuple[str, int], int] = {}
         self._early: dict[tuple[str, int], dict[int, bytes]] = {}
+        self._mem: dict[tuple[str, int], bytearray] = {}  # not yet spilled to the partial file
 
     def partial_path(self, job_id: str, attempt: int) -> Path:
         return self.root / "partial" / f"{job_id}.{attempt}.pcm"
@@ -65,52 +71,76 @@ class LocalAudioStore:
         if seq > nxt:
             self._early.setdefault(k, {})[seq] = pcm
             return True
-        with open(self.partial_path(job_id, attempt), "ab") as f:
-            f.write(pcm)
+        pieces = [pcm]
+        nxt += 1
+        early = self._early.get(k, {})
+        while nxt in early:
+            pieces.append(early.pop(nxt))
             nxt += 1
-            early = self._early.get(k, {})
-            while nxt in early:
-                f.write(early.pop(nxt))
-                nxt += 1
         self._next[k] = nxt
+        self._write(k, b"".join(pieces))
         return True
+
+    def _write(self, k: tuple[str, int], data: bytes) -> None:
+        with self._lock:
+            buf = self._mem.get(k)
+            if buf is None and not self.partial_path(*k).exists():
+                buf = self._mem[k] = bytearray()
+            if buf is not None and len(buf) + len(data) <= self.spill_bytes:
+                buf.extend(data)
+                return
+            with open(self.partial_path(*k), "ab") as f:
+                if buf is not None:
+                    f.write(self._mem.pop(k))
+                f.write(data)
+
+    def read_partial(self, job_id: str, attempt: int, offset: int) -> bytes:
+        """The audio received so far for this attempt, from byte ``offset``."""
+        with self._lock:
+            buf = self._mem.get((job_id, attempt))
+            if buf is not None:
+                return bytes(buf[offset:])
+            try:
+                with open(self.partial_path(job_id, attempt), "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except FileNotFoundError:
+                return b""
+        return data[: len(data) - len(data) % 2]
 
     def finalize(self, job_id: str, attempt: int, *, sample_rate: int, chunks: int,
                  sha256: str) -> StoredAudio:
-        """Check the partial against the agent's count and checksum, then write the WAV."""
+        """Check the audio against the agent's count and checksum, then write the WAV (to a
+        temporary name, then renamed: a reader never sees half a file)."""
         k = (job_id, attempt)
         got = self._next.get(k, 0)
-        part = self.partial_path(job_id, attempt)
-        if chunks and (got != chunks or not part.exists()):
-            raise AudioIntegrityError(f"received {got} of {chunks} audio chunks")
-        digest = hashlib.sha256()
-        size = 0
+        if got != chunks or self._early.get(k):
+            raise AudioIntegrityError(f"received {got} of {chunks} audio chunks in order")
+        with self._lock:
+            data = self._mem.get(k)
+        if data is None:
+            part = self.partial_path(job_id, attempt)
+            data = part.read_bytes() if part.exists() else b""
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise AudioIntegrityError("audio checksum differs from the agent's: chunks were lost or damaged")
         key = self.final_key(job_id)
         dest = self.root / key
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(".tmp")
         with open(tmp, "wb") as out:
-            out.write(wav_header(sample_rate, part.stat().st_size if chunks else 0))
-            if chunks:
-                with open(part, "rb") as src:
-                    while block := src.read(1 << 20):
-                        digest.update(block)
-                        size += len(block)
-                        out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        if digest.hexdigest() != sha256:
-            tmp.unlink()
-            raise AudioIntegrityError("audio checksum differs from the agent's: chunks were lost or damaged")
+            out.write(wav_header(sample_rate, len(data)))
+            out.write(data)
         os.replace(tmp, dest)
         self.discard(job_id, attempt)
-        return StoredAudio(key=key, samples=size // SAMPLE_WIDTH, bytes=size, sha256=sha256)
+        return StoredAudio(key=key, samples=len(data) // SAMPLE_WIDTH, bytes=len(data), sha256=sha256)
 
     def discard(self, job_id: str, attempt: int) -> None:
         k = (job_id, attempt)
         self._next.pop(k, None)
         self._early.pop(k, None)
-        self.partial_path(job_id, attempt).unlink(missing_ok=True)
+        with self._lock:
+            self._mem.pop(k, None)
+            self.partial_path(job_id, attempt).unlink(missing_ok=True)
 
     def open_final(self, key: str):
         return open(self.root / key, "rb")

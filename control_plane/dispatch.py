@@ -1,20 +1,25 @@
-"""The MQTT side of the control plane: one thread that turns device messages into database
-transitions and hands queued jobs to devices with free slots.
+"""The control plane's single writer: one thread that records submissions and cancels, turns
+device messages into database transitions, and hands queued jobs to devices with free slots.
 
-Messages arrive on a queue (the MQTT callback does nothing else) and are handled in batches,
-one transaction a batch; each message is acked to the broker only after its batch committed,
-so a crash loses nothing (the broker redelivers). Announcements (job assignments, cancels,
-wake-ups of HTTP clients) go out only after the commit that they announce.
+Everything arrives on one queue (HTTP handlers and the MQTT callback only enqueue) and is
+handled in batches, one transaction a batch (group commit). A submit is answered, and a device
+message acked to the broker, only after its batch committed, so a crash loses nothing
+accepted (the broker redelivers what was not acked). Announcements (job assignments, cancels,
+wake-ups of HTTP followers) go out only after the commit that they announce.
+
+The fleet (capabilities, status, slots in use) is kept in memory for the scheduler and the
+submit check, and reloaded from the database every housekeeping tick.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -24,24 +29,49 @@ from control_plane.audio_store import AudioIntegrityError, LocalAudioStore
 from control_plane.core.config import Settings
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
-from control_plane.models import AudioArtifact, Device, Job, JobState
+from control_plane.models import ACTIVE_STATES, TERMINAL_STATES, AudioArtifact, Device, Job, JobCreate
 from control_plane.scheduler import DeviceView, pick_device
 from voicefleet import protocol as p
 from voicefleet.mqtt import Inbound, MqttClient
 
 log = logging.getLogger(__name__)
-WAKE = Inbound("", b"", 0, 0)  # put on the inbox to make the loop schedule at once
 BATCH = 500
 HOUSEKEEPING_S = 1.0
+
+
+@dataclass
+class Command:
+    """A request from an HTTP handler; its future is resolved once the batch has committed."""
+
+    kind: str  # submit | cancel
+    arg: Any
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+
+    def resolve(self, result: Any, error: BaseException | None) -> None:
+        self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+
+
+def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if future.done():  # the client went away
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+WAKE = object()  # put on the inbox to make the loop run a scheduling pass at once
 
 
 @dataclass
 class _Outbox:
     """What a batch announces once it has committed."""
 
-    publish: list[tuple[str, bytes]]
-    notify: set[str]
-    acks: list[Inbound]
+    publish: list[tuple[str, bytes]] = field(default_factory=list)
+    notify: set[str] = field(default_factory=set)
+    acks: list[Inbound] = field(default_factory=list)
+    answers: list[tuple[Command, Any, BaseException | None]] = field(default_factory=list)
     reschedule: bool = False
 
 
@@ -53,16 +83,18 @@ class Dispatcher:
         self.store = store
         self.watch = watch
         self.metrics = metrics
-        self.inbox: queue.Queue[Inbound] = queue.Queue()
+        self.inbox: queue.Queue = queue.Queue()
         self.mqtt = MqttClient(
             settings.mqtt_url, settings.control_id, inbox=self.inbox,
             subscriptions=[(t, 1) for t in p.control_subscriptions()],
             session_expiry_s=settings.mqtt_session_expiry_s, keepalive_s=settings.mqtt_keepalive_s,
             manual_ack=True,
         )
+        self._devices: dict[str, DeviceView] = {}
+        self._queued = 0  # queue depth, exact after each housekeeping tick, tracked in between
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
-        self._handlers: dict[type, Callable[[Session, str, p.Message, bytes | None, _Outbox], None]] = {
+        self._events = {
             p.JobStarted: self._on_started,
             p.AudioChunk: self._on_chunk,
             p.JobDone: self._on_done,
@@ -74,6 +106,7 @@ class Dispatcher:
 
     def start(self, mqtt_timeout_s: float = 10.0) -> None:
         self.store.clear_partials()
+        self._reload_fleet()
         self._thread.start()
         self.mqtt.start(mqtt_timeout_s)
         self.wake()
@@ -91,10 +124,21 @@ class Dispatcher:
     def connected(self) -> bool:
         return self.mqtt.connected.is_set()
 
-    def send_cancel(self, job: Job) -> None:
-        if job.device_id:
-            msg = p.JobCancel(job_id=job.id, attempt=job.attempt, reason="cancelled by client")
-            self.mqtt.publish(p.device_topic(job.device_id, "cancel"), p.encode(msg))
+    # -- requests from HTTP handlers -------------------------------------------------------
+
+    async def submit(self, spec: JobCreate) -> Job:
+        """Persist a job; raises jobs.Unservable or jobs.QueueFull."""
+        return await self._ask("submit", spec)
+
+    async def cancel(self, job_id: str) -> Job | None:
+        """Cancel a job (and tell its device); None if there is no such job."""
+        return await self._ask("cancel", job_id)
+
+    async def _ask(self, kind: str, arg: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.inbox.put(Command(kind, arg, loop, future))
+        return await future
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -102,7 +146,7 @@ class Dispatcher:
         next_housekeeping = time.monotonic()
         while not self._stop.is_set():
             batch, woken = self._drain(timeout=0.25)
-            out = _Outbox([], set(), [], reschedule=woken)
+            out = _Outbox(reschedule=woken)
             if batch:
                 self._handle_batch(batch, out)
             if time.monotonic() >= next_housekeeping:
@@ -112,8 +156,8 @@ class Dispatcher:
                 self._schedule(out)
             self._announce(out)
 
-    def _drain(self, timeout: float) -> tuple[list[Inbound], bool]:
-        batch: list[Inbound] = []
+    def _drain(self, timeout: float) -> tuple[list, bool]:
+        batch: list = []
         woken = False
         try:
             item = self.inbox.get(timeout=timeout)
@@ -129,32 +173,49 @@ class Dispatcher:
             pass
         return batch, woken
 
-    def _handle_batch(self, batch: list[Inbound], out: _Outbox) -> None:
+    def _session(self) -> Session:
+        # No autoflush: within a batch we know what we changed; nothing expires on commit so
+        # objects handed to HTTP handlers stay readable.
+        return Session(self.engine, autoflush=False, expire_on_commit=False)
+
+    def _handle_batch(self, batch: list, out: _Outbox) -> None:
         try:
-            with Session(self.engine) as session:
-                for msg in batch:
-                    self._handle(session, msg, out)
+            with self._session() as session:
+                decoded = [self._decode(item) for item in batch]
+                jobs.jobs_by_id(session, {m.job_id for _, m, _ in decoded if isinstance(m, p.JobEventBase)})
+                for item, msg, data in decoded:
+                    self._handle(session, item, msg, data, out)
                 session.commit()
-            out.acks.extend(batch)
+            out.acks.extend(i for i in batch if isinstance(i, Inbound))
         except Exception:
-            # One bad message must not sink the others: redo the batch one message at a time.
+            # One bad item must not sink the others: redo the batch one item at a time.
             log.exception("batch of %d failed; retrying one by one", len(batch))
+            self._reload_fleet()
             out.publish.clear()
             out.notify.clear()
-            for msg in batch:
-                one = _Outbox([], set(), [])
-                try:
-                    with Session(self.engine) as session:
-                        self._handle(session, msg, one)
-                        session.commit()
-                except Exception:
-                    log.exception("dropping message on %s that cannot be handled", msg.topic)
-                    self.metrics.dropped.labels("handler_error").inc()
-                    one = _Outbox([], set(), [])
-                out.publish += one.publish
-                out.notify |= one.notify
-                out.reschedule |= one.reschedule
-                out.acks.append(msg)
+            out.answers.clear()
+            for item in batch:
+                self._handle_alone(item, out)
+
+    def _handle_alone(self, item, out: _Outbox) -> None:
+        one = _Outbox()
+        try:
+            with self._session() as session:
+                self._handle(session, item, *self._decode(item)[1:], one)
+                session.commit()
+        except Exception as exc:
+            log.exception("dropping an item that cannot be handled")
+            self.metrics.dropped.labels("handler_error").inc()
+            self._reload_fleet()
+            one = _Outbox()
+            if isinstance(item, Command):
+                one.answers.append((item, None, exc))
+        out.publish += one.publish
+        out.notify |= one.notify
+        out.answers += one.answers
+        out.reschedule |= one.reschedule
+        if isinstance(item, Inbound):
+            out.acks.append(item)
 
     def _announce(self, out: _Outbox) -> None:
         for topic, payload in out.publish:
@@ -162,30 +223,81 @@ class Dispatcher:
         for msg in out.acks:
             if msg.qos:
                 self.mqtt.ack(msg.mid, msg.qos)
+        for cmd, result, error in out.answers:
+            cmd.resolve(result, error)
         for job_id in out.notify:
             self.watch.notify(job_id)
 
-    # -- device messages -------------------------------------------------------------------
+    # -- dispatching items -----------------------------------------------------------------
 
-    def _handle(self, session: Session, msg: Inbound, out: _Outbox) -> None:
+    def _decode(self, item) -> tuple[Any, Any, bytes | None]:
+        """(item, decoded message or None, audio bytes); commands pass through."""
+        if isinstance(item, Command):
+            return item, None, None
         try:
-            device_id, kind = p.parse_device_topic(msg.topic)
-            decoded, data = p.decode(kind, msg.payload)
+            _, kind = p.parse_device_topic(item.topic)
+            msg, data = p.decode(kind, item.payload)
         except p.ProtocolError as exc:
-            log.warning("dropped message on %s: %s", msg.topic, exc)
+            log.warning("dropped message on %s: %s", item.topic, exc)
             self.metrics.dropped.labels(exc.code).inc()
+            return item, None, None
+        return item, msg, data
+
+    def _handle(self, session: Session, item, msg, data: bytes | None, out: _Outbox) -> None:
+        if isinstance(item, Command):
+            handler = self._on_submit if item.kind == "submit" else self._on_cancel
+            handler(session, item, out)
             return
-        if isinstance(decoded, p.DeviceState):
-            self._on_state(session, device_id, decoded, out)
-        elif isinstance(decoded, p.Telemetry):
-            self._on_telemetry(session, device_id, decoded)
-        elif type(decoded) in self._handlers:
-            self._handlers[type(decoded)](session, device_id, decoded, data, out)
+        if msg is None:
+            return
+        device_id, _ = p.parse_device_topic(item.topic)
+        if isinstance(msg, p.DeviceState):
+            self._on_state(session, device_id, msg, out)
+        elif isinstance(msg, p.Telemetry):
+            self._on_telemetry(session, device_id, msg)
+        elif type(msg) in self._events:
+            job = jobs.current_attempt(session, job_id=msg.job_id, attempt=msg.attempt, device_id=device_id)
+            if job is None:
+                log.debug("ignored %s for %s attempt %s from %s (stale or repeated)", msg.kind, msg.job_id,
+                          msg.attempt, device_id)
+                return
+            self._events[type(msg)](session, job, msg, data, out)
+
+    # -- HTTP commands ---------------------------------------------------------------------
+
+    def _on_submit(self, session: Session, cmd: Command, out: _Outbox) -> None:
+        spec: JobCreate = cmd.arg
+        try:
+            jobs.check_servable(spec, [d.capabilities for d in self._devices.values()])
+            if self._queued >= self.settings.max_queued_jobs:
+                raise jobs.QueueFull(self._queued)
+        except (jobs.Unservable, jobs.QueueFull) as exc:
+            out.answers.append((cmd, None, exc))
+            return
+        job = jobs.add_job(session, spec=spec, max_attempts=self.settings.max_attempts)
+        self._queued += 1
+        out.answers.append((cmd, job, None))
+        out.reschedule = True
+
+    def _on_cancel(self, session: Session, cmd: Command, out: _Outbox) -> None:
+        job = session.get(Job, cmd.arg)
+        if job is not None and job.state not in TERMINAL_STATES:
+            device_id, was_active = job.device_id, job.state in ACTIVE_STATES
+            if job.state == "queued":
+                self._queued -= 1
+            jobs.cancel_job(session, job)
+            if was_active:
+                self.store.discard(job.id, job.attempt)
+                cancel = p.JobCancel(job_id=job.id, attempt=job.attempt, reason="cancelled by client")
+                out.publish.append((p.device_topic(device_id, "cancel"), p.encode(cancel)))
+                self._ended(job, device_id, out)
+        out.answers.append((cmd, job, None))
+
+    # -- device messages -------------------------------------------------------------------
 
     def _on_state(self, session: Session, device_id: str, st: p.DeviceState, out: _Outbox) -> None:
         dev = session.get(Device, device_id) or Device(id=device_id)
-        rebooted = bool(st.boot_id) and dev.boot_id != st.boot_id
-        lost_jobs = st.status == "offline" or (rebooted and dev.boot_id != "")
+        restarted = bool(st.boot_id) and bool(dev.boot_id) and dev.boot_id != st.boot_id
         dev.status = st.status
         dev.last_seen_at = p.now()
         if st.status != "offline":
@@ -196,9 +308,10 @@ class Dispatcher:
             dev.agent_version = st.agent_version
             dev.boot_id = st.boot_id
         session.add(dev)
-        if lost_jobs:
-            reason = "device went offline" if st.status == "offline" else "device restarted"
-            self._take_back(session, device_id, reason, out)
+        if st.status == "offline" or restarted:
+            self._take_back(session, device_id, "device went offline" if st.status == "offline"
+                            else "device restarted", out)
+        self._update_view(dev)
         out.reschedule = True
         log.info("device %s is %s", device_id, st.status)
 
@@ -211,82 +324,77 @@ class Dispatcher:
         session.add(dev)
 
     def _take_back(self, session: Session, device_id: str, reason: str, out: _Outbox) -> None:
+        session.flush()  # the query must see this batch's own transitions (a done just before)
         for job in jobs.active_jobs_of(session, device_id=device_id):
-            self.store.discard(job.id, job.attempt)
-            jobs.fail_attempt(session, job, code="device_lost", text=reason, retryable=True)
-            self._finished(job, out)
+            self._fail(session, job, code="device_lost", text=reason, retryable=True, out=out)
 
-    # -- job events ------------------------------------------------------------------------
+    # -- job events (for the live attempt only) --------------------------------------------
 
-    def _job(self, session: Session, device_id: str, ev) -> Job | None:
-        job = jobs.current_attempt(session, job_id=ev.job_id, attempt=ev.attempt, device_id=device_id)
-        if job is None:
-            log.debug("ignored %s for %s attempt %s from %s (stale or repeated)", ev.kind, ev.job_id,
-                      ev.attempt, device_id)
-        return job
+    def _on_started(self, session, job: Job, ev: p.JobStarted, data, out) -> None:
+        jobs.mark_started(session, job, ts=ev.ts)
+        out.notify.add(job.id)
 
-    def _on_started(self, session, device_id, ev: p.JobStarted, data, out) -> None:
-        if job := self._job(session, device_id, ev):
-            jobs.mark_started(session, job, ts=ev.ts)
-            out.notify.add(job.id)
+    def _on_chunk(self, session, job: Job, ev: p.AudioChunk, data: bytes, out) -> None:
+        self.store.append(job.id, job.attempt, ev.seq, data)
+        if job.first_chunk_at is None:
+            jobs.mark_first_chunk(session, job, sample_rate=ev.sample_rate)
+            self.metrics.first_chunk.observe(job.first_chunk_at - job.created_at)
+        out.notify.add(job.id)
 
-    def _on_chunk(self, session, device_id, ev: p.AudioChunk, data: bytes, out) -> None:
-        if job := self._job(session, device_id, ev):
-            self.store.append(job.id, job.attempt, ev.seq, data)
-            if job.first_chunk_at is None:
-                jobs.mark_first_chunk(session, job, sample_rate=ev.sample_rate)
-                self.metrics.first_chunk.observe(job.first_chunk_at - job.created_at)
-            out.notify.add(job.id)
-
-    def _on_done(self, session, device_id, ev: p.JobDone, data, out) -> None:
-        job = self._job(session, device_id, ev)
-        if job is None:
-            return
+    def _on_done(self, session, job: Job, ev: p.JobDone, data, out) -> None:
         try:
             stored = self.store.finalize(job.id, job.attempt, sample_rate=ev.sample_rate, chunks=ev.chunks,
                                          sha256=ev.sha256)
         except AudioIntegrityError as exc:
-            self.store.discard(job.id, job.attempt)
-            jobs.fail_attempt(session, job, code="audio_incomplete", text=str(exc), retryable=True,
-                              event_id=ev.event_id)
-            self._finished(job, out)
+            self._fail(session, job, code="audio_incomplete", text=str(exc), retryable=True, out=out,
+                       event_id=ev.event_id)
             return
+        device_id = job.device_id
         job.sample_rate = ev.sample_rate
         session.add(AudioArtifact(job_id=job.id, key=stored.key, sample_rate=ev.sample_rate, samples=stored.samples,
                                   bytes=stored.bytes, sha256=stored.sha256, engine=ev.engine.name,
                                   model=ev.engine.model))
         jobs.mark_done(session, job, event_id=ev.event_id)
         self.metrics.total.observe(job.finished_at - job.created_at)
-        self._finished(job, out)
+        self._ended(job, device_id, out)
 
-    def _on_failed(self, session, device_id, ev: p.JobFailed, data, out) -> None:
-        if job := self._job(session, device_id, ev):
-            self.store.discard(job.id, job.attempt)
-            jobs.fail_attempt(session, job, code=ev.error.code, text=ev.error.text, retryable=ev.retryable,
-                              event_id=ev.event_id)
-            self._finished(job, out)
+    def _on_failed(self, session, job: Job, ev: p.JobFailed, data, out) -> None:
+        self._fail(session, job, code=ev.error.code, text=ev.error.text, retryable=ev.retryable, out=out,
+                   event_id=ev.event_id)
 
-    def _on_returned(self, session, device_id, ev: p.JobReturned, data, out) -> None:
-        if job := self._job(session, device_id, ev):
-            self.store.discard(job.id, job.attempt)
-            jobs.hand_back(session, job, reason=ev.reason, event_id=ev.event_id)
-            self._finished(job, out)
+    def _on_returned(self, session, job: Job, ev: p.JobReturned, data, out) -> None:
+        device_id = job.device_id
+        self.store.discard(job.id, job.attempt)
+        jobs.hand_back(session, job, reason=ev.reason, event_id=ev.event_id)
+        self._queued += 1
+        self._ended(job, device_id, out)
 
-    def _finished(self, job: Job, out: _Outbox) -> None:
-        """An attempt ended: its slot is free, followers wake, final states are counted."""
+    def _fail(self, session, job: Job, *, code: str, text: str, retryable: bool, out: _Outbox,
+              event_id: str | None = None) -> None:
+        device_id = job.device_id
+        self.store.discard(job.id, job.attempt)
+        if jobs.fail_attempt(session, job, code=code, text=text, retryable=retryable, event_id=event_id):
+            self._queued += 1
+        self._ended(job, device_id, out)
+
+    def _ended(self, job: Job, device_id: str | None, out: _Outbox) -> None:
+        """An attempt ended: its device has a free slot, followers wake, final states count."""
+        view = self._devices.get(device_id or "")
+        if view is not None:
+            view.inflight = max(0, view.inflight - 1)
         out.notify.add(job.id)
         out.reschedule = True
-        if job.state in (JobState.done, JobState.failed, JobState.cancelled):
+        if job.state in TERMINAL_STATES:
             self.metrics.finished.labels(job.state).inc()
 
     # -- scheduling ------------------------------------------------------------------------
 
     def _schedule(self, out: _Outbox) -> None:
-        with Session(self.engine) as session:
-            views = self._device_views(session)
-            free = sum(v.free for v in views)
-            if free <= 0:
-                return
+        views = [v for v in self._devices.values() if v.free > 0]
+        free = sum(v.free for v in views)
+        if free <= 0 or self._queued <= 0:
+            return
+        with self._session() as session:
             assigned = 0
             # Claim more than the free slots so a job nobody can serve now cannot block the rest.
             for job in jobs.claim_queued(session, self.engine, limit=4 * free + 16):
@@ -295,40 +403,52 @@ class Dispatcher:
                     continue
                 jobs.assign(session, job, device_id=decision.device_id, lease_s=self.settings.lease_s,
                             explain=decision.explain())
-                next(v for v in views if v.id == decision.device_id).inflight += 1
+                self._devices[decision.device_id].inflight += 1
                 out.publish.append((p.device_topic(decision.device_id, "job"), p.encode(self._assignment(job))))
                 out.notify.add(job.id)
                 assigned += 1
                 if assigned >= free:
                     break
             session.commit()
-
-    def _device_views(self, session: Session) -> list[DeviceView]:
-        inflight = jobs.inflight_by_device(session)
-        return [
-            DeviceView(id=d.id, status=d.status, capabilities=p.Capabilities.model_validate(d.capabilities),
-                       max_concurrency=d.max_concurrency, inflight=inflight.get(d.id, 0))
-            for d in session.exec(select(Device).where(Device.status == "online")).all()
-            if d.capabilities is not None
-        ]
+        self._queued -= assigned
 
     def _assignment(self, job: Job) -> p.JobAssign:
         return p.JobAssign(job_id=job.id, attempt=job.attempt, text=job.text, lang=job.lang, dialect=job.dialect,
                            voice=job.voice, instruction=job.instruction, lease_s=self.settings.lease_s)
 
+    def _update_view(self, dev: Device) -> None:
+        if dev.capabilities is None:
+            return
+        view = self._devices.get(dev.id)
+        caps = p.Capabilities.model_validate(dev.capabilities)
+        if view is None:
+            self._devices[dev.id] = DeviceView(id=dev.id, status=dev.status, capabilities=caps,
+                                               max_concurrency=dev.max_concurrency)
+        else:
+            view.status, view.capabilities, view.max_concurrency = dev.status, caps, dev.max_concurrency
+
+    def _reload_fleet(self) -> None:
+        """The database is the truth: rebuild the in-memory fleet and queue depth from it."""
+        with self._session() as session:
+            inflight = jobs.inflight_by_device(session)
+            self._devices = {}
+            for dev in session.exec(select(Device)).all():
+                self._update_view(dev)
+                if dev.id in self._devices:
+                    self._devices[dev.id].inflight = inflight.get(dev.id, 0)
+            self._queued = jobs.queue_depth(session)
+
     # -- housekeeping ----------------------------------------------------------------------
 
     def _housekeeping(self, out: _Outbox) -> None:
-        """Take back leases that ran out and devices that went silent."""
+        """Take back leases that ran out and devices that went silent; resync the fleet."""
         t = p.now()
-        with Session(self.engine) as session:
+        with self._session() as session:
             for job in jobs.expired_leases(session, at=t):
                 out.publish.append((p.device_topic(job.device_id, "cancel"),
                                     p.encode(p.JobCancel(job_id=job.id, attempt=job.attempt, reason="lease expired"))))
-                self.store.discard(job.id, job.attempt)
-                jobs.fail_attempt(session, job, code="lease_expired",
-                                  text=f"not finished within its {self.settings.lease_s:.0f}s lease", retryable=True)
-                self._finished(job, out)
+                self._fail(session, job, code="lease_expired", retryable=True, out=out,
+                           text=f"not finished within its {self.settings.lease_s:.0f}s lease")
             silent = session.exec(select(Device).where(
                 Device.status != "offline", Device.last_seen_at < t - self.settings.heartbeat_timeout_s)).all()
             for dev in silent:
@@ -338,3 +458,6 @@ class Dispatcher:
                 self._take_back(session, dev.id, "device missed its heartbeats", out)
                 out.reschedule = True
             session.commit()
+        self._reload_fleet()
+        if self._queued:
+            out.reschedule = True

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from control_plane.core.db import is_postgres
 from control_plane.models import (
     ACTIVE_STATES,
     TERMINAL_STATES,
-    Device,
     Job,
     JobCreate,
     JobEvent,
@@ -39,28 +38,22 @@ def needs_of(job: Job | JobCreate) -> JobNeeds:
     return JobNeeds(lang=job.lang, dialect=job.dialect, voice=job.voice, instruction=job.instruction)
 
 
-def fleet_capabilities(session: Session) -> list[Capabilities]:
-    rows = session.exec(select(Device.capabilities)).all()
-    return [Capabilities.model_validate(c) for c in rows if c]
-
-
 def queue_depth(session: Session) -> int:
     return session.exec(select(func.count()).select_from(Job).where(Job.state == JobState.queued)).one()
 
 
-def create_job(session: Session, *, spec: JobCreate, max_attempts: int, max_queued: int) -> Job:
-    """Validate against the fleet, then persist a queued job (durable on return)."""
-    reason = unservable_reason(needs_of(spec), fleet_capabilities(session))
+def check_servable(spec: JobCreate, fleet: list[Capabilities]) -> None:
+    """Raise Unservable when no device the fleet has registered could ever serve this job."""
+    reason = unservable_reason(needs_of(spec), fleet)
     if reason:
         raise Unservable(reason)
-    depth = queue_depth(session)
-    if depth >= max_queued:
-        raise QueueFull(depth)
+
+
+def add_job(session: Session, *, spec: JobCreate, max_attempts: int) -> Job:
+    """A queued job and its first event, added to the caller's transaction."""
     job = Job.model_validate(spec, update={"max_attempts": max_attempts})
     session.add(job)
     session.add(JobEvent(job_id=job.id, kind="queued", ts=job.created_at))
-    session.commit()
-    session.refresh(job)
     return job
 
 
@@ -185,18 +178,14 @@ def _requeue(job: Job) -> None:
     job.started_at = None
 
 
-def cancel_job(session: Session, *, job_id: str) -> Job | None:
-    job = session.get(Job, job_id)
-    if job is None or job.state in TERMINAL_STATES:
-        return job
+def cancel_job(session: Session, job: Job) -> None:
+    if job.state in TERMINAL_STATES:
+        return
     job.state = JobState.cancelled
     job.finished_at = now()
     job.lease_expires_at = None
     session.add(job)
     session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="cancelled", device_id=job.device_id))
-    session.commit()
-    session.refresh(job)
-    return job
 
 
 def active_jobs_of(session: Session, *, device_id: str) -> list[Job]:
@@ -207,14 +196,11 @@ def expired_leases(session: Session, *, at: float) -> list[Job]:
     return list(session.exec(select(Job).where(Job.state.in_(ACTIVE_STATES), Job.lease_expires_at < at)).all())
 
 
-def seen_event(session: Session, event_id: str) -> bool:
-    return session.exec(select(func.count()).select_from(JobEvent).where(JobEvent.event_id == event_id)).one() > 0
-
-
 def counts_by_state(session: Session) -> dict[str, int]:
     rows = session.exec(select(Job.state, func.count()).group_by(Job.state)).all()
     return {state: n for state, n in rows}
 
 
-def touch_device(session: Session, *, device_id: str, at: float) -> None:
-    session.exec(update(Device).where(Device.id == device_id).values(last_seen_at=at))
+def jobs_by_id(session: Session, ids: set[str]) -> list[Job]:
+    """Load these jobs into the session in one query (later ``session.get`` calls are free)."""
+    return list(session.exec(select(Job).where(Job.id.in_(ids))).all()) if ids else []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 from dataclasses import dataclass
 
@@ -67,6 +68,9 @@ class MqttClient:
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        # paho writes each packet separately; with Nagle on, a packet sent right after another
+        # waits ~40 ms for the peer's delayed ACK (measured: 78 ms -> 9.6 ms submit-to-first-chunk).
+        self._client.on_socket_open = _no_delay
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
@@ -117,3 +121,7 @@ class MqttClient:
 
     def _handle_message(self, client, userdata, msg) -> None:
         self._inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos))
+
+
+def _no_delay(client, userdata, sock) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -206,7 +206,7 @@ class ErrorInfo(BaseModel):
     text: str
 
 
-class _JobEvent(Message):
+class JobEventBase(Message):
     type: Literal["event"] = "event"
     event_id: str = Field(default_factory=new_id)
     job_id: str
@@ -214,11 +214,11 @@ class _JobEvent(Message):
     ts: float = Field(default_factory=now)
 
 
-class JobStarted(_JobEvent):
+class JobStarted(JobEventBase):
     kind: Literal["started"] = "started"
 
 
-class AudioChunk(_JobEvent):
+class AudioChunk(JobEventBase):
     """One piece of 16-bit little-endian mono PCM; the bytes travel after the JSON header."""
 
     kind: Literal["chunk"] = "chunk"
@@ -226,7 +226,7 @@ class AudioChunk(_JobEvent):
     sample_rate: int = Field(gt=0)
 
 
-class JobDone(_JobEvent):
+class JobDone(JobEventBase):
     kind: Literal["done"] = "done"
     chunks: int = Field(ge=0)
     samples: int = Field(ge=0)
@@ -236,13 +236,13 @@ class JobDone(_JobEvent):
     synth_s: float = 0.0
 
 
-class JobFailed(_JobEvent):
+class JobFailed(JobEventBase):
     kind: Literal["failed"] = "failed"
     error: ErrorInfo
     retryable: bool = False
 
 
-class JobReturned(_JobEvent):
+class JobReturned(JobEventBase):
     """The agent hands an assignment back unstarted (shutting down, over capacity)."""
 
     kind: Literal["returned"] = "returned"

@@ -28,9 +28,14 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> LocalAudioStore:
-    return LocalAudioStore(tmp_path / "audio")
+@pytest.fixture(params=[0, 1 << 20], ids=["on-disk", "in-memory"])
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> LocalAudioStore:
+    """Each test runs with audio spilled to the partial file at once, and kept in memory."""
+    return LocalAudioStore(tmp_path / "audio", spill_bytes=request.param)
+
+
+def received(store: LocalAudioStore, job_id: str, attempt: int = 1) -> bytes:
+    return store.read_partial(job_id, attempt, 0)
 
 
 def read_wav(path: Path) -> tuple[int, int, int, int, bytes]:
@@ -68,7 +73,7 @@ def test_partial_grows_while_streaming(store: LocalAudioStore) -> None:
     parts = chunks(3)
     store.append("j1", 1, 0, parts[0])
     store.append("j1", 1, 1, parts[1])
-    assert store.partial_path("j1", 1).read_bytes() == parts[0] + parts[1]
+    assert received(store, "j1", 1) == parts[0] + parts[1]
 
 
 def test_zero_chunk_job_makes_an_empty_wav(store: LocalAudioStore) -> None:
@@ -82,7 +87,7 @@ def test_out_of_order_chunks_are_reordered(store: LocalAudioStore) -> None:
     for seq in [3, 1, 4, 0, 2]:
         assert store.append("j2", 1, seq, parts[seq]) is True
     pcm = b"".join(parts)
-    assert store.partial_path("j2", 1).read_bytes() == pcm
+    assert received(store, "j2", 1) == pcm
     stored = store.finalize("j2", 1, sample_rate=RATE, chunks=5, sha256=sha(pcm))
     assert read_wav(store.root / stored.key)[4] == pcm
 
@@ -91,9 +96,9 @@ def test_early_chunks_wait_until_the_gap_is_filled(store: LocalAudioStore) -> No
     parts = chunks(3)
     store.append("j3", 1, 2, parts[2])
     store.append("j3", 1, 1, parts[1])
-    assert not store.partial_path("j3", 1).exists()  # nothing can be written before seq 0
+    assert received(store, "j3") == b""  # nothing can be stored before seq 0
     store.append("j3", 1, 0, parts[0])
-    assert store.partial_path("j3", 1).read_bytes() == b"".join(parts)
+    assert received(store, "j3", 1) == b"".join(parts)
 
 
 @pytest.mark.parametrize("order", [[0, 0, 1, 2], [0, 1, 0, 2, 1], [2, 2, 0, 1, 2], [1, 0, 1, 2]])
@@ -113,7 +118,7 @@ def test_a_duplicate_with_different_bytes_does_not_overwrite(store: LocalAudioSt
     store.append("j5", 1, 1, parts[1])
     assert store.append("j5", 1, 1, b"\0\0" * 10) is False
     store.append("j5", 1, 0, parts[0])
-    assert store.partial_path("j5", 1).read_bytes() == parts[0] + parts[1]
+    assert received(store, "j5", 1) == parts[0] + parts[1]
 
 
 def test_attempts_are_kept_apart(store: LocalAudioStore) -> None:
@@ -169,8 +174,9 @@ def test_wrong_sha256_is_an_integrity_error_and_leaves_no_final_file(store: Loca
         store.finalize("j11", 1, sample_rate=RATE, chunks=3, sha256=sha(b"".join(reversed(parts))))
     assert not (store.root / store.final_key("j11")).exists()
     assert not (store.root / store.final_key("j11")).with_suffix(".tmp").exists()
-    assert leftovers(store) == ["partial/j11.1.pcm"]  # the dispatcher discards it next
+    assert received(store, "j11") == b"".join(parts)  # kept until the dispatcher discards it
     store.discard("j11", 1)
+    assert received(store, "j11") == b""
     assert leftovers(store) == []
 
 
@@ -200,13 +206,13 @@ def test_discard_removes_the_partial_and_forgets_the_chunks(store: LocalAudioSto
     parts = chunks(3)
     store.append("j14", 1, 0, parts[0])
     store.append("j14", 1, 2, parts[2])  # one early chunk held in memory
-    assert store.partial_path("j14", 1).exists()
+    assert received(store, "j14")
     store.discard("j14", 1)
-    assert not store.partial_path("j14", 1).exists()
+    assert not store.partial_path("j14", 1).exists() and received(store, "j14") == b""
     assert leftovers(store) == []
     # the attempt starts from scratch afterwards: seq 0 is new again, the early chunk is gone
     assert store.append("j14", 1, 0, parts[1]) is True
-    assert store.partial_path("j14", 1).read_bytes() == parts[1]
+    assert received(store, "j14", 1) == parts[1]
     with pytest.raises(AudioIntegrityError, match="received 1 of 3"):
         store.finalize("j14", 1, sample_rate=RATE, chunks=3, sha256=sha(b""))
 

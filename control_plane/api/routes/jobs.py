@@ -26,16 +26,15 @@ def _public(job: Job) -> JobPublic:
 
 @router.post("", status_code=201, response_model=JobPublic,
              responses={422: {"description": "invalid or unservable"}, 429: {"description": "queue full"}})
-def submit_job(spec: JobCreate, session: SessionDep, services: ServicesDep):
-    s = services.settings
+async def submit_job(spec: JobCreate, services: ServicesDep):
+    """Queue a job; it is durable when this returns (its row is committed)."""
     try:
-        job = jobs.create_job(session, spec=spec, max_attempts=s.max_attempts, max_queued=s.max_queued_jobs)
+        job = await services.dispatcher.submit(spec)
     except jobs.Unservable as exc:
         return JSONResponse({"error": {"code": "unservable", "text": str(exc)}}, status_code=422)
     except jobs.QueueFull as exc:
         return JSONResponse({"error": {"code": "queue_full", "text": f"{exc}; retry later"}}, status_code=429,
                             headers={"Retry-After": "5"})
-    services.dispatcher.wake()
     return _public(job)
 
 
@@ -52,12 +51,10 @@ def get_job(job_id: str, session: SessionDep) -> JobDetail:
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
-def cancel_job(job_id: str, session: SessionDep, services: ServicesDep) -> JobPublic:
-    was_active = _must(session, job_id).state in (JobState.assigned, JobState.running)
-    job = jobs.cancel_job(session, job_id=job_id)
-    if was_active:
-        services.dispatcher.send_cancel(job)
-        services.dispatcher.wake()
+async def cancel_job(job_id: str, services: ServicesDep) -> JobPublic:
+    job = await services.dispatcher.cancel(job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id!r}")
     return _public(job)
 
 
@@ -114,7 +111,7 @@ async def _follow(services: Services, job_id: str) -> AsyncIterator[bytes]:
                 if not header:
                     header = True
                     yield wav_header(job.sample_rate)
-                data = _read_from(services.store.partial_path(job_id, job.attempt), sent)
+                data = services.store.read_partial(job_id, job.attempt, sent)
                 if data:
                     sent += len(data)
                     yield data
@@ -124,13 +121,3 @@ async def _follow(services: Services, job_id: str) -> AsyncIterator[bytes]:
                 pass
     finally:
         services.watch.unsubscribe(job_id, entry)
-
-
-def _read_from(path, offset: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return b""
-    return data[: len(data) - len(data) % 2]
