@@ -126,8 +126,8 @@ class Dispatcher:
 
     # -- requests from HTTP handlers -------------------------------------------------------
 
-    async def submit(self, spec: JobCreate) -> Job:
-        """Persist a job; raises jobs.Unservable or jobs.QueueFull."""
+    async def submit(self, spec: JobCreate) -> dict[str, Any]:
+        """Persist a job and return its row; raises jobs.Unservable or jobs.QueueFull."""
         return await self._ask("submit", spec)
 
     async def cancel(self, job_id: str) -> Job | None:
@@ -182,10 +182,12 @@ class Dispatcher:
         try:
             with self._session() as session:
                 decoded = [self._decode(item) for item in batch]
-                jobs.jobs_by_id(session, {m.job_id for _, m, _ in decoded if isinstance(m, p.JobEventBase)})
+                # Held in a local: the session's identity map is weak, and the handlers' gets must hit it.
+                loaded = jobs.jobs_by_id(session, {m.job_id for _, m, _ in decoded if isinstance(m, p.JobEventBase)})
                 for item, msg, data in decoded:
                     self._handle(session, item, msg, data, out)
-                session.commit()
+                jobs.commit(session)
+                del loaded
             out.acks.extend(i for i in batch if isinstance(i, Inbound))
         except Exception:
             # One bad item must not sink the others: redo the batch one item at a time.
@@ -202,7 +204,7 @@ class Dispatcher:
         try:
             with self._session() as session:
                 self._handle(session, item, *self._decode(item)[1:], one)
-                session.commit()
+                jobs.commit(session)
         except Exception as exc:
             log.exception("dropping an item that cannot be handled")
             self.metrics.dropped.labels("handler_error").inc()
@@ -351,9 +353,10 @@ class Dispatcher:
             return
         device_id = job.device_id
         job.sample_rate = ev.sample_rate
-        session.add(AudioArtifact(job_id=job.id, key=stored.key, sample_rate=ev.sample_rate, samples=stored.samples,
-                                  bytes=stored.bytes, sha256=stored.sha256, engine=ev.engine.name,
-                                  model=ev.engine.model))
+        jobs.pending(session, AudioArtifact).append(
+            {"job_id": job.id, "key": stored.key, "sample_rate": ev.sample_rate, "samples": stored.samples,
+             "bytes": stored.bytes, "sha256": stored.sha256, "engine": ev.engine.name, "model": ev.engine.model,
+             "created_at": p.now()})
         jobs.mark_done(session, job, event_id=ev.event_id)
         self.metrics.total.observe(job.finished_at - job.created_at)
         self._ended(job, device_id, out)
@@ -409,7 +412,7 @@ class Dispatcher:
                 assigned += 1
                 if assigned >= free:
                     break
-            session.commit()
+            jobs.commit(session)
         self._queued -= assigned
 
     def _assignment(self, job: Job) -> p.JobAssign:
@@ -457,7 +460,7 @@ class Dispatcher:
                 session.add(dev)
                 self._take_back(session, dev.id, "device missed its heartbeats", out)
                 out.reschedule = True
-            session.commit()
+            jobs.commit(session)
         self._reload_fleet()
         if self._queued:
             out.reschedule = True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, insert
 from sqlmodel import Session, select
 
 from control_plane.core.db import is_postgres
@@ -21,7 +21,7 @@ from control_plane.models import (
     JobState,
 )
 from control_plane.scheduler import JobNeeds, unservable_reason
-from voicefleet.protocol import Capabilities, now
+from voicefleet.protocol import Capabilities, new_id, now
 
 
 class Unservable(Exception):
@@ -49,12 +49,43 @@ def check_servable(spec: JobCreate, fleet: list[Capabilities]) -> None:
         raise Unservable(reason)
 
 
-def add_job(session: Session, *, spec: JobCreate, max_attempts: int) -> Job:
-    """A queued job and its first event, added to the caller's transaction."""
-    job = Job.model_validate(spec, update={"max_attempts": max_attempts})
-    session.add(job)
-    session.add(JobEvent(job_id=job.id, kind="queued", ts=job.created_at))
-    return job
+def add_job(session: Session, *, spec: JobCreate, max_attempts: int) -> dict[str, Any]:
+    """A queued job (as its row) and its first event, added to the caller's transaction."""
+    row = {**_JOB_COLUMNS, **spec.model_dump(), "id": new_id(), "state": JobState.queued.value, "attempt": 0,
+           "created_at": now(), "max_attempts": max_attempts}
+    pending(session, Job).append(row)
+    record_event(session, job_id=row["id"], kind="queued", ts=row["created_at"])
+    return row
+
+
+# -- rows written in bulk --------------------------------------------------------------------
+# Inserts that nothing reads back within the transaction (new jobs, events, artifacts) are
+# collected and written with one executemany each at commit: ORM objects cost far more.
+
+_JOB_COLUMNS = {c.name: None for c in Job.__table__.columns}
+
+
+def pending(session: Session, model: type) -> list[dict[str, Any]]:
+    return session.info.setdefault("pending", {}).setdefault(model, [])
+
+
+def record_event(session: Session, *, job_id: str, kind: str, attempt: int = 0, device_id: str | None = None,
+                 event_id: str | None = None, detail: dict | None = None, ts: float | None = None) -> None:
+    pending(session, JobEvent).append({"job_id": job_id, "attempt": attempt, "kind": kind, "device_id": device_id,
+                                       "event_id": event_id, "detail": detail, "ts": ts or now()})
+
+
+def write_pending(session: Session) -> None:
+    """Insert the collected rows (jobs first: events and artifacts refer to them)."""
+    session.flush()
+    for model, rows in sorted(session.info.pop("pending", {}).items(), key=lambda kv: kv[0] is not Job):
+        if rows:
+            session.execute(insert(model), rows)
+
+
+def commit(session: Session) -> None:
+    write_pending(session)
+    session.commit()
 
 
 def get_job(session: Session, *, job_id: str) -> Job | None:
@@ -98,8 +129,8 @@ def assign(session: Session, job: Job, *, device_id: str, lease_s: float, explai
     job.lease_expires_at = t + lease_s
     job.explain = explain
     session.add(job)
-    session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="assigned", device_id=device_id,
-                         detail={"reason": explain.get("reason")}, ts=t))
+    record_event(session, job_id=job.id, attempt=job.attempt, kind="assigned", device_id=device_id,
+                         detail={"reason": explain.get("reason")}, ts=t)
 
 
 def current_attempt(session: Session, *, job_id: str, attempt: int, device_id: str) -> Job | None:
@@ -117,7 +148,7 @@ def mark_started(session: Session, job: Job, *, ts: float) -> None:
         job.state = JobState.running
         job.started_at = ts
         session.add(job)
-        session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="started", device_id=job.device_id, ts=ts))
+        record_event(session, job_id=job.id, attempt=job.attempt, kind="started", device_id=job.device_id, ts=ts)
 
 
 def mark_first_chunk(session: Session, job: Job, *, sample_rate: int) -> None:
@@ -135,17 +166,17 @@ def mark_done(session: Session, job: Job, *, event_id: str | None) -> None:
     job.finished_at = now()
     job.lease_expires_at = None
     session.add(job)
-    session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="done", device_id=job.device_id,
-                         event_id=event_id, ts=job.finished_at))
+    record_event(session, job_id=job.id, attempt=job.attempt, kind="done", device_id=job.device_id,
+                 event_id=event_id, ts=job.finished_at)
 
 
 def fail_attempt(session: Session, job: Job, *, code: str, text: str, retryable: bool,
                  event_id: str | None = None) -> bool:
     """End this attempt; requeue when allowed. Returns True if the job went back to the queue."""
     t = now()
-    session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="attempt_failed", device_id=job.device_id,
-                         event_id=event_id, detail={"code": code, "text": text}, ts=t))
-    session.flush()
+    record_event(session, job_id=job.id, attempt=job.attempt, kind="attempt_failed", device_id=job.device_id,
+                 event_id=event_id, detail={"code": code, "text": text}, ts=t)
+    write_pending(session)
     failures = [e.detail for e in job_events(session, job_id=job.id) if e.kind == "attempt_failed" and e.detail]
     job.error_code, job.error_text = code, text
     job.lease_expires_at = None
@@ -157,15 +188,15 @@ def fail_attempt(session: Session, job: Job, *, code: str, text: str, retryable:
     job.finished_at = t
     job.error_text = "; ".join(f"{r['code']}: {r['text']}" for r in failures)
     session.add(job)
-    session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="failed", ts=t))
+    record_event(session, job_id=job.id, attempt=job.attempt, kind="failed", ts=t)
     return False
 
 
 def hand_back(session: Session, job: Job, *, reason: str, event_id: str | None = None) -> None:
     """The device returned the job unstarted: back to the queue, not counted as a failure
     (attempt numbers still only grow, so an old assignment can never be mistaken for a new one)."""
-    session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="returned", device_id=job.device_id,
-                         event_id=event_id, detail={"reason": reason}))
+    record_event(session, job_id=job.id, attempt=job.attempt, kind="returned", device_id=job.device_id,
+                 event_id=event_id, detail={"reason": reason})
     _requeue(job)
     session.add(job)
 
@@ -185,7 +216,7 @@ def cancel_job(session: Session, job: Job) -> None:
     job.finished_at = now()
     job.lease_expires_at = None
     session.add(job)
-    session.add(JobEvent(job_id=job.id, attempt=job.attempt, kind="cancelled", device_id=job.device_id))
+    record_event(session, job_id=job.id, attempt=job.attempt, kind="cancelled", device_id=job.device_id)
 
 
 def active_jobs_of(session: Session, *, device_id: str) -> list[Job]:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from sqlmodel import Session, select
 
 from control_plane import jobs
@@ -19,9 +19,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 FOLLOW_POLL_S = 0.5  # a follower re-reads the job at least this often, wake-up or not
 
 
-def _public(job: Job) -> JobPublic:
-    audio = f"/v1/jobs/{job.id}/audio"
-    return JobPublic.model_validate(job, update={"audio_url": audio})
+def _public(job: Job | dict) -> JobPublic:
+    job_id = job["id"] if isinstance(job, dict) else job.id
+    return JobPublic.model_validate(job, update={"audio_url": f"/v1/jobs/{job_id}/audio"})
 
 
 @router.post("", status_code=201, response_model=JobPublic,
@@ -35,7 +35,8 @@ async def submit_job(spec: JobCreate, services: ServicesDep):
     except jobs.QueueFull as exc:
         return JSONResponse({"error": {"code": "queue_full", "text": f"{exc}; retry later"}}, status_code=429,
                             headers={"Retry-After": "5"})
-    return _public(job)
+    # Serialised here, once: FastAPI would validate the response model a second time.
+    return Response(_public(job).model_dump_json(), status_code=201, media_type="application/json")
 
 
 @router.get("", response_model=list[JobPublic])
