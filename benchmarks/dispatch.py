@@ -267,7 +267,8 @@ async def _fetch_jobs(client: httpx.AsyncClient, ids: list[str], conc: int) -> l
     return await asyncio.gather(*(one(i) for i in ids))
 
 
-async def throughput(api: str, *, jobs: int, conc: int, meter: CpuMeter) -> dict[str, Any]:
+async def throughput(api: str, *, jobs: int, conc: int, meter: CpuMeter, batch: int = 1) -> dict[str, Any]:
+    """``batch`` 1 posts each job alone to /v1/jobs; more posts that many per /v1/jobs/batch request."""
     limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
     async with httpx.AsyncClient(base_url=api, limits=limits, timeout=60) as client:
         before = await _terminal_count(client)
@@ -279,16 +280,21 @@ async def throughput(api: str, *, jobs: int, conc: int, meter: CpuMeter) -> dict
         async def submitter() -> None:
             nonlocal next_i
             while next_i < jobs:
-                next_i += 1
+                n = min(batch, jobs - next_i)
+                next_i += n
                 try:
-                    r = await client.post("/v1/jobs", json={"text": TEXT, "lang": "zh"})
+                    if batch == 1:
+                        r = await client.post("/v1/jobs", json={"text": TEXT, "lang": "zh"})
+                    else:
+                        r = await client.post("/v1/jobs/batch", json={"jobs": [{"text": TEXT, "lang": "zh"}] * n})
                 except httpx.HTTPError as exc:
-                    errors[type(exc).__name__] += 1
+                    errors[type(exc).__name__] += n
                     continue
                 if r.status_code == 201:
-                    ids.append(r.json()["id"])
+                    body = r.json()
+                    ids.extend([body["id"]] if batch == 1 else [row["id"] for row in body])
                 else:
-                    errors[str(r.status_code)] += 1
+                    errors[str(r.status_code)] += n
 
         meter.start()
         t_first = time.time()
@@ -314,7 +320,7 @@ async def throughput(api: str, *, jobs: int, conc: int, meter: CpuMeter) -> dict
     t_last_done = max((r["finished_at"] for r in done), default=float("nan"))
     completion_s = t_last_done - t_first
     return {
-        "jobs": jobs, "connections": conc, "accepted": len(ids), "submit_errors": dict(errors),
+        "jobs": jobs, "connections": conc, "batch": batch, "accepted": len(ids), "submit_errors": dict(errors),
         "submit_s": round(t_submitted - t_first, 3),
         "submit_per_s": round(len(ids) / (t_submitted - t_first), 1),
         "completion_s": round(completion_s, 3),
@@ -384,6 +390,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               "benchmark_client": [os.getpid()]})
             log(f"throughput: {args.jobs} jobs over {args.connections} connections")
             tput = asyncio.run(throughput(fleet.api, jobs=args.jobs, conc=args.connections, meter=meter))
+            log(f"throughput, batched: {args.jobs} jobs, {args.batch} per request")
+            tput_b = asyncio.run(throughput(fleet.api, jobs=args.jobs, conc=max(1, args.connections // 4),
+                                            meter=meter, batch=args.batch))
             log(f"latency: {args.latency_jobs} jobs one at a time")
             lat = asyncio.run(latency(fleet.api, count=args.latency_jobs, warmup=args.warmup))
         except BaseException as exc:
@@ -400,7 +409,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     raw_p50 = raw["latency"]["p50_ms"]
     first_p50 = lat["submit_to_first_chunk"]["p50_ms"]
     overhead = round(first_p50 - raw_p50, 3)
-    rate = tput["completed_per_s"]
+    rate, rate_b = tput["completed_per_s"], tput_b["completed_per_s"]
     return {
         "config": {"jobs": args.jobs, "agents": args.agents, "slots_per_agent": args.slots,
                    "connections": args.connections, "latency_jobs": args.latency_jobs, "cpus": os.cpu_count(),
@@ -408,6 +417,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "raw_broker": raw,
         "raw_broker_paho_default_socket": raw_default,
         "throughput": tput,
+        "throughput_batched": tput_b,
         "latency": lat,
         "ratios": {
             "completion_vs_raw_round_trips": round(rate / raw["round_trips_per_s"], 4),
@@ -418,17 +428,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "targets": {
             "jobs_per_s": {"target": f">= {TARGET_JOBS_PER_S:g}", "value": rate,
                            "result": "PASS" if rate >= TARGET_JOBS_PER_S else "MISS"},
+            "jobs_per_s_batched": {"target": f">= {TARGET_JOBS_PER_S:g}", "value": rate_b,
+                                   "result": "PASS" if rate_b >= TARGET_JOBS_PER_S else "MISS"},
             "overhead_p50_ms": {"target": f"< {TARGET_OVERHEAD_MS:g}", "value": overhead,
                                 "result": "PASS" if overhead < TARGET_OVERHEAD_MS else "MISS"},
-            "no_lost_jobs": {"target": "0 lost, 0 failed", "value": tput["lost"] + tput["failed"],
-                             "result": "PASS" if tput["lost"] + tput["failed"] == 0
-                             and tput["done"] == tput["accepted"] == args.jobs else "MISS"},
+            "no_lost_jobs": {"target": "0 lost, 0 failed",
+                             "value": sum(t["lost"] + t["failed"] for t in (tput, tput_b)),
+                             "result": "PASS" if all(t["lost"] + t["failed"] == 0 and t["done"] == t["accepted"]
+                                                     == args.jobs for t in (tput, tput_b)) else "MISS"},
         },
     }
 
 
 def print_table(r: dict[str, Any]) -> None:
-    raw, tp, lat, rat = r["raw_broker"], r["throughput"], r["latency"], r["ratios"]
+    raw, lat, rat = r["raw_broker"], r["latency"], r["ratios"]
     raw_def = r["raw_broker_paho_default_socket"]
     c = r["config"]
 
@@ -443,15 +456,16 @@ def print_table(r: dict[str, Any]) -> None:
         print(f"  {label}")
         print(f"    round trips/s               {x['round_trips_per_s']:10.1f}")
         print(f"    round-trip latency          {d(x['latency'])}")
-    print(f"\ncontrol plane throughput ({tp['jobs']} jobs, {tp['connections']} HTTP connections)")
-    print(f"  submit rate (HTTP 201)        {tp['submit_per_s']:10.1f} jobs/s  ({tp['submit_s']:.2f} s)")
-    print(f"  completion rate               {tp['completed_per_s']:10.1f} jobs/s  ({tp['completion_s']:.2f} s "
-          "first submit -> last done)")
-    print(f"  accepted/done/failed/lost     {tp['accepted']}/{tp['done']}/{tp['failed']}/{tp['lost']}"
-          + (f"   submit errors {tp['submit_errors']}" if tp["submit_errors"] else ""))
-    print(f"  submit->first chunk (loaded)  {d(tp['first_chunk_under_load'])}")
-    cpu = tp["cpu_s"]
-    print("  CPU seconds during the run    " + ", ".join(f"{k} {v}" for k, v in cpu.items()))
+    for tp in (r["throughput"], r["throughput_batched"]):
+        how = "one job per POST /v1/jobs" if tp["batch"] == 1 else f"{tp['batch']} jobs per POST /v1/jobs/batch"
+        print(f"\ncontrol plane throughput ({tp['jobs']} jobs, {how}, {tp['connections']} HTTP connections)")
+        print(f"  submit rate (HTTP 201)        {tp['submit_per_s']:10.1f} jobs/s  ({tp['submit_s']:.2f} s)")
+        print(f"  completion rate               {tp['completed_per_s']:10.1f} jobs/s  ({tp['completion_s']:.2f} s "
+              "first submit -> last done)")
+        print(f"  accepted/done/failed/lost     {tp['accepted']}/{tp['done']}/{tp['failed']}/{tp['lost']}"
+              + (f"   submit errors {tp['submit_errors']}" if tp["submit_errors"] else ""))
+        print(f"  submit->first chunk (loaded)  {d(tp['first_chunk_under_load'])}")
+        print("  CPU seconds during the run    " + ", ".join(f"{k} {v}" for k, v in tp["cpu_s"].items()))
     print(f"\ncontrol plane latency ({lat['jobs']} jobs one at a time, server-side timestamps)")
     print(f"  submit -> first chunk         {d(lat['submit_to_first_chunk'])}")
     print(f"  submit -> done                {d(lat['submit_to_done'])}")
@@ -487,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agents", type=int, default=4, help="tone agents (default 4)")
     ap.add_argument("--slots", type=int, default=8, help="VOICEFLEET_MAX_CONCURRENCY per agent (default 8)")
     ap.add_argument("--connections", type=int, default=16, help="concurrent HTTP connections (default 16)")
+    ap.add_argument("--batch", type=int, default=100, help="jobs per POST /v1/jobs/batch in the batched run (100)")
     ap.add_argument("--latency-jobs", type=int, default=200, help="sequential jobs for latency (default 200)")
     ap.add_argument("--warmup", type=int, default=10, help="sequential jobs run before the latency ones")
     ap.add_argument("--rtt-count", type=int, default=10000, help="raw round trips for the rate (default 10000)")

@@ -55,6 +55,7 @@ class LocalAudioStore:
         self._next: dict[tuple[str, int], int] = {}
         self._early: dict[tuple[str, int], dict[int, bytes]] = {}
         self._mem: dict[tuple[str, int], bytearray] = {}  # not yet spilled to the partial file
+        self._dirs: set[Path] = set()  # final folders known to exist
 
     def partial_path(self, job_id: str, attempt: int) -> Path:
         return self.root / "partial" / f"{job_id}.{attempt}.pcm"
@@ -125,7 +126,9 @@ class LocalAudioStore:
             raise AudioIntegrityError("audio checksum differs from the agent's: chunks were lost or damaged")
         key = self.final_key(job_id)
         dest = self.root / key
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.parent not in self._dirs:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(dest.parent)
         tmp = dest.with_suffix(".tmp")
         with open(tmp, "wb") as out:
             out.write(wav_header(sample_rate, len(data)))

@@ -126,9 +126,10 @@ class Dispatcher:
 
     # -- requests from HTTP handlers -------------------------------------------------------
 
-    async def submit(self, spec: JobCreate) -> dict[str, Any]:
-        """Persist a job and return its row; raises jobs.Unservable or jobs.QueueFull."""
-        return await self._ask("submit", spec)
+    async def submit(self, specs: list[JobCreate]) -> list[dict[str, Any]]:
+        """Persist jobs (all or none) and return their rows; raises jobs.Unservable (naming the
+        first job that no device could serve) or jobs.QueueFull."""
+        return await self._ask("submit", specs)
 
     async def cancel(self, job_id: str) -> Job | None:
         """Cancel a job (and tell its device); None if there is no such job."""
@@ -153,7 +154,9 @@ class Dispatcher:
                 self._housekeeping(out)
                 next_housekeeping = time.monotonic() + HOUSEKEEPING_S
             if out.reschedule:
-                self._schedule(out)
+                with self._session() as session:
+                    self._schedule(session, out)
+                    jobs.commit(session)
             self._announce(out)
 
     def _drain(self, timeout: float) -> tuple[list, bool]:
@@ -186,6 +189,9 @@ class Dispatcher:
                 loaded = jobs.jobs_by_id(session, {m.job_id for _, m, _ in decoded if isinstance(m, p.JobEventBase)})
                 for item, msg, data in decoded:
                     self._handle(session, item, msg, data, out)
+                if out.reschedule:  # in the same transaction: one commit from submit to assignment
+                    jobs.write_pending(session)
+                    self._schedule(session, out)
                 jobs.commit(session)
                 del loaded
             out.acks.extend(i for i in batch if isinstance(i, Inbound))
@@ -268,17 +274,22 @@ class Dispatcher:
     # -- HTTP commands ---------------------------------------------------------------------
 
     def _on_submit(self, session: Session, cmd: Command, out: _Outbox) -> None:
-        spec: JobCreate = cmd.arg
+        specs: list[JobCreate] = cmd.arg
+        fleet = [d.capabilities for d in self._devices.values()]
         try:
-            jobs.check_servable(spec, [d.capabilities for d in self._devices.values()])
-            if self._queued >= self.settings.max_queued_jobs:
+            for i, spec in enumerate(specs):
+                try:
+                    jobs.check_servable(spec, fleet)
+                except jobs.Unservable as exc:
+                    raise jobs.Unservable(f"jobs[{i}]: {exc}" if len(specs) > 1 else str(exc)) from None
+            if self._queued + len(specs) > self.settings.max_queued_jobs:
                 raise jobs.QueueFull(self._queued)
         except (jobs.Unservable, jobs.QueueFull) as exc:
             out.answers.append((cmd, None, exc))
             return
-        job = jobs.add_job(session, spec=spec, max_attempts=self.settings.max_attempts)
-        self._queued += 1
-        out.answers.append((cmd, job, None))
+        rows = [jobs.add_job(session, spec=spec, max_attempts=self.settings.max_attempts) for spec in specs]
+        self._queued += len(rows)
+        out.answers.append((cmd, rows, None))
         out.reschedule = True
 
     def _on_cancel(self, session: Session, cmd: Command, out: _Outbox) -> None:
@@ -392,27 +403,27 @@ class Dispatcher:
 
     # -- scheduling ------------------------------------------------------------------------
 
-    def _schedule(self, out: _Outbox) -> None:
+    def _schedule(self, session: Session, out: _Outbox) -> None:
+        """Bind queued jobs to free slots, in the caller's transaction (published after commit)."""
+        out.reschedule = False
         views = [v for v in self._devices.values() if v.free > 0]
         free = sum(v.free for v in views)
         if free <= 0 or self._queued <= 0:
             return
-        with self._session() as session:
-            assigned = 0
-            # Claim more than the free slots so a job nobody can serve now cannot block the rest.
-            for job in jobs.claim_queued(session, self.engine, limit=4 * free + 16):
-                decision = pick_device(jobs.needs_of(job), views)
-                if decision.device_id is None:
-                    continue
-                jobs.assign(session, job, device_id=decision.device_id, lease_s=self.settings.lease_s,
-                            explain=decision.explain())
-                self._devices[decision.device_id].inflight += 1
-                out.publish.append((p.device_topic(decision.device_id, "job"), p.encode(self._assignment(job))))
-                out.notify.add(job.id)
-                assigned += 1
-                if assigned >= free:
-                    break
-            jobs.commit(session)
+        assigned = 0
+        # Claim more than the free slots so a job nobody can serve now cannot block the rest.
+        for job in jobs.claim_queued(session, self.engine, limit=4 * free + 16):
+            decision = pick_device(jobs.needs_of(job), views)
+            if decision.device_id is None:
+                continue
+            jobs.assign(session, job, device_id=decision.device_id, lease_s=self.settings.lease_s,
+                        explain=decision.explain())
+            self._devices[decision.device_id].inflight += 1
+            out.publish.append((p.device_topic(decision.device_id, "job"), p.encode(self._assignment(job))))
+            out.notify.add(job.id)
+            assigned += 1
+            if assigned >= free:
+                break
         self._queued -= assigned
 
     def _assignment(self, job: Job) -> p.JobAssign:

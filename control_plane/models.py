@@ -16,6 +16,8 @@ from sqlmodel import Field, SQLModel
 
 from voicefleet.protocol import DIALECTS, LANGUAGES, MAX_TEXT_CHARS, new_id, now
 
+MAX_BATCH_JOBS = 1000
+
 
 class JobState(StrEnum):
     queued = "queued"
@@ -90,6 +92,10 @@ class JobCreate(SQLModel):
         if v is not None and v not in DIALECTS:
             raise ValueError(f"unknown dialect {v!r}; use one of {sorted(DIALECTS)}")
         return v
+
+
+class JobBatch(SQLModel):
+    jobs: list[JobCreate] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
 
 
 class JobBase(SQLModel):

@@ -133,3 +133,20 @@ def test_health_readiness_devices_and_metrics(cluster: Cluster):
                  "voicefleet_job_first_chunk_seconds_count 1.0", "voicefleet_job_total_seconds_count 1.0",
                  f'voicefleet_device_slots{{device="{cluster.cloud_id}"}} 2.0'):
         assert line in metrics, line
+
+
+def test_batch_submit_is_all_or_nothing_and_in_order(cluster: Cluster):
+    api = cluster.api
+    r = httpx.post(f"{api}/v1/jobs/batch", json={"jobs": JOBS})
+    assert r.status_code == 201, r.text
+    rows = r.json()
+    assert [row["text"] for row in rows] == [j["text"] for j in JOBS]
+    assert all(wait_job(api, row["id"])["state"] == "done" for row in rows)
+    before = len(httpx.get(f"{api}/v1/jobs", params={"limit": 1000}).json())
+    bad = httpx.post(f"{api}/v1/jobs/batch", json={"jobs": [JOBS[0], {"text": "你好", "dialect": "sichuan"}]})
+    assert bad.status_code == 422 and bad.json()["error"]["text"].startswith("jobs[1]: "), bad.text
+    invalid = httpx.post(f"{api}/v1/jobs/batch", json={"jobs": [JOBS[0], {"text": ""}]})
+    assert invalid.status_code == 422 and invalid.json()["error"]["text"].startswith("jobs.1.text"), invalid.text
+    too_many = httpx.post(f"{api}/v1/jobs/batch", json={"jobs": [{"text": "好"}] * 1001})
+    assert too_many.status_code == 422 and "1000" in too_many.json()["error"]["text"]
+    assert len(httpx.get(f"{api}/v1/jobs", params={"limit": 1000}).json()) == before, "a refused batch left jobs"
