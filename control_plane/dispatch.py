@@ -37,6 +37,7 @@ from voicefleet.mqtt import Inbound, MqttClient
 log = logging.getLogger(__name__)
 BATCH = 500
 HOUSEKEEPING_S = 1.0
+LINGER_S = 0.0005
 
 
 @dataclass
@@ -160,10 +161,13 @@ class Dispatcher:
             self._announce(out)
 
     def _drain(self, timeout: float) -> tuple[list, bool]:
+        """Wait for the first item, then linger briefly for more: messages that come in bursts
+        (an agent's "started" and first chunk, 0.1 ms apart) share one transaction."""
         batch: list = []
         woken = False
         try:
             item = self.inbox.get(timeout=timeout)
+            linger_until = time.monotonic() + LINGER_S
             while True:
                 if item is WAKE:
                     woken = True
@@ -171,7 +175,13 @@ class Dispatcher:
                     batch.append(item)
                 if len(batch) >= BATCH:
                     break
-                item = self.inbox.get_nowait()
+                try:
+                    item = self.inbox.get_nowait()
+                except queue.Empty:
+                    wait = linger_until - time.monotonic()
+                    if wait <= 0:
+                        break
+                    item = self.inbox.get(timeout=wait)
         except queue.Empty:
             pass
         return batch, woken
