@@ -7,7 +7,6 @@ store implements the same methods (partials stay on local disk, ``finalize`` upl
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -111,8 +110,7 @@ class LocalAudioStore:
 
     def finalize(self, job_id: str, attempt: int, *, sample_rate: int, chunks: int,
                  sha256: str) -> StoredAudio:
-        """Check the audio against the agent's count and checksum, then write the WAV (to a
-        temporary name, then renamed: a reader never sees half a file)."""
+        """Check the audio against the agent's count and checksum, then write the WAV."""
         k = (job_id, attempt)
         got = self._next.get(k, 0)
         if got != chunks or self._early.get(k):
@@ -129,11 +127,10 @@ class LocalAudioStore:
         if dest.parent not in self._dirs:
             dest.parent.mkdir(parents=True, exist_ok=True)
             self._dirs.add(dest.parent)
-        tmp = dest.with_suffix(".tmp")
-        with open(tmp, "wb") as out:
-            out.write(wav_header(sample_rate, len(data)))
-            out.write(data)
-        os.replace(tmp, dest)
+        # Written in place: nobody reads it before the artifact row that names it is committed,
+        # and a retried attempt overwrites whatever a crash left.
+        with open(dest, "wb") as out:
+            out.write(wav_header(sample_rate, len(data)) + data)
         self.discard(job_id, attempt)
         return StoredAudio(key=key, samples=len(data) // SAMPLE_WIDTH, bytes=len(data), sha256=sha256)
 

@@ -78,9 +78,10 @@ def record_event(session: Session, *, job_id: str, kind: str, attempt: int = 0, 
 def write_pending(session: Session) -> None:
     """Insert the collected rows (jobs first: events and artifacts refer to them)."""
     session.flush()
+    conn = session.connection()  # Core executemany: the ORM's bulk path costs more than the insert
     for model, rows in sorted(session.info.pop("pending", {}).items(), key=lambda kv: kv[0] is not Job):
         if rows:
-            session.execute(insert(model), rows)
+            conn.execute(insert(model.__table__), rows)
 
 
 def commit(session: Session) -> None:
