@@ -404,7 +404,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 fleet.stop()
             broker.stop()
     # The reference is the broker's real round trip (Nagle off on both ends); paho's default
-    # (Nagle on, as voicefleet.mqtt leaves it) is reported beside it.
+    # (Nagle on, which voicefleet.mqtt turns off) is reported beside it.
     raw, raw_default = raws[True], raws[False]
     raw_p50 = raw["latency"]["p50_ms"]
     first_p50 = lat["submit_to_first_chunk"]["p50_ms"]
