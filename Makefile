@@ -5,21 +5,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup system-deps bench lint clean
+.PHONY: run test setup bench lint clean
 
 run: setup
 	$(BIN)/voicefleet up
 
 test: setup
+	@$(MAKE) --no-print-directory apt-deps NEED=postgresql
 	$(BIN)/python -m pytest
 
-setup: system-deps $(STAMP)
+setup: $(STAMP)
+	@$(MAKE) --no-print-directory apt-deps NEED=mosquitto
 
-# Debian packages: Mosquitto for the broker, PostgreSQL binaries for the tests' throwaway server.
-system-deps:
+# Debian packages when missing: Mosquitto (the broker), PostgreSQL (the tests' throwaway server).
+.PHONY: apt-deps
+apt-deps:
 	@missing=""; \
-	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	case "$(NEED)" in *mosquitto*) command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] \
+	  || missing="$$missing mosquitto";; esac; \
+	case "$(NEED)" in *postgresql*) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  || missing="$$missing postgresql";; esac; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

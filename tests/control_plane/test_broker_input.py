@@ -107,3 +107,24 @@ def test_agent_sigterm_finishes_its_job_then_goes_offline(cluster: Cluster):
         time.sleep(0.05)
     job = httpx.get(f"{cluster.api}/v1/jobs/{job_id}").json()
     assert job["state"] == "done" and job["device_id"] == device and job["attempt"] == 1, job
+
+
+def test_control_plane_sigkill_and_restart_loses_no_job(cluster: Cluster):
+    """Killed mid-stream, restarted on the same database and MQTT session: every accepted job
+    ends done, once, with intact audio (the broker redelivers what was never acked)."""
+    api = cluster.api
+    ids = [httpx.post(f"{api}/v1/jobs", json={"text": f"第{i}条提醒：请在三点前回复邮件。" * 20}).json()["id"]
+           for i in range(12)]
+    time.sleep(0.3)
+    cluster.control.kill()
+    cluster.control.wait(10)
+    cluster.start_control_plane()
+    deadline = time.monotonic() + 90
+    for job_id in ids:
+        while (job := httpx.get(f"{api}/v1/jobs/{job_id}").json())["state"] not in ("done", "failed"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
+        assert job["state"] == "done", job
+        assert [e["kind"] for e in job["events"]].count("done") == 1
+        audio = httpx.get(f"{api}/v1/jobs/{job_id}/audio")
+        assert audio.status_code == 200 and len(audio.content) > 44 + 22050 * 2
