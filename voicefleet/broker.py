@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 import weakref
 from pathlib import Path
 from types import TracebackType
+
+from voicefleet.processes import terminate
 
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 # Room for a 1 MiB payload (protocol.MAX_PAYLOAD_BYTES) plus topic, properties and fixed header.
@@ -55,18 +56,6 @@ def _port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGTERM (mosquitto saves its persistence database), then SIGKILL if it hangs."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 class MosquittoBroker:
@@ -176,7 +165,7 @@ class MosquittoBroker:
                 cwd=self.workdir,
             )
         # If our process exits without stop(), do not leave a broker holding the port.
-        self._finalizer = weakref.finalize(self, _terminate, self._proc, STOP_TIMEOUT_S)
+        self._finalizer = weakref.finalize(self, terminate, self._proc, STOP_TIMEOUT_S)
         self._wait_ready(START_TIMEOUT_S)
         self._port_fixed = True  # restart() must come back on the same port
 
@@ -219,7 +208,7 @@ class MosquittoBroker:
             self._finalizer.detach()
             self._finalizer = None
         if self._proc is not None:
-            _terminate(self._proc, timeout)
+            terminate(self._proc, timeout)
             self._proc = None
 
     def restart(self) -> MosquittoBroker:

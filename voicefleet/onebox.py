@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from voicefleet.broker import MosquittoBroker
+from voicefleet.processes import terminate
 from voicefleet.settings import CommonSettings
 
 AGENTS = (("edge-1", "edge"), ("cloud-1", "cloud"))
@@ -64,7 +65,7 @@ class Cluster:
     def stop(self) -> None:
         for proc in [*self.agents.values(), self.control]:  # agents first, so they can hand back jobs
             if proc is not None:
-                terminate(proc)
+                terminate(proc, timeout=40.0)
 
     def wait(self, check, what: str, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
@@ -79,16 +80,6 @@ class Cluster:
         with open(self.home / f"{log_name}.log", "ab") as out:
             return subprocess.Popen([sys.executable, "-m", "voicefleet.cli", *args], env={**self.env, **env},
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-
-def terminate(proc: subprocess.Popen, timeout: float = 40.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def get_json(url: str):
