@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
 import time
@@ -93,6 +94,9 @@ class Dispatcher:
         )
         self._devices: dict[str, DeviceView] = {}
         self._queued = 0  # queue depth, exact after each housekeeping tick, tracked in between
+        self._drained = 0  # attempts ended since the last housekeeping tick
+        self._drained_since = time.monotonic()
+        self.drain_rate = 0.0  # attempts ended per second, smoothed: sizes Retry-After
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
         self._events = {
@@ -293,7 +297,7 @@ class Dispatcher:
                 except jobs.Unservable as exc:
                     raise jobs.Unservable(f"jobs[{i}]: {exc}" if len(specs) > 1 else str(exc)) from None
             if self._queued + len(specs) > self.settings.max_queued_jobs:
-                raise jobs.QueueFull(self._queued)
+                raise jobs.QueueFull(self._queued, self._retry_after(len(specs)))
         except (jobs.Unservable, jobs.QueueFull) as exc:
             out.answers.append((cmd, None, exc))
             return
@@ -406,6 +410,7 @@ class Dispatcher:
         view = self._devices.get(device_id or "")
         if view is not None:
             view.inflight = max(0, view.inflight - 1)
+        self._drained += 1
         out.notify.add(job.id)
         out.reschedule = True
         if job.state in TERMINAL_STATES:
@@ -435,6 +440,11 @@ class Dispatcher:
             if assigned >= free:
                 break
         self._queued -= assigned
+
+    def _retry_after(self, wanted: int) -> int:
+        """Seconds until the queue has drained enough room for ``wanted`` jobs at the current rate."""
+        excess = self._queued + wanted - self.settings.max_queued_jobs
+        return max(1, min(3600, math.ceil(excess / self.drain_rate))) if self.drain_rate > 0.01 else 60
 
     def _assignment(self, job: Job) -> p.JobAssign:
         return p.JobAssign(job_id=job.id, attempt=job.attempt, text=job.text, lang=job.lang, dialect=job.dialect,
@@ -467,6 +477,10 @@ class Dispatcher:
     def _housekeeping(self, out: _Outbox) -> None:
         """Take back leases that ran out and devices that went silent; resync the fleet."""
         t = p.now()
+        now_m = time.monotonic()
+        rate = self._drained / max(now_m - self._drained_since, 1e-3)
+        self.drain_rate = 0.7 * self.drain_rate + 0.3 * rate
+        self._drained, self._drained_since = 0, now_m
         with self._session() as session:
             for job in jobs.expired_leases(session, at=t):
                 out.publish.append((p.device_topic(job.device_id, "cancel"),

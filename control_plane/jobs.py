@@ -29,9 +29,12 @@ class Unservable(Exception):
 
 
 class QueueFull(Exception):
-    def __init__(self, depth: int):
+    """The queue is at its bound; ``retry_after_s`` is how long the current drain rate needs."""
+
+    def __init__(self, depth: int, retry_after_s: int):
         super().__init__(f"{depth} jobs are queued")
         self.depth = depth
+        self.retry_after_s = retry_after_s
 
 
 def needs_of(job: Job | JobCreate) -> JobNeeds:

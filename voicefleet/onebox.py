@@ -45,14 +45,14 @@ class Cluster:
 
     def start_control_plane(self, **env: str) -> None:
         self.control = self._spawn(["control-plane"], env, "control-plane")
-        self.wait(lambda: get_json(f"{self.api}/readyz").get("ready"), "the control plane")
+        self.wait(lambda: get_json(f"{self.api}/readyz").get("ready"), "the control plane", [self.control])
 
     def start_agent(self, device_id: str, *, role: str = "edge", engine: str = "espeak", wait: bool = True,
                     **env: str) -> subprocess.Popen:
         env = {"VOICEFLEET_DEVICE_ID": device_id, "VOICEFLEET_ROLE": role, "VOICEFLEET_ENGINE": engine, **env}
         proc = self.agents[device_id] = self._spawn(["agent"], env, f"agent-{device_id}")
         if wait:
-            self.wait(lambda: self.device_status(device_id) == "online", f"agent {device_id}")
+            self.wait(lambda: self.device_status(device_id) == "online", f"agent {device_id}", [proc])
         return proc
 
     def device_status(self, device_id: str) -> str | None:
@@ -67,10 +67,12 @@ class Cluster:
             if proc is not None:
                 terminate(proc, timeout=40.0)
 
-    def wait(self, check, what: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    def wait(self, check, what: str, watch: list[subprocess.Popen] | None = None,
+             timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Poll ``check`` until it holds; fail early if a watched process (default: all) exits."""
         deadline = time.monotonic() + timeout_s
         while not check():
-            if any(p.poll() is not None for p in self.processes()):
+            if any(p.poll() is not None for p in (self.processes() if watch is None else watch)):
                 raise ClusterError(f"{what} failed to start; see the logs in {self.home}")
             if time.monotonic() > deadline:
                 raise ClusterError(f"{what} did not come up within {timeout_s:.0f}s; see the logs in {self.home}")

@@ -150,3 +150,22 @@ def test_batch_submit_is_all_or_nothing_and_in_order(cluster: Cluster):
     too_many = httpx.post(f"{api}/v1/jobs/batch", json={"jobs": [{"text": "好"}] * 1001})
     assert too_many.status_code == 422 and "1000" in too_many.json()["error"]["text"]
     assert len(httpx.get(f"{api}/v1/jobs", params={"limit": 1000}).json()) == before, "a refused batch left jobs"
+
+
+def test_full_queue_answers_429_with_retry_after(cluster: Cluster):
+    """Past the queue bound, submit is refused early, and nothing accepted is dropped."""
+    cluster.control.terminate()
+    cluster.control.wait(30)
+    for proc in cluster.agents.values():  # no device online: jobs stay queued
+        proc.terminate()
+        proc.wait(30)
+    cluster.start_control_plane(VOICEFLEET_MAX_QUEUED_JOBS="3")
+    accepted = [httpx.post(f"{cluster.api}/v1/jobs", json={"text": f"第{i}条"}) for i in range(3)]
+    assert [r.status_code for r in accepted] == [201, 201, 201]
+    refused = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "第四条"})
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "queue_full"
+    assert int(refused.headers["Retry-After"]) >= 1
+    batch = httpx.post(f"{cluster.api}/v1/jobs/batch", json={"jobs": [{"text": "再来"}]})
+    assert batch.status_code == 429
+    queued = httpx.get(f"{cluster.api}/v1/jobs", params={"state": "queued"}).json()
+    assert sorted(j["id"] for j in queued) == sorted(r.json()["id"] for r in accepted)

@@ -46,7 +46,7 @@ async def _submit(specs: list[JobCreate], services: Services, *, single: bool) -
         return JSONResponse({"error": {"code": "unservable", "text": str(exc)}}, status_code=422)
     except jobs.QueueFull as exc:
         return JSONResponse({"error": {"code": "queue_full", "text": f"{exc}; retry later"}}, status_code=429,
-                            headers={"Retry-After": "5"})
+                            headers={"Retry-After": str(exc.retry_after_s)})
     # Serialised here, once: FastAPI would validate the response model a second time.
     public = [_public(row).model_dump_json() for row in rows]
     body = public[0] if single else "[" + ",".join(public) + "]"
