@@ -1,10 +1,8 @@
-"""Audio shared by both sides: 16-bit mono PCM, WAV framing and simple checks."""
+"""Audio shared by both sides: 16-bit mono PCM and its WAV framing."""
 
 from __future__ import annotations
 
 import struct
-from array import array
-from math import sqrt
 
 SAMPLE_WIDTH = 2  # bytes: every engine speaks int16 little-endian mono
 WAV_HEADER_BYTES = 44
@@ -20,15 +18,6 @@ def wav_header(sample_rate: int, data_bytes: int | None = None) -> bytes:
         b"RIFF", riff, b"WAVE", b"fmt ", 16, 1, 1,
         sample_rate, sample_rate * SAMPLE_WIDTH, SAMPLE_WIDTH, 16, b"data", data,
     )
-
-
-def pcm_rms(pcm: bytes) -> float:
-    """Root mean square of int16 PCM, in sample units (0..32768)."""
-    samples = array("h")
-    samples.frombytes(pcm[: len(pcm) - len(pcm) % 2])
-    if not samples:
-        return 0.0
-    return sqrt(sum(s * s for s in samples) / len(samples))
 
 
 def pcm_seconds(n_bytes: int, sample_rate: int) -> float:

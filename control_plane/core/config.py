@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from voicefleet.settings import CommonSettings
@@ -24,8 +23,3 @@ class Settings(CommonSettings):
 
     def resolved_audio_dir(self) -> Path:
         return self.audio_dir or self.home / "audio"
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()
