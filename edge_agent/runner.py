@@ -22,13 +22,51 @@ log = logging.getLogger(__name__)
 Emit = Callable[[p.Message, bytes | None], None]
 MAX_CHUNK_BYTES = 256 * 1024  # keep each MQTT message far below the 1 MiB limit
 SEEN_LIMIT = 10_000
+STARTED_AFTER_S = 0.05  # a first chunk sooner than this says "started" by itself
+
+
+class _StartNotices:
+    """Sends "started" for jobs whose first audio is slow in coming (a GPU model's first chunk
+    can take a second). A fast first chunk makes it redundant: the control plane marks the job
+    running on its first chunk, so skipping it saves one message and one transition per job."""
+
+    def __init__(self, emit: Emit, after_s: float):
+        self._emit = emit
+        self._after_s = after_s
+        self._due: dict[tuple[str, int], float] = {}
+        self._cond = threading.Condition()
+        threading.Thread(target=self._loop, name="start-notices", daemon=True).start()
+
+    def arm(self, key: tuple[str, int]) -> None:
+        with self._cond:
+            self._due[key] = time.monotonic() + self._after_s
+            self._cond.notify()
+
+    def disarm(self, key: tuple[str, int]) -> None:
+        with self._cond:
+            self._due.pop(key, None)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                ready = [k for k, due in self._due.items() if due <= now]
+                for k in ready:
+                    del self._due[k]
+                if not ready:
+                    self._cond.wait(min(self._due.values()) - now if self._due else None)
+                    continue
+            for job_id, attempt in ready:  # outside the lock: emit does network I/O
+                self._emit(p.JobStarted(job_id=job_id, attempt=attempt), None)
 
 
 class JobRunner:
-    def __init__(self, engine: Engine, emit: Emit, concurrency: int):
+    def __init__(self, engine: Engine, emit: Emit, concurrency: int, *, started_after_s: float = STARTED_AFTER_S):
+        """``started_after_s`` 0 sends "started" for every job before synthesis begins."""
         self.engine = engine
         self.emit = emit
         self.concurrency = concurrency
+        self._notices = _StartNotices(emit, started_after_s) if started_after_s > 0 else None
         self._queue: queue.Queue[p.JobAssign | None] = queue.Queue()
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         # Keyed by (job_id, attempt): cancelling one attempt never touches a later one.
@@ -115,17 +153,29 @@ class JobRunner:
 
     def _run(self, job: p.JobAssign) -> None:
         ids = {"job_id": job.job_id, "attempt": job.attempt}
-        self.emit(p.JobStarted(**ids), None)
+        key = (job.job_id, job.attempt)
+        if self._notices is None:
+            self.emit(p.JobStarted(**ids), None)
+        else:
+            self._notices.arm(key)
+        try:
+            self._synthesize(job, key, ids)
+        finally:
+            if self._notices is not None:
+                self._notices.disarm(key)
+
+    def _synthesize(self, job: p.JobAssign, key: tuple[str, int], ids: dict) -> None:
         request = SynthesisRequest(text=job.text, lang=job.lang, dialect=job.dialect, voice=job.voice,
                                    instruction=job.instruction)
         rate = self.engine.descriptor.sample_rate
         digest, seq, total = hashlib.sha256(), 0, 0
         t0 = time.perf_counter()
         try:
-            key = (job.job_id, job.attempt)
             for pcm in self.engine.synthesize(request, cancelled=lambda: key in self._cancelled):
                 if key in self._cancelled:
                     break  # also for an engine that does not check often
+                if seq == 0 and self._notices is not None:
+                    self._notices.disarm(key)
                 for piece in _split(pcm):
                     digest.update(piece)
                     total += len(piece)
@@ -135,7 +185,7 @@ class JobRunner:
             self.emit(p.JobFailed(error=p.ErrorInfo(code=exc.code, text=exc.text), retryable=exc.retryable,
                                   **ids), None)
             return
-        if (job.job_id, job.attempt) in self._cancelled:
+        if key in self._cancelled:
             return  # the control plane already knows; a result would be ignored anyway
         synth_s = time.perf_counter() - t0
         self._learn_rtf(synth_s, pcm_seconds(total, rate))

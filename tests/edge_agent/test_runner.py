@@ -123,8 +123,9 @@ def make_runner(events: Events) -> Iterator[Callable[..., JobRunner]]:
     runners: list[JobRunner] = []
     engines: list = []
 
-    def make(engine, concurrency: int = 1) -> JobRunner:
-        runner = JobRunner(engine, events, concurrency)
+    def make(engine, concurrency: int = 1, started_after_s: float = 0.0) -> JobRunner:
+        """By default every job reports "started" first, which makes event orders exact."""
+        runner = JobRunner(engine, events, concurrency, started_after_s=started_after_s)
         runner.start()
         runners.append(runner)
         engines.append(engine)
@@ -474,3 +475,39 @@ def test_one_worker_runs_jobs_one_at_a_time_in_order(make_runner, events: Events
     assert engine.texts == [f"text {i}" for i in range(4)]
     starts = [m.job_id for m, _ in events.items if m.kind == "started"]
     assert starts == ["o0", "o1", "o2", "o3"]
+
+
+# ------------------------------------------------------------------ "started" only when it helps
+
+
+class SlowStartEngine(ScriptedEngine):
+    """A deterministic engine whose first chunk takes ``first_s`` (a GPU model's warm-up)."""
+
+    def __init__(self, chunks: Sequence[bytes], first_s: float):
+        super().__init__(chunks)
+        self.first_s = first_s
+
+    def synthesize(self, request, cancelled=never_cancelled):
+        time.sleep(self.first_s)
+        yield from super().synthesize(request, cancelled)
+
+
+def test_a_fast_first_chunk_says_started_by_itself(make_runner, events: Events) -> None:
+    make_runner(BenchmarkToneEngine(), started_after_s=0.2).submit(assign("fast"))
+    events.wait_final("fast")
+    time.sleep(0.3)  # past the notice delay: no late "started" either
+    assert events.kinds("fast") == ["chunk", "done"]
+
+
+def test_a_slow_first_chunk_is_preceded_by_started(make_runner, events: Events) -> None:
+    make_runner(SlowStartEngine([pcm(80), pcm(80)], first_s=0.3), started_after_s=0.05).submit(assign("slow"))
+    events.wait_final("slow")
+    assert events.kinds("slow") == ["started", "chunk", "chunk", "done"]
+
+
+def test_a_slow_engine_failure_is_still_preceded_by_started(make_runner, events: Events) -> None:
+    engine = SlowStartEngine([pcm(80)], first_s=0.2)
+    engine.fail, engine.fail_after = EngineError("unsupported", "no such voice"), 0
+    make_runner(engine, started_after_s=0.05).submit(assign("slowfail"))
+    events.wait_final("slowfail")
+    assert events.kinds("slowfail") == ["started", "failed"]
