@@ -426,8 +426,8 @@ class Dispatcher:
         if free <= 0 or self._queued <= 0:
             return
         assigned = 0
-        # Claim more than the free slots so a job nobody can serve now cannot block the rest.
-        for job in jobs.claim_queued(session, self.engine, limit=4 * free + 16):
+        # A few more than the free slots, so that a job nobody free can serve does not block the rest.
+        for job in jobs.claim_queued(session, self.engine, limit=free + 16):
             decision = pick_device(jobs.needs_of(job), views)
             if decision.device_id is None:
                 continue
