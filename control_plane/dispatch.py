@@ -43,24 +43,24 @@ LINGER_S = 0.0005
 
 @dataclass
 class Command:
-    """A request from an HTTP handler; its future is resolved once the batch has committed."""
+    """A request from an HTTP handler; its future is settled once the batch has committed."""
 
     kind: str  # submit | cancel
     arg: Any
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
 
-    def resolve(self, result: Any, error: BaseException | None) -> None:
-        self.loop.call_soon_threadsafe(_settle, self.future, result, error)
 
 
-def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    if future.done():  # the client went away
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _settle(answers: list[tuple[Command, Any, BaseException | None]]) -> None:
+    """Runs on the HTTP event loop: answer a batch's commands in one wake-up of the loop."""
+    for cmd, result, error in answers:
+        if cmd.future.done():  # the client went away
+            continue
+        if error is not None:
+            cmd.future.set_exception(error)
+        else:
+            cmd.future.set_result(result)
 
 
 WAKE = object()  # put on the inbox to make the loop run a scheduling pass at once
@@ -245,8 +245,11 @@ class Dispatcher:
         for msg in out.acks:
             if msg.qos:
                 self.mqtt.ack(msg.mid, msg.qos)
-        for cmd, result, error in out.answers:
-            cmd.resolve(result, error)
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for answer in out.answers:
+            by_loop.setdefault(answer[0].loop, []).append(answer)
+        for loop, answers in by_loop.items():
+            loop.call_soon_threadsafe(_settle, answers)
         for job_id in out.notify:
             self.watch.notify(job_id)
 
