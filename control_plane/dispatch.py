@@ -320,7 +320,7 @@ class Dispatcher:
                 self.store.discard(job.id, job.attempt)
                 cancel = p.JobCancel(job_id=job.id, attempt=job.attempt, reason="cancelled by client")
                 out.publish.append((p.device_topic(device_id, "cancel"), p.encode(cancel)))
-                self._ended(job, device_id, out)
+            self._ended(job, device_id if was_active else None, out)
         out.answers.append((cmd, job, None))
 
     # -- device messages -------------------------------------------------------------------

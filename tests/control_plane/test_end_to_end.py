@@ -169,3 +169,7 @@ def test_full_queue_answers_429_with_retry_after(cluster: Cluster):
     assert batch.status_code == 429
     queued = httpx.get(f"{cluster.api}/v1/jobs", params={"state": "queued"}).json()
     assert sorted(j["id"] for j in queued) == sorted(r.json()["id"] for r in accepted)
+    # Cancelling a queued job makes room at once.
+    cancelled = httpx.post(f"{cluster.api}/v1/jobs/{accepted[0].json()['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    assert httpx.post(f"{cluster.api}/v1/jobs", json={"text": "第四条"}).status_code == 201
