@@ -35,7 +35,7 @@ class AudioStore(Protocol):
                  sha256: str) -> StoredAudio: ...
     def discard(self, job_id: str, attempt: int) -> None: ...
     def read_partial(self, job_id: str, attempt: int, offset: int) -> bytes: ...
-    def open_final(self, key: str): ...
+    def local_path(self, key: str) -> Path | None: ...  # None for a remote store: use iter_final
     def iter_final(self, key: str, offset: int = 0) -> Iterator[bytes]: ...
 
 
@@ -142,12 +142,12 @@ class LocalAudioStore:
             self._mem.pop(k, None)
             self.partial_path(job_id, attempt).unlink(missing_ok=True)
 
-    def open_final(self, key: str):
-        return open(self.root / key, "rb")
+    def local_path(self, key: str) -> Path | None:
+        return self.root / key
 
     def iter_final(self, key: str, offset: int = 0) -> Iterator[bytes]:
         """The PCM of a stored WAV from byte ``offset`` of its data."""
-        with self.open_final(key) as f:
+        with open(self.root / key, "rb") as f:
             f.seek(WAV_HEADER_BYTES + offset)
             while block := f.read(1 << 16):
                 yield block

@@ -246,12 +246,11 @@ def test_iter_final_from_an_offset(store: LocalAudioStore) -> None:
     assert len(blocks[0]) == 1 << 16
 
 
-def test_open_final_reads_the_whole_wav(store: LocalAudioStore) -> None:
+def test_local_path_holds_the_whole_wav(store: LocalAudioStore) -> None:
     pcm = pcm_chunk(100)
     store.append("j16", 1, 0, pcm)
     stored = store.finalize("j16", 1, sample_rate=RATE, chunks=1, sha256=sha(pcm))
-    with store.open_final(stored.key) as f:
-        data = f.read()
+    data = store.local_path(stored.key).read_bytes()
     assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
     assert data[WAV_HEADER_BYTES:] == pcm
 

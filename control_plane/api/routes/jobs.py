@@ -83,9 +83,17 @@ async def job_audio(job_id: str, services: ServicesDep):
     if job.state in (JobState.failed, JobState.cancelled):
         raise HTTPException(409, f"job {job_id} is {job.state}: {job.error_text or 'no audio'}")
     if artifact is not None:
-        return FileResponse(services.store.root / artifact.key, media_type="audio/wav",
-                            filename=f"{job_id}.wav")
+        path = services.store.local_path(artifact.key)
+        if path is None:  # a remote store streams it
+            return StreamingResponse(_stored(services, artifact), media_type="audio/wav")
+        return FileResponse(path, media_type="audio/wav", filename=f"{job_id}.wav")
     return StreamingResponse(_follow(services, job_id), media_type="audio/wav")
+
+
+async def _stored(services: Services, artifact: AudioArtifact) -> AsyncIterator[bytes]:
+    yield wav_header(artifact.sample_rate, artifact.bytes)
+    for block in services.store.iter_final(artifact.key):
+        yield block
 
 
 def _must(session: Session, job_id: str) -> Job:
