@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -64,6 +64,13 @@ def _settle(answers: list[tuple[Command, Any, BaseException | None]]) -> None:
 
 
 WAKE = object()  # put on the inbox to make the loop run a scheduling pass at once
+
+
+class _Decoded(NamedTuple):
+    item: Any  # Inbound or Command
+    device_id: str | None = None
+    msg: p.Message | None = None
+    data: bytes | None = None
 
 
 @dataclass
@@ -196,13 +203,13 @@ class Dispatcher:
         return Session(self.engine, autoflush=False, expire_on_commit=False)
 
     def _handle_batch(self, batch: list, out: _Outbox) -> None:
+        decoded = [self._decode(item) for item in batch]  # once: a retry below must not count drops twice
         try:
             with self._session() as session:
-                decoded = [self._decode(item) for item in batch]
                 # Held in a local: the session's identity map is weak, and the handlers' gets must hit it.
-                loaded = jobs.jobs_by_id(session, {m.job_id for _, m, _ in decoded if isinstance(m, p.JobEventBase)})
-                for item, msg, data in decoded:
-                    self._handle(session, item, msg, data, out)
+                loaded = jobs.jobs_by_id(session, {d.msg.job_id for d in decoded if isinstance(d.msg, p.JobEventBase)})
+                for d in decoded:
+                    self._handle(session, d, out)
                 if out.reschedule:  # in the same transaction: one commit from submit to assignment
                     jobs.write_pending(session)
                     self._schedule(session, out)
@@ -216,14 +223,15 @@ class Dispatcher:
             out.publish.clear()
             out.notify.clear()
             out.answers.clear()
-            for item in batch:
-                self._handle_alone(item, out)
+            for d in decoded:
+                self._handle_alone(d, out)
 
-    def _handle_alone(self, item, out: _Outbox) -> None:
+    def _handle_alone(self, d: _Decoded, out: _Outbox) -> None:
+        item = d.item
         one = _Outbox()
         try:
             with self._session() as session:
-                self._handle(session, item, *self._decode(item)[1:], one)
+                self._handle(session, d, one)
                 jobs.commit(session)
         except Exception as exc:
             log.exception("dropping an item that cannot be handled")
@@ -255,27 +263,28 @@ class Dispatcher:
 
     # -- dispatching items -----------------------------------------------------------------
 
-    def _decode(self, item) -> tuple[Any, Any, bytes | None]:
-        """(item, decoded message or None, audio bytes); commands pass through."""
+    def _decode(self, item) -> _Decoded:
+        """Parse a device message (its topic once); commands pass through. A malformed message
+        is logged, counted and comes back with no ``msg``."""
         if isinstance(item, Command):
-            return item, None, None
+            return _Decoded(item)
         try:
-            _, kind = p.parse_device_topic(item.topic)
+            device_id, kind = p.parse_device_topic(item.topic)
             msg, data = p.decode(kind, item.payload)
         except p.ProtocolError as exc:
             log.warning("dropped message on %s: %s", item.topic, exc)
             self.metrics.dropped.labels(exc.code).inc()
-            return item, None, None
-        return item, msg, data
+            return _Decoded(item)
+        return _Decoded(item, device_id, msg, data)
 
-    def _handle(self, session: Session, item, msg, data: bytes | None, out: _Outbox) -> None:
+    def _handle(self, session: Session, d: _Decoded, out: _Outbox) -> None:
+        item, device_id, msg, data = d
         if isinstance(item, Command):
             handler = self._on_submit if item.kind == "submit" else self._on_cancel
             handler(session, item, out)
             return
         if msg is None:
             return
-        device_id, _ = p.parse_device_topic(item.topic)
         if isinstance(msg, p.DeviceState):
             self._on_state(session, device_id, msg, out)
         elif isinstance(msg, p.Telemetry):
