@@ -90,9 +90,12 @@ async def job_audio(job_id: str, services: ServicesDep):
     return StreamingResponse(_follow(services, job_id), media_type="audio/wav")
 
 
-async def _stored(services: Services, artifact: AudioArtifact) -> AsyncIterator[bytes]:
-    yield wav_header(artifact.sample_rate, artifact.bytes)
-    for block in services.store.iter_final(artifact.key):
+async def _stored(services: Services, artifact: AudioArtifact, *, offset: int = 0,
+                  header: bool = True) -> AsyncIterator[bytes]:
+    """A stored WAV from the store: its header (unless already sent), then its PCM from ``offset``."""
+    if header:
+        yield wav_header(artifact.sample_rate, artifact.bytes)
+    for block in services.store.iter_final(artifact.key, offset=offset):
         yield block
 
 
@@ -121,10 +124,8 @@ async def _follow(services: Services, job_id: str) -> AsyncIterator[bytes]:
             job, artifact = await run_in_threadpool(_load, services, job_id)
             if job is None or job.state in (JobState.failed, JobState.cancelled):
                 return
-            if artifact is not None:
-                if not header:
-                    yield wav_header(artifact.sample_rate, artifact.bytes)
-                for block in services.store.iter_final(artifact.key, offset=sent):
+            if artifact is not None:  # done meanwhile: the rest comes from the stored WAV
+                async for block in _stored(services, artifact, offset=sent, header=not header):
                     yield block
                 return
             if sent and job.attempt != attempt:
