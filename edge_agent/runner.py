@@ -167,11 +167,12 @@ class JobRunner:
     def _synthesize(self, job: p.JobAssign, key: tuple[str, int], ids: dict) -> None:
         request = SynthesisRequest(text=job.text, lang=job.lang, dialect=job.dialect, voice=job.voice,
                                    instruction=job.instruction)
-        rate = self.engine.descriptor.sample_rate
         digest, seq, total = hashlib.sha256(), 0, 0
         t0 = time.perf_counter()
         try:
-            for pcm in self.engine.synthesize(request, cancelled=lambda: key in self._cancelled):
+            engine = self.engine.select(request) if hasattr(self.engine, "select") else self.engine
+            rate = engine.descriptor.sample_rate  # an EngineChain's members differ in sample rate
+            for pcm in engine.synthesize(request, cancelled=lambda: key in self._cancelled):
                 if key in self._cancelled:
                     break  # also for an engine that does not check often
                 if seq == 0 and self._notices is not None:
@@ -190,7 +191,7 @@ class JobRunner:
         synth_s = time.perf_counter() - t0
         self._learn_rtf(synth_s, pcm_seconds(total, rate))
         self.emit(p.JobDone(chunks=seq, samples=total // 2, sample_rate=rate, sha256=digest.hexdigest(),
-                            engine=self.engine.descriptor, synth_s=round(synth_s, 6), **ids), None)
+                            engine=engine.descriptor, synth_s=round(synth_s, 6), **ids), None)
 
     def _learn_rtf(self, synth_s: float, audio_s: float) -> None:
         if audio_s > 0:

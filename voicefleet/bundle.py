@@ -175,6 +175,7 @@ def write_bundle(out_dir: str | Path, files: dict[str, Path], manifest_fields: d
     if bad := _bad_names(files):  # checked before copying: a name like "../x" would land outside the bundle
         raise BundleError("bad_manifest", f"file names {bad} must match {FILE_NAME_PATTERN}")
     # Build beside out_dir and rename into place, so a half-written bundle is never seen there.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:
         entries = {name: _copy(Path(src), tmp / name) for name, src in sorted(files.items())}

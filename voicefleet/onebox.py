@@ -47,9 +47,12 @@ class Cluster:
         self.control = self._spawn(["control-plane"], env, "control-plane")
         self.wait(lambda: get_json(f"{self.api}/readyz").get("ready"), "the control plane", [self.control])
 
-    def start_agent(self, device_id: str, *, role: str = "edge", engine: str = "espeak", wait: bool = True,
+    def start_agent(self, device_id: str, *, role: str = "edge", engine: str | None = "espeak", wait: bool = True,
                     **env: str) -> subprocess.Popen:
-        env = {"VOICEFLEET_DEVICE_ID": device_id, "VOICEFLEET_ROLE": role, "VOICEFLEET_ENGINE": engine, **env}
+        """``engine=None`` leaves the role's default engines (the student on the edge)."""
+        env = {"VOICEFLEET_DEVICE_ID": device_id, "VOICEFLEET_ROLE": role, **env}
+        if engine:
+            env["VOICEFLEET_ENGINE"] = engine
         proc = self.agents[device_id] = self._spawn(["agent"], env, f"agent-{device_id}")
         if wait:
             self.wait(lambda: self.device_status(device_id) == "online", f"agent {device_id}", [proc])
@@ -104,7 +107,7 @@ def run_one_box(port: int | None = None) -> int:
     try:
         cluster.start_control_plane()
         for device_id, role in AGENTS:
-            cluster.start_agent(device_id, role=role)
+            cluster.start_agent(device_id, role=role, engine=None)
         print(f"voicefleet is up: API at {cluster.api} (interactive docs at {cluster.api}/docs)\n"
               f"  broker {cluster.env['VOICEFLEET_MQTT_URL']}, data and logs in {common.home}\n"
               f"  try: voicefleet say \"今天下午三点提醒我开会\" -o reminder.wav", flush=True)

@@ -74,7 +74,8 @@ class Dataset:
 
     @classmethod
     def load(cls, path: Path) -> Dataset:
-        data = np.load(path)
+        with np.load(path) as npz:  # each npz[key] re-reads the file: take every array exactly once
+            data = {key: npz[key] for key in npz.files}
         io, ao = data["id_offsets"], data["audio_offsets"]
         ids = [data["ids"][io[i]:io[i + 1]].astype(np.int64) for i in range(len(io) - 1)]
         durations = [data["durations"][io[i]:io[i + 1]].astype(np.int64) for i in range(len(io) - 1)]

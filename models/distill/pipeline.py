@@ -102,7 +102,8 @@ def _train_one(which: str, work: Path, device: str, seconds: float, quick: bool)
     cfg = StudentConfig()
     batch = 8 if device == "cpu" else (64 if which == "acoustic" else 96)
     fn = train_acoustic if which == "acoustic" else train_vocoder
-    return fn(data, cfg, work, device, batch=batch, seconds=seconds, max_steps=40 if quick else 10**9)
+    return fn(data, cfg, work, device, batch=batch, seconds=seconds, max_steps=40 if quick else 10**9,
+              save_every_s=20 if device != "cpu" else 60)
 
 
 def stage_train(args, report) -> dict:
