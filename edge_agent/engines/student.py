@@ -29,6 +29,29 @@ def receptive_frames(cfg: dict) -> int:
     return 3 * cfg["frame_layers"] + 3 + 3 * cfg["voc_layers"] + cfg["n_fft"] // cfg["hop"] // 2
 
 
+def istft_basis(n_fft: int) -> np.ndarray:
+    """[2*bins, n_fft] float32: (real, imag) one-sided spectrum → Hann-windowed frame (inverse rDFT).
+
+    The vocoder's last matmul; a graph input rather than a stored constant (see export.py).
+    Same formula as ``models.distill.student.istft_basis`` (the parity test holds them equal),
+    built in row blocks so its temporaries stay small.
+    """
+    bins = n_fft // 2 + 1
+    n = np.arange(n_fft)
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)).astype(np.float32)
+    weight = np.full(bins, 2.0 / n_fft, np.float32)
+    weight[0] /= 2
+    if n_fft % 2 == 0:
+        weight[-1] /= 2
+    out = np.empty((2 * bins, n_fft), np.float32)
+    for start in range(0, bins, 64):
+        k = np.arange(start, min(bins, start + 64))[:, None]
+        angle = ((k * n) % n_fft).astype(np.float32) * np.float32(2 * np.pi / n_fft)
+        out[k[:, 0]] = np.cos(angle) * weight[k] * window
+        out[bins + k[:, 0]] = -np.sin(angle) * weight[k] * window
+    return out
+
+
 def frame_features(encodings: np.ndarray, durations: np.ndarray) -> np.ndarray:
     """numpy twin of ``models.distill.student.expand`` for one utterance: [C, T] × [T] → [1, C+2, F]."""
     phone = np.repeat(np.arange(len(durations)), durations)
@@ -48,6 +71,7 @@ class StudentModel:
         self.context = receptive_frames(config) + 2
         self._encoder = onnx_session(directory / f"encoder{suffix}.onnx", threads)
         self._synth = onnx_session(directory / f"synth{suffix}.onnx", threads)
+        self.basis = istft_basis(config["n_fft"])
 
     def durations(self, ids: list[int], speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         encodings, log_durations = self._encoder.run(None, {"phones": np.asarray([ids], np.int64)})
@@ -65,7 +89,7 @@ class StudentModel:
         while start < total:
             end = min(total, start + size)
             lo, hi = max(0, start - self.context), min(total, end + self.context)
-            (audio,) = self._synth.run(None, {"frames": frames[:, :, lo:hi]})
+            (audio,) = self._synth.run(None, {"frames": frames[:, :, lo:hi], "basis": self.basis})
             yield audio[0, (start - lo) * self.hop:(end - lo) * self.hop]
             start, size = end, chunk
 

@@ -2,8 +2,10 @@
 
 Both speak the same held-out sentences phrase by phrase (with the same pauses); the figures
 are MCD-DTW, F0 RMSE and speaker similarity (``evaluate.py``) and the single-thread real-time
-factor of each. The int8 graphs ship only when they are faster *and* no worse than fp32 by
-more than 0.2 dB MCD: published int8 TTS models often run slower on CPUs, so it is measured.
+factor of each. The int8 graphs ship only when they are at least 10% faster *and* no worse
+than fp32 by more than 0.2 dB MCD: published int8 TTS models often run slower on CPUs, so it
+is measured; and dynamic int8 quantises activations per call, so streamed windows are no
+longer bit-identical to a whole-clause run, which a few percent of speed does not buy.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from models.distill.teachers import SAMPLE_RATE, load_teacher
 from voicefleet.text.mandarin import phrases
 
 MCD_TOLERANCE_DB = 0.2
+INT8_MIN_SPEEDUP = 1.10
 
 
 def _speak(render, sentence: str) -> tuple[np.ndarray, float]:
@@ -54,7 +57,7 @@ def evaluate_student(work: Path, teacher_name: str, quick: bool = False) -> dict
         if variant == "fp32":
             _examples(work, reference[0], spoken[0])
     fp32, int8 = report["fp32"], report["int8"]
-    faster = int8["rtf_1thread"] < fp32["rtf_1thread"]
+    faster = int8["rtf_1thread"] * INT8_MIN_SPEEDUP <= fp32["rtf_1thread"]
     report["chosen"] = "int8" if faster and int8["mcd_db"] <= fp32["mcd_db"] + MCD_TOLERANCE_DB else "fp32"
     return report
 

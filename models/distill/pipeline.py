@@ -16,6 +16,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 STAGES = ("corpus", "teacher", "train", "export", "evaluate", "bundle")
+QUICK_STEPS = 20
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--version", default=None, help="bundle version (default: a UTC timestamp)")
     args = p.parse_args(argv)
     if args.quick:
-        args.sentences, args.seconds = 6, min(args.seconds, 12.0)
+        args.sentences, args.seconds = 6, min(args.seconds, 240.0)  # quick runs stop at QUICK_STEPS
     args.work = args.work or args.out.with_name(args.out.name + ".work")
     unknown = set(args.stages.split(",")) - set(STAGES)
     if unknown:
@@ -102,7 +103,7 @@ def _train_one(which: str, work: Path, device: str, seconds: float, quick: bool)
     cfg = StudentConfig()
     batch = 8 if device == "cpu" else (64 if which == "acoustic" else 96)
     fn = train_acoustic if which == "acoustic" else train_vocoder
-    return fn(data, cfg, work, device, batch=batch, seconds=seconds, max_steps=40 if quick else 10**9,
+    return fn(data, cfg, work, device, batch=batch, seconds=seconds, max_steps=QUICK_STEPS if quick else 10**9,
               save_every_s=20 if device != "cpu" else 60)
 
 

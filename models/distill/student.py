@@ -119,14 +119,15 @@ class VocoderStudent(nn.Module):
         self.blocks = nn.Sequential(*[ConvNeXtBlock(cfg.voc_dim) for _ in range(cfg.voc_layers)])
         self.head = nn.Linear(cfg.voc_dim, 2 * self.bins)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """log-mel [B, n_mels, F] → waveform [B, F*hop]."""
+    def forward(self, mel: torch.Tensor, basis: torch.Tensor | None = None) -> torch.Tensor:
+        """log-mel [B, n_mels, F] → waveform [B, F*hop]. ``basis``: ``istft_basis`` (the exported
+        graph takes it as an input, so the file holds only weights and nothing is folded at load)."""
         x = self.inp(mel)
         x = self.blocks(self.norm(x.transpose(1, 2)).transpose(1, 2))
         spec = self.head(x.transpose(1, 2))  # [B, F, 2*bins]
         log_mag, phase = spec[..., : self.bins], spec[..., self.bins:]
         mag = torch.exp(log_mag.clamp(max=10.0))  # a full-scale sine needs about e^5.7 here
-        basis = istft_basis(self.cfg.n_fft, mel.device)
+        basis = istft_basis(self.cfg.n_fft, mel.device) if basis is None else basis
         frames = torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1) @ basis  # [B, F, n_fft]
         return overlap_add(frames, self.cfg.hop, self.overlap)
 
@@ -134,9 +135,8 @@ class VocoderStudent(nn.Module):
 def istft_basis(n_fft: int, device: torch.device | None = None) -> torch.Tensor:
     """[2*bins, n_fft]: (real, imag) one-sided spectrum → Hann-windowed time frame (inverse rDFT).
 
-    Built from ops rather than stored: the exported graph stays small (onnxruntime folds it into
-    a constant when the session loads) and int8 quantisation leaves it alone. ``k*n mod n_fft``
-    is taken in integers first, because float32 loses the phase of angles that large.
+    ``k*n mod n_fft`` is taken in integers first: float32 loses the phase of angles that large.
+    The edge runtime builds the same matrix in numpy (``edge_agent.engines.student.istft_basis``).
     """
     bins = n_fft // 2 + 1
     k = torch.arange(bins, device=device).view(-1, 1)

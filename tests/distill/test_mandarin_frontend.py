@@ -73,3 +73,24 @@ def test_phrases_split_at_clause_punctuation_with_pauses():
 def test_text_without_chinese_is_refused_clearly():
     with pytest.raises(m.FrontendError, match="no Chinese characters"):
         m.phrases("hello!")
+
+
+def test_compact_lexicon_reads_exactly_like_pypinyin():
+    import random
+    import re
+
+    from pypinyin import Style, lazy_pinyin
+    from pypinyin.constants import PHRASES_DICT
+
+    from models.distill.corpus import heldout_sentences
+    from voicefleet.text.lexicon import lexicon
+
+    phrases_list, rng = list(PHRASES_DICT), random.Random(7)
+    # fragments of dictionary words glued together: the cases where segmentation can go wrong
+    texts = heldout_sentences() + ["".join(rng.choice(phrases_list)[rng.randrange(2):] for _ in range(6))
+                                   for _ in range(3000)]
+    runs = [run for text in texts for run in re.findall(r"[\u4e00-\u9fff]+", text)]
+    ours = lexicon()
+    wrong = [run for run in runs if ours.pinyin(run) != lazy_pinyin(run, style=Style.TONE3,
+                                                                      neutral_tone_with_five=True)]
+    assert not wrong, wrong[:5]

@@ -121,16 +121,15 @@ def _glide_final(base: str) -> str:
 
 
 def pinyin_of(han: str) -> list[str]:
-    """TONE3 syllables for a run of Han characters, one per character, with our fixes applied."""
-    from pypinyin import Style, lazy_pinyin
+    """TONE3 syllables for a run of Han characters (pypinyin's readings, see ``lexicon``) with our
+    fixes applied; characters that have no reading are left out."""
+    from voicefleet.text.lexicon import lexicon
 
-    syllables = lazy_pinyin(han, style=Style.TONE3, neutral_tone_with_five=True)
-    if len(syllables) != len(han):
-        raise FrontendError(f"pypinyin returned {len(syllables)} syllables for {len(han)} characters in {han!r}")
+    syllables = lexicon().pinyin(han)
     for phrase, fix in POLYPHONE_FIXES.items():
         for match in re.finditer(re.escape(phrase), han):
             syllables[match.start():match.end()] = fix
-    return syllables
+    return [s for s in syllables if s]
 
 
 def phrases(text: str) -> list[Phrase]:
