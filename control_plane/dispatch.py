@@ -31,7 +31,7 @@ from control_plane.core.config import Settings
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
 from control_plane.models import ACTIVE_STATES, TERMINAL_STATES, AudioArtifact, Device, Job, JobCreate
-from control_plane.scheduler import DeviceView, pick_device
+from control_plane.scheduler import DeviceView, FleetStats, Planner, Running
 from voicefleet import protocol as p
 from voicefleet.mqtt import Inbound, MqttClient
 
@@ -45,7 +45,7 @@ LINGER_S = 0.0005
 class Command:
     """A request from an HTTP handler; its future is settled once the batch has committed."""
 
-    kind: str  # submit | cancel
+    kind: str  # submit | cancel | cordon | uncordon | drain
     arg: Any
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
@@ -100,7 +100,10 @@ class Dispatcher:
             manual_ack=True,
         )
         self._devices: dict[str, DeviceView] = {}
-        self._queued = 0  # queue depth, exact after each housekeeping tick, tracked in between
+        self.stats = FleetStats()  # learned RTFs, round trips, error rates: what the estimates use
+        self._rr = 0  # round-robin cursor (for the comparison policies)
+        # queue depth per tier, exact after each housekeeping tick, tracked in between
+        self._queued: dict[str, int] = {"interactive": 0, "batch": 0}
         self._drained = 0  # attempts ended since the last housekeeping tick
         self._drained_since = time.monotonic()
         self.drain_rate = 0.0  # attempts ended per second, smoothed: sizes Retry-After
@@ -146,6 +149,13 @@ class Dispatcher:
     async def cancel(self, job_id: str) -> Job | None:
         """Cancel a job (and tell its device); None if there is no such job."""
         return await self._ask("cancel", job_id)
+
+    async def device_command(self, kind: str, device_id: str) -> Device | None:
+        """cordon (no new jobs), uncordon, or drain (cordon and take back jobs not started yet)."""
+        return await self._ask(kind, device_id)
+
+    def device_view(self, device_id: str) -> DeviceView | None:
+        return self._devices.get(device_id)
 
     async def _ask(self, kind: str, arg: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -280,13 +290,13 @@ class Dispatcher:
     def _handle(self, session: Session, d: _Decoded, out: _Outbox) -> None:
         item, device_id, msg, data = d
         if isinstance(item, Command):
-            handler = self._on_submit if item.kind == "submit" else self._on_cancel
+            handler = {"submit": self._on_submit, "cancel": self._on_cancel}.get(item.kind, self._on_device_command)
             handler(session, item, out)
             return
         if msg is None:
             return
         if isinstance(msg, p.DeviceState):
-            self._on_state(session, device_id, msg, out)
+            self._on_state(session, device_id, msg, out, retained=item.retained)
         elif isinstance(msg, p.Telemetry):
             self._on_telemetry(session, device_id, msg)
         elif type(msg) in self._events:
@@ -301,20 +311,20 @@ class Dispatcher:
 
     def _on_submit(self, session: Session, cmd: Command, out: _Outbox) -> None:
         specs: list[JobCreate] = cmd.arg
-        fleet = [d.capabilities for d in self._devices.values()]
+        fleet = list(self._devices.values())
         try:
             for i, spec in enumerate(specs):
                 try:
-                    jobs.check_servable(spec, fleet)
+                    jobs.check_servable(spec, fleet, self.stats)
                 except jobs.Unservable as exc:
                     raise jobs.Unservable(f"jobs[{i}]: {exc}" if len(specs) > 1 else str(exc)) from None
-            if self._queued + len(specs) > self.settings.max_queued_jobs:
-                raise jobs.QueueFull(self._queued, self._retry_after(len(specs)))
+            self._check_room(specs)
         except (jobs.Unservable, jobs.QueueFull) as exc:
             out.answers.append((cmd, None, exc))
             return
         rows = [jobs.add_job(session, spec=spec, max_attempts=self.settings.max_attempts) for spec in specs]
-        self._queued += len(rows)
+        for row in rows:
+            self._queued[row["tier"]] += 1
         out.answers.append((cmd, rows, None))
         out.reschedule = True
 
@@ -323,7 +333,7 @@ class Dispatcher:
         if job is not None and job.state not in TERMINAL_STATES:
             device_id, was_active = job.device_id, job.state in ACTIVE_STATES
             if job.state == "queued":
-                self._queued -= 1
+                self._queued[job.tier] -= 1
             jobs.cancel_job(session, job)
             if was_active:
                 self.store.discard(job.id, job.attempt)
@@ -332,10 +342,37 @@ class Dispatcher:
             self._ended(job, device_id if was_active else None, out)
         out.answers.append((cmd, job, None))
 
+    def _on_device_command(self, session: Session, cmd: Command, out: _Outbox) -> None:
+        dev = session.get(Device, cmd.arg)
+        if dev is not None:
+            dev.cordoned = cmd.kind != "uncordon"
+            session.add(dev)
+            if cmd.kind == "drain":
+                self._take_back_unstarted(session, dev.id, out)
+            self._update_view(dev)
+            out.reschedule = True
+            log.info("device %s: %s by an operator", dev.id, cmd.kind)
+        out.answers.append((cmd, dev, None))
+
+    def _take_back_unstarted(self, session: Session, device_id: str, out: _Outbox) -> None:
+        """Jobs assigned to the device but not started go back to the queue (it is told to drop them)."""
+        session.flush()
+        for job in jobs.active_jobs_of(session, device_id=device_id):
+            if job.state != "assigned":
+                continue
+            cancel = p.JobCancel(job_id=job.id, attempt=job.attempt, reason="device drained by an operator")
+            out.publish.append((p.device_topic(device_id, "cancel"), p.encode(cancel)))
+            self.store.discard(job.id, job.attempt)
+            jobs.hand_back(session, job, reason="device drained by an operator")
+            self._queued[job.tier] += 1
+            self._ended(job, device_id, out)
+
     # -- device messages -------------------------------------------------------------------
 
-    def _on_state(self, session: Session, device_id: str, st: p.DeviceState, out: _Outbox) -> None:
+    def _on_state(self, session: Session, device_id: str, st: p.DeviceState, out: _Outbox, *,
+                  retained: bool = False) -> None:
         dev = session.get(Device, device_id) or Device(id=device_id)
+        came_back = st.status == "online" and dev.status != "online"
         restarted = bool(st.boot_id) and bool(dev.boot_id) and dev.boot_id != st.boot_id
         dev.status = st.status
         dev.last_seen_at = p.now()
@@ -351,6 +388,9 @@ class Dispatcher:
             self._take_back(session, device_id, "device went offline" if st.status == "offline"
                             else "device restarted", out)
         self._update_view(dev)
+        if came_back:
+            # A retained "online" is old news (it may predate a crash): wait for a live message.
+            self._devices[device_id].confirmed = not retained
         out.reschedule = True
         log.info("device %s is %s", device_id, st.status)
 
@@ -361,6 +401,10 @@ class Dispatcher:
         dev.telemetry = t.model_dump(exclude={"v", "type", "device_id"})
         dev.last_seen_at = p.now()
         session.add(dev)
+        view = self._devices.get(device_id)
+        if view is not None:
+            view.telemetry = dev.telemetry
+            view.confirmed = True
 
     def _take_back(self, session: Session, device_id: str, reason: str, out: _Outbox) -> None:
         session.flush()  # the query must see this batch's own transitions (a done just before)
@@ -394,6 +438,11 @@ class Dispatcher:
             {"job_id": job.id, "key": stored.key, "sample_rate": ev.sample_rate, "samples": stored.samples,
              "bytes": stored.bytes, "sha256": stored.sha256, "engine": ev.engine.name, "model": ev.engine.model,
              "created_at": p.now()})
+        rtt = None
+        if ev.first_chunk_s is not None and job.first_chunk_at is not None and job.assigned_at is not None:
+            rtt = (job.first_chunk_at - job.assigned_at) - ev.first_chunk_s
+        self.stats.observe_done(device_id, lang=job.lang, chars=jobs.spoken_chars(job.text),
+                                audio_s=ev.samples / ev.sample_rate, synth_s=ev.synth_s, rtt_s=rtt)
         jobs.mark_done(session, job, event_id=ev.event_id)
         self.metrics.total.observe(job.finished_at - job.created_at)
         self._ended(job, device_id, out)
@@ -406,15 +455,17 @@ class Dispatcher:
         device_id = job.device_id
         self.store.discard(job.id, job.attempt)
         jobs.hand_back(session, job, reason=ev.reason, event_id=ev.event_id)
-        self._queued += 1
+        self._queued[job.tier] += 1
         self._ended(job, device_id, out)
 
     def _fail(self, session, job: Job, *, code: str, text: str, retryable: bool, out: _Outbox,
               event_id: str | None = None) -> None:
         device_id = job.device_id
         self.store.discard(job.id, job.attempt)
+        if device_id and code != "device_lost":  # a lost device is not an error rate
+            self.stats.observe_outcome(device_id, ok=False)
         if jobs.fail_attempt(session, job, code=code, text=text, retryable=retryable, event_id=event_id):
-            self._queued += 1
+            self._queued[job.tier] += 1
         self._ended(job, device_id, out)
 
     def _ended(self, job: Job, device_id: str | None, out: _Outbox) -> None:
@@ -422,6 +473,7 @@ class Dispatcher:
         view = self._devices.get(device_id or "")
         if view is not None:
             view.inflight = max(0, view.inflight - 1)
+            view.running.pop(job.id, None)
         self._drained += 1
         out.notify.add(job.id)
         out.reschedule = True
@@ -433,29 +485,54 @@ class Dispatcher:
     def _schedule(self, session: Session, out: _Outbox) -> None:
         """Bind queued jobs to free slots, in the caller's transaction (published after commit)."""
         out.reschedule = False
-        views = [v for v in self._devices.values() if v.free > 0]
-        free = sum(v.free for v in views)
-        if free <= 0 or self._queued <= 0:
+        views = list(self._devices.values())
+        planner = Planner(views, self.stats, policy=self.settings.scheduler_policy,
+                          prefer_edge=self.settings.prefer_edge, rr_cursor=self._rr)
+        free = sum(planner.free.values())
+        if free <= 0 or self.queued <= 0:
             return
-        assigned = 0
-        # A few more than the free slots, so that a job nobody free can serve does not block the rest.
-        for job in jobs.claim_queued(session, self.engine, limit=free + 16):
-            decision = pick_device(jobs.needs_of(job), views)
-            if decision.device_id is None:
-                continue
-            jobs.assign(session, job, device_id=decision.device_id, lease_s=self.settings.lease_s,
-                        explain=decision.explain())
-            self._devices[decision.device_id].inflight += 1
-            out.publish.append((p.device_topic(decision.device_id, "job"), p.encode(self._assignment(job))))
-            out.notify.add(job.id)
-            assigned += 1
-            if assigned >= free:
+        slots = sum(v.max_concurrency for v in views if planner.gates[v.id] is None)
+        # Enough jobs to fill every free slot even when some wait for a busier, faster device.
+        claimed = jobs.claim_queued(session, self.engine, limit=2 * slots + 16, starve_s=self.settings.batch_starve_s)
+        for job in claimed:
+            decision = planner.place(jobs.info_of(job))
+            if decision.device_id is not None:
+                self._assign(session, job, decision, out)
+                free -= 1
+            if free <= 0:
                 break
-        self._queued -= assigned
+        self._rr = planner.rr_cursor
 
-    def _retry_after(self, wanted: int) -> int:
-        """Seconds until the queue has drained enough room for ``wanted`` jobs at the current rate."""
-        excess = self._queued + wanted - self.settings.max_queued_jobs
+    def _assign(self, session: Session, job: Job, decision, out: _Outbox) -> None:
+        view = self._devices[decision.device_id]
+        jobs.assign(session, job, device_id=view.id, lease_s=self.settings.lease_s, explain=decision.explain())
+        view.inflight += 1
+        view.running[job.id] = Running(job.id, job.assigned_at,
+                                       self.stats.audio_s(job.lang, jobs.spoken_chars(job.text)))
+        self._queued[job.tier] -= 1
+        out.publish.append((p.device_topic(view.id, "job"), p.encode(self._assignment(job))))
+        out.notify.add(job.id)
+
+    @property
+    def queued(self) -> int:
+        return sum(self._queued.values())
+
+    def _check_room(self, specs: list[JobCreate]) -> None:
+        """QueueFull when these jobs would overflow their tier's queue or the whole queue."""
+        wanted = {"interactive": 0, "batch": 0}
+        for spec in specs:
+            wanted[spec.tier] += 1
+        bounds = {"interactive": self.settings.max_queued_interactive, "batch": self.settings.max_queued_batch}
+        for tier, n in wanted.items():
+            if n and self._queued[tier] + n > bounds[tier]:
+                raise jobs.QueueFull(self._queued[tier], self._retry_after(self._queued[tier] + n - bounds[tier]),
+                                     tier=tier)
+        excess = self.queued + len(specs) - self.settings.max_queued_jobs
+        if excess > 0:
+            raise jobs.QueueFull(self.queued, self._retry_after(excess))
+
+    def _retry_after(self, excess: int) -> int:
+        """Seconds until the queue has drained ``excess`` jobs at the current drain rate."""
         return max(1, min(3600, math.ceil(excess / self.drain_rate))) if self.drain_rate > 0.01 else 60
 
     def _assignment(self, job: Job) -> p.JobAssign:
@@ -468,20 +545,27 @@ class Dispatcher:
         view = self._devices.get(dev.id)
         caps = p.Capabilities.model_validate(dev.capabilities)
         if view is None:
-            self._devices[dev.id] = DeviceView(id=dev.id, status=dev.status, capabilities=caps,
-                                               max_concurrency=dev.max_concurrency)
-        else:
-            view.status, view.capabilities, view.max_concurrency = dev.status, caps, dev.max_concurrency
+            view = self._devices[dev.id] = DeviceView(id=dev.id, status=dev.status, capabilities=caps,
+                                                      max_concurrency=dev.max_concurrency)
+        view.status, view.capabilities, view.max_concurrency = dev.status, caps, dev.max_concurrency
+        view.role, view.cordoned, view.telemetry = dev.role, dev.cordoned, dev.telemetry
 
     def _reload_fleet(self) -> None:
-        """The database is the truth: rebuild the in-memory fleet and queue depth from it."""
+        """The database is the truth: rebuild the in-memory fleet, its work in flight and the queue
+        depth from it (what only memory knows, whether a device has confirmed it is back, stays)."""
+        confirmed = {d.id: d.confirmed for d in self._devices.values()}
         with self._session() as session:
-            inflight = jobs.inflight_by_device(session)
             self._devices = {}
             for dev in session.exec(select(Device)).all():
                 self._update_view(dev)
                 if dev.id in self._devices:
-                    self._devices[dev.id].inflight = inflight.get(dev.id, 0)
+                    self._devices[dev.id].confirmed = confirmed.get(dev.id, True)
+            for job_id, device_id, assigned_at, lang, text in jobs.active_assignments(session):
+                view = self._devices.get(device_id)
+                if view is not None:
+                    view.inflight += 1
+                    view.running[job_id] = Running(job_id, assigned_at or p.now(),
+                                                   self.stats.audio_s(lang, jobs.spoken_chars(text)))
             self._queued = jobs.queue_depth(session)
 
     # -- housekeeping ----------------------------------------------------------------------
@@ -509,5 +593,5 @@ class Dispatcher:
                 out.reschedule = True
             jobs.commit(session)
         self._reload_fleet()
-        if self._queued:
+        if self.queued:
             out.reschedule = True

@@ -20,8 +20,8 @@ from control_plane.models import (
     JobEvent,
     JobState,
 )
-from control_plane.scheduler import JobNeeds, unservable_reason
-from voicefleet.protocol import Capabilities, new_id, now
+from control_plane.scheduler import DeviceView, FleetStats, JobInfo, JobNeeds, unservable_reason
+from voicefleet.protocol import new_id, now
 
 
 class Unservable(Exception):
@@ -31,31 +31,52 @@ class Unservable(Exception):
 class QueueFull(Exception):
     """The queue is at its bound; ``retry_after_s`` is how long the current drain rate needs."""
 
-    def __init__(self, depth: int, retry_after_s: int):
-        super().__init__(f"{depth} jobs are queued")
+    def __init__(self, depth: int, retry_after_s: int, tier: str | None = None):
+        super().__init__(f"{depth} {tier + ' ' if tier else ''}jobs are queued")
         self.depth = depth
         self.retry_after_s = retry_after_s
+        self.tier = tier
 
 
 def needs_of(job: Job | JobCreate) -> JobNeeds:
     return JobNeeds(lang=job.lang, dialect=job.dialect, voice=job.voice, instruction=job.instruction)
 
 
-def queue_depth(session: Session) -> int:
-    return session.exec(select(func.count()).select_from(Job).where(Job.state == JobState.queued)).one()
+def info_of(job: Job) -> JobInfo:
+    return JobInfo(id=job.id, needs=needs_of(job), chars=spoken_chars(job.text), deadline_at=job.deadline_at)
 
 
-def check_servable(spec: JobCreate, fleet: list[Capabilities]) -> None:
-    """Raise Unservable when no device the fleet has registered could ever serve this job."""
-    reason = unservable_reason(needs_of(spec), fleet)
+def spoken_chars(text: str) -> int:
+    """What the audio length scales with: characters that are not spaces or punctuation."""
+    return sum(1 for ch in text if ch.isalnum())
+
+
+def queue_depth(session: Session) -> dict[str, int]:
+    """Queued jobs per tier."""
+    rows = session.exec(select(Job.tier, func.count()).where(Job.state == JobState.queued).group_by(Job.tier)).all()
+    return {"interactive": 0, "batch": 0} | {tier: n for tier, n in rows}
+
+
+def active_assignments(session: Session) -> list[tuple[str, str, float, str, str]]:
+    """(job id, device, assigned at, lang, text) of every job in flight: the scheduler's timeline."""
+    return list(session.exec(select(Job.id, Job.device_id, Job.assigned_at, Job.lang, Job.text)
+                             .where(Job.state.in_(ACTIVE_STATES))).all())
+
+
+def check_servable(spec: JobCreate, fleet: list[DeviceView], stats: FleetStats) -> None:
+    """Raise Unservable when no capable device is online and healthy (busy is fine: it queues)."""
+    reason = unservable_reason(needs_of(spec), fleet, stats)
     if reason:
         raise Unservable(reason)
 
 
 def add_job(session: Session, *, spec: JobCreate, max_attempts: int) -> dict[str, Any]:
     """A queued job (as its row) and its first event, added to the caller's transaction."""
-    row = {**_JOB_COLUMNS, **spec.model_dump(), "id": new_id(), "state": JobState.queued.value, "attempt": 0,
+    fields = spec.model_dump()
+    deadline_s = fields.pop("deadline_s")
+    row = {**_JOB_COLUMNS, **fields, "id": new_id(), "state": JobState.queued.value, "attempt": 0,
            "created_at": now(), "max_attempts": max_attempts}
+    row["deadline_at"] = row["created_at"] + deadline_s if deadline_s else None
     pending(session, Job).append(row)
     record_event(session, job_id=row["id"], kind="queued", ts=row["created_at"])
     return row
@@ -114,14 +135,24 @@ def inflight_by_device(session: Session) -> dict[str, int]:
     return {device: n for device, n in rows}
 
 
-def claim_queued(session: Session, engine: Engine, *, limit: int) -> list[Job]:
-    """Queued jobs, most urgent first. PostgreSQL locks them with SKIP LOCKED so replicas never
-    claim the same job; SQLite relies on the single dispatcher thread."""
-    q = (select(Job).where(Job.state == JobState.queued)
-         .order_by(Job.priority.desc(), Job.created_at).limit(limit))
-    if is_postgres(engine):
-        q = q.with_for_update(skip_locked=True)
-    return list(session.exec(q).all())
+def claim_queued(session: Session, engine: Engine, *, limit: int, starve_s: float = 30.0) -> list[Job]:
+    """Queued jobs, most urgent first: interactive before batch, except that a batch job queued
+    longer than ``starve_s`` takes its turn among them (no starvation). PostgreSQL locks the rows
+    with SKIP LOCKED so replicas never claim the same job; SQLite relies on the single dispatcher."""
+    claimed = []
+    for tier in ("interactive", "batch"):
+        q = (select(Job).where(Job.state == JobState.queued, Job.tier == tier)
+             .order_by(Job.priority.desc(), Job.created_at).limit(limit))
+        if is_postgres(engine):
+            q = q.with_for_update(skip_locked=True)
+        claimed += session.exec(q).all()
+    cutoff = now() - starve_s
+
+    def urgency(job: Job) -> tuple:
+        promoted = job.tier == "interactive" or job.created_at < cutoff
+        return (0 if promoted else 1, -job.priority, job.created_at)
+
+    return sorted(claimed, key=urgency)[:limit]
 
 
 def assign(session: Session, job: Job, *, device_id: str, lease_s: float, explain: dict[str, Any]) -> None:

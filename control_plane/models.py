@@ -8,7 +8,7 @@ for latency figures. Alembic migrations in control_plane/migrations must match t
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import field_validator
 from sqlalchemy import JSON, Column, Index
@@ -48,6 +48,7 @@ class DeviceBase(SQLModel):
 
 class Device(DeviceBase, table=True):
     id: str = Field(primary_key=True, max_length=64)
+    cordoned: bool = False  # by an operator: no new jobs
     boot_id: str = ""
     created_at: float = Field(default_factory=now)
 
@@ -55,6 +56,11 @@ class Device(DeviceBase, table=True):
 class DevicePublic(DeviceBase):
     id: str
     inflight: int = 0
+    cordoned: bool = False
+    eligible: bool = False  # may take new jobs now
+    gate: str | None = None  # why not, when it may not
+    rtf: float | None = None  # real-time factor the scheduler expects of it
+    rtt_s: float | None = None  # measured round trip
 
 
 # ------------------------------------------------------------------------------------- jobs
@@ -69,6 +75,10 @@ class JobCreate(SQLModel):
     voice: str | None = None
     instruction: str | None = None
     priority: int = Field(default=0, ge=-10, le=10)
+    # interactive jobs go ahead of batch jobs (a batch job waiting long enough is served in turn)
+    tier: Literal["interactive", "batch"] = "interactive"
+    deadline_s: float | None = Field(default=None, gt=0, le=86400,
+                                     description="complete within this many seconds of submission, if possible")
 
     @field_validator("text")
     @classmethod
@@ -105,6 +115,8 @@ class JobBase(SQLModel):
     voice: str | None = None
     instruction: str | None = None
     priority: int = 0
+    tier: str = "interactive"
+    deadline_at: float | None = None
     state: str = Field(default=JobState.queued, index=True)
     device_id: str | None = Field(default=None, index=True)
     attempt: int = 0
@@ -120,7 +132,7 @@ class JobBase(SQLModel):
 
 
 class Job(JobBase, table=True):
-    __table_args__ = (Index("ix_job_queue", "state", "priority", "created_at"),)
+    __table_args__ = (Index("ix_job_queue", "state", "tier", "priority", "created_at"),)
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     max_attempts: int = 3
     lease_expires_at: float | None = None

@@ -111,7 +111,10 @@ class Agent:
         return self.mqtt.publish(self._topic("state"), p.encode(state), retain=True)
 
     def _telemetry_loop(self) -> None:
-        while not self._stopping.wait(self.settings.telemetry_interval_s):
+        # The first heartbeat goes out at once: the control plane gives a device that came back
+        # no job until it has heard a live message from it.
+        self.mqtt.connected.wait(self.settings.telemetry_interval_s)
+        while not self._stopping.is_set():
             try:
                 fields = self.telemetry.read()
             except Exception:  # a broken sensor must not silence the heartbeat
@@ -120,3 +123,4 @@ class Agent:
             msg = p.Telemetry(device_id=self.device_id, source=self.telemetry.name, inflight=self.runner.inflight,
                               queued=self.runner.queued, rtf=self.runner.rtf, **fields)
             self.mqtt.publish(self._topic("telemetry"), p.encode(msg), qos=0)
+            self._stopping.wait(self.settings.telemetry_interval_s)

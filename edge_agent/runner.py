@@ -169,14 +169,17 @@ class JobRunner:
                                    instruction=job.instruction)
         digest, seq, total = hashlib.sha256(), 0, 0
         t0 = time.perf_counter()
+        first_chunk_s = None
         try:
             engine = self.engine.select(request) if hasattr(self.engine, "select") else self.engine
             rate = engine.descriptor.sample_rate  # an EngineChain's members differ in sample rate
             for pcm in engine.synthesize(request, cancelled=lambda: key in self._cancelled):
                 if key in self._cancelled:
                     break  # also for an engine that does not check often
-                if seq == 0 and self._notices is not None:
-                    self._notices.disarm(key)
+                if seq == 0:
+                    first_chunk_s = time.perf_counter() - t0
+                    if self._notices is not None:
+                        self._notices.disarm(key)
                 for piece in _split(pcm):
                     digest.update(piece)
                     total += len(piece)
@@ -191,7 +194,8 @@ class JobRunner:
         synth_s = time.perf_counter() - t0
         self._learn_rtf(synth_s, pcm_seconds(total, rate))
         self.emit(p.JobDone(chunks=seq, samples=total // 2, sample_rate=rate, sha256=digest.hexdigest(),
-                            engine=engine.descriptor, synth_s=round(synth_s, 6), **ids), None)
+                            engine=engine.descriptor, synth_s=round(synth_s, 6),
+                            first_chunk_s=None if first_chunk_s is None else round(first_chunk_s, 6), **ids), None)
 
     def _learn_rtf(self, synth_s: float, audio_s: float) -> None:
         if audio_s > 0:

@@ -32,6 +32,7 @@ class Inbound:
     payload: bytes
     mid: int
     qos: int
+    retained: bool = False  # delivered from the broker's retained store: old news, not a heartbeat
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class MqttClient:
         log.warning("MQTT disconnected from %s:%s: %s", self.host, self.port, reason_code)
 
     def _handle_message(self, client, userdata, msg) -> None:
-        self._inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos))
+        self._inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.retain)))
 
 
 def _no_delay(client, userdata, sock) -> None:

@@ -234,6 +234,8 @@ class JobDone(JobEventBase):
     sha256: str  # of the concatenated PCM bytes
     engine: EngineDescriptor
     synth_s: float = 0.0
+    first_chunk_s: float | None = None  # from receiving the job to its first chunk (the control plane
+    # subtracts it from what it saw to measure the round trip)
 
 
 class JobFailed(JobEventBase):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from voicefleet.settings import CommonSettings
 
@@ -16,7 +17,12 @@ class Settings(CommonSettings):
     max_attempts: int = 3  # a job fails after this many attempts, with every attempt's reason
     lease_s: float = 120.0  # an assignment not finished by then is taken back
     heartbeat_timeout_s: float = 30.0  # no state/telemetry for this long: device offline
-    max_queued_jobs: int = 100_000  # submit answers 429 past this
+    max_queued_jobs: int = 100_000  # submit answers 429 past this (all tiers together)
+    max_queued_interactive: int = 20_000  # and past these per tier
+    max_queued_batch: int = 100_000
+    scheduler_policy: Literal["latency", "least_conn", "round_robin"] = "latency"
+    prefer_edge: bool = False  # among devices that meet a job's deadline, take an edge one first
+    batch_starve_s: float = 30.0  # a batch job queued this long is served among interactive ones
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'voicefleet.db'}"

