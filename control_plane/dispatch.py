@@ -400,10 +400,13 @@ class Dispatcher:
             return  # telemetry before the first state message: nothing to attach it to
         dev.telemetry = t.model_dump(exclude={"v", "type", "device_id"})
         dev.last_seen_at = p.now()
+        if dev.status == "offline":  # we timed it out, but it was only paused or cut off: it is back
+            log.info("device %s is heard from again", device_id)
+            dev.status = "online"
         session.add(dev)
+        self._update_view(dev)
         view = self._devices.get(device_id)
         if view is not None:
-            view.telemetry = dev.telemetry
             view.confirmed = True
 
     def _take_back(self, session: Session, device_id: str, reason: str, out: _Outbox) -> None:
