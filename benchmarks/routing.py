@@ -262,6 +262,7 @@ def run_one(home: Path, tag: str, policy: str, trace: list[Arrival], args: argpa
         t0 = time.monotonic()
         start, slowdown_at = run.start(args.seconds)
         fleet_start_s = time.monotonic() - t0
+        time.sleep(max(0.0, start - time.time()))  # idle until the planned start, outside the CPU figures
         start_mono = time.monotonic() + start - time.time()
         meter = run.cpu_meter()
         meter.start()

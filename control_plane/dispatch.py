@@ -511,7 +511,7 @@ class Dispatcher:
         jobs.assign(session, job, device_id=view.id, lease_s=self.settings.lease_s, explain=decision.explain())
         view.inflight += 1
         view.running[job.id] = Running(job.id, job.assigned_at,
-                                       self.stats.audio_s(job.lang, jobs.spoken_chars(job.text)))
+                                       self.stats.audio_s(job.lang, jobs.spoken_chars(job.text)), decision.expected_s)
         self._queued[job.tier] -= 1
         out.publish.append((p.device_topic(view.id, "job"), p.encode(self._assignment(job))))
         out.notify.add(job.id)
@@ -563,12 +563,13 @@ class Dispatcher:
                 self._update_view(dev)
                 if dev.id in self._devices:
                     self._devices[dev.id].confirmed = confirmed.get(dev.id, True)
-            for job_id, device_id, assigned_at, lang, text in jobs.active_assignments(session):
+            for job_id, device_id, assigned_at, lang, text, explain in jobs.active_assignments(session):
                 view = self._devices.get(device_id)
                 if view is not None:
                     view.inflight += 1
                     view.running[job_id] = Running(job_id, assigned_at or p.now(),
-                                                   self.stats.audio_s(lang, jobs.spoken_chars(text)))
+                                                   self.stats.audio_s(lang, jobs.spoken_chars(text)),
+                                                   (explain or {}).get("expected_s"))
             self._queued = jobs.queue_depth(session)
 
     # -- housekeeping ----------------------------------------------------------------------
@@ -594,7 +595,38 @@ class Dispatcher:
                 session.add(dev)
                 self._take_back(session, dev.id, "device missed its heartbeats", out)
                 out.reschedule = True
+            self._hedge(session, out)
             jobs.commit(session)
         self._reload_fleet()
         if self.queued:
             out.reschedule = True
+
+    def _hedge(self, session: Session, out: _Outbox) -> None:
+        """Take a job off a device where it runs far longer than expected, when another device is
+        expected to finish it sooner than the slow one will (the slow attempt is cancelled: a job
+        has one live attempt, so this is a hand-off, not a race)."""
+        factor = self.settings.hedge_factor
+        if factor <= 0 or self.settings.scheduler_policy != "latency":
+            return
+        t = p.now()
+        for view in list(self._devices.values()):
+            for r in list(view.running.values()):
+                elapsed = t - r.assigned_at
+                if not r.expected_s or elapsed < max(self.settings.hedge_min_s, factor * r.expected_s):
+                    continue
+                job = session.get(Job, r.job_id)
+                if job is None or job.device_id != view.id or job.state not in ACTIVE_STATES:
+                    continue
+                others = [v for v in self._devices.values() if v.id != view.id]
+                alternative = Planner(others, self.stats, now=t).place(jobs.info_of(job))
+                if alternative.expected_s is None or alternative.expected_s >= 0.5 * elapsed:
+                    continue  # the slow device is still the better bet
+                self.stats.observe_overrun(view.id, elapsed / max(r.audio_s, 1e-3))
+                cancel = p.JobCancel(job_id=job.id, attempt=job.attempt, reason="hedged: running far over its estimate")
+                out.publish.append((p.device_topic(view.id, "cancel"), p.encode(cancel)))
+                self.store.discard(job.id, job.attempt)
+                jobs.hand_back(session, job, reason=f"hedged after {elapsed:.1f}s (expected {r.expected_s:.1f}s) "
+                                                   f"on {view.id}")
+                self._queued[job.tier] += 1
+                self.metrics.hedged.inc()
+                self._ended(job, view.id, out)

@@ -57,9 +57,9 @@ def queue_depth(session: Session) -> dict[str, int]:
     return {"interactive": 0, "batch": 0} | {tier: n for tier, n in rows}
 
 
-def active_assignments(session: Session) -> list[tuple[str, str, float, str, str]]:
-    """(job id, device, assigned at, lang, text) of every job in flight: the scheduler's timeline."""
-    return list(session.exec(select(Job.id, Job.device_id, Job.assigned_at, Job.lang, Job.text)
+def active_assignments(session: Session) -> list[tuple]:
+    """(job id, device, assigned at, lang, text, explain) of every job in flight: the scheduler's timeline."""
+    return list(session.exec(select(Job.id, Job.device_id, Job.assigned_at, Job.lang, Job.text, Job.explain)
                              .where(Job.state.in_(ACTIVE_STATES))).all())
 
 

@@ -26,6 +26,8 @@ class Metrics:
                                ["reason"], registry=self.registry)
         self.finished = Counter("voicefleet_jobs_finished", "Jobs reaching a final state", ["state"],
                                 registry=self.registry)
+        self.hedged = Counter("voicefleet_jobs_hedged", "Jobs taken off a device that ran far over the estimate",
+                              registry=self.registry)
         self.registry.register(_DatabaseGauges(snapshot))
 
     def render(self) -> bytes:

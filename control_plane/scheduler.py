@@ -45,6 +45,7 @@ class Running:
     job_id: str
     assigned_at: float
     audio_s: float
+    expected_s: float | None = None  # what the pick expected, assignment to done
 
 
 @dataclass
@@ -137,6 +138,10 @@ class FleetStats:
         if rtt_s is not None and rtt_s >= 0:
             _ewma(self.rtt, device_id, rtt_s)
         self.observe_outcome(device_id, ok=True)
+
+    def observe_overrun(self, device_id: str, rtf_at_least: float) -> None:
+        """A job taken off a device for running long still says how slow the device is."""
+        _ewma(self.rtf, device_id, max(rtf_at_least, self.rtf.get(device_id, 0.0)))
 
     def observe_outcome(self, device_id: str, *, ok: bool) -> None:
         self.outcomes.setdefault(device_id, deque(maxlen=ERROR_WINDOW)).append((time.time(), ok))

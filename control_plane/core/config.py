@@ -23,6 +23,10 @@ class Settings(CommonSettings):
     scheduler_policy: Literal["latency", "least_conn", "round_robin"] = "latency"
     prefer_edge: bool = False  # among devices that meet a job's deadline, take an edge one first
     batch_starve_s: float = 30.0  # a batch job queued this long is served among interactive ones
+    # A job running this many times longer than expected (and at least hedge_min_s) is taken off its
+    # device and given to one expected to finish it sooner; 0 turns this off.
+    hedge_factor: float = 3.0
+    hedge_min_s: float = 1.0
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'voicefleet.db'}"

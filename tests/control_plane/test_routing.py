@@ -146,3 +146,20 @@ def test_a_full_tier_answers_429_with_retry_after_while_the_other_tier_is_accept
         assert submit(c).status_code == 201  # the interactive queue has room
     finally:
         c.stop()
+
+
+def test_a_job_stuck_on_an_agent_that_turned_slow_is_handed_to_another(fleet: Cluster):
+    slow_from = time.time() + 4
+    turned = f"turned-{fleet.tag}"
+    fleet.start_agent(turned, engine="timed", VOICEFLEET_TIMED_RTF="0.01", VOICEFLEET_TIMED_SLOWDOWN="1000",
+                      VOICEFLEET_TIMED_SLOWDOWN_AT=str(slow_from))
+    wait_for(lambda: device_info(fleet, turned)["eligible"], "the agent")
+    steady = agent(fleet, "zz-steady", rtf=0.05)
+    assert wait_done(fleet, submit(fleet).json()["id"])["device_id"] == turned  # learnt: it is fast
+    time.sleep(max(0.0, slow_from - time.time()) + 0.2)
+    stuck = submit(fleet).json()["id"]  # 10 characters: 0.006 s expected there, 6 s now
+    done = wait_done(fleet, stuck)
+    assert done["state"] == "done" and done["device_id"] == steady
+    returned = [e for e in done["events"] if e["kind"] == "returned"]
+    assert returned and returned[0]["device_id"] == turned and "hedged" in returned[0]["detail"]["reason"]
+    assert done["finished_at"] - done["created_at"] < 4  # not the 6 s it would have taken
