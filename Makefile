@@ -14,8 +14,15 @@ run: setup
 	$(BIN)/voicefleet up
 
 test: setup test-setup teacher
-	@$(MAKE) --no-print-directory apt-deps NEED=postgresql
+	@$(MAKE) --no-print-directory apt-deps NEED="postgresql redis"
+	@$(MAKE) --no-print-directory redis
 	$(BIN)/python -m pytest
+
+# The tests' Redis (speaker-embedding cache): the machine's own if one answers on 6379, else started here.
+.PHONY: redis
+redis:
+	@redis-cli -p 6379 ping >/dev/null 2>&1 || redis-server --bind 127.0.0.1 --port 6379 --save '' \
+	  --appendonly no --daemonize yes
 
 setup: $(STAMP)
 	@$(MAKE) --no-print-directory apt-deps NEED=mosquitto
@@ -28,6 +35,7 @@ apt-deps:
 	  || missing="$$missing mosquitto";; esac; \
 	case "$(NEED)" in *postgresql*) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	  || missing="$$missing postgresql";; esac; \
+	case "$(NEED)" in *redis*) command -v redis-server >/dev/null || missing="$$missing redis-server";; esac; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -16,6 +16,7 @@ from control_plane import jobs
 from control_plane.api.deps import Services
 from control_plane.api.routes import devices, health
 from control_plane.api.routes import jobs as job_routes
+from control_plane.api.routes import voices as voice_routes
 from control_plane.audio_store import LocalAudioStore
 from control_plane.core.config import Settings
 from control_plane.core.db import make_engine, upgrade, wait_for_database
@@ -23,9 +24,12 @@ from control_plane.dispatch import Dispatcher
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
 from control_plane.models import Device
+from control_plane.voices import VoiceService
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1 << 20
+# Larger bodies for these paths only: (bytes, what to do instead)
+BODY_LIMITS = {"/v1/voices": (voice_routes.MAX_UPLOAD_BODY_BYTES, voice_routes.TOO_LARGE_HINT)}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         services = build_services(settings)
         app.state.services = services
+        app.state.voices = VoiceService.from_settings(settings)
         services.dispatcher.start()
         log.info("control plane ready: database %s, broker %s", services.engine.url.render_as_string(),
                  settings.mqtt_url)
@@ -48,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(job_routes.router)
     app.include_router(devices.router)
+    app.include_router(voice_routes.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(BodyLimit)
@@ -102,9 +108,10 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
             length = dict(scope["headers"]).get(b"content-length", b"0")
-            if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            limit, hint = BODY_LIMITS.get(scope["path"], (MAX_BODY_BYTES, "send less"))
+            if length.isdigit() and int(length) > limit:
                 resp = JSONResponse({"error": {"code": "too_large",
-                                               "text": f"request body over {MAX_BODY_BYTES} bytes; send less"}},
+                                               "text": f"request body over {limit} bytes; {hint}"}},
                                     status_code=413)
                 return await resp(scope, receive, send)
         return await self.app(scope, receive, send)

@@ -310,11 +310,14 @@ class Dispatcher:
     # -- HTTP commands ---------------------------------------------------------------------
 
     def _on_submit(self, session: Session, cmd: Command, out: _Outbox) -> None:
-        specs: list[JobCreate] = cmd.arg
         fleet = list(self._devices.values())
+        servable = {d for v in fleet if v.gate(self.stats) is None for d in v.capabilities.dialects}
+        specs: list[JobCreate] = [jobs.resolve(spec, servable) for spec in cmd.arg]
+        presets = {v for view in fleet for v in view.capabilities.voices}
         try:
             for i, spec in enumerate(specs):
                 try:
+                    jobs.check_voice(session, spec, presets)
                     jobs.check_servable(spec, fleet, self.stats)
                 except jobs.Unservable as exc:
                     raise jobs.Unservable(f"jobs[{i}]: {exc}" if len(specs) > 1 else str(exc)) from None

@@ -6,6 +6,7 @@ of device events are idempotent: a repeated or stale event changes nothing.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, func, insert
@@ -19,9 +20,12 @@ from control_plane.models import (
     JobCreate,
     JobEvent,
     JobState,
+    Voice,
 )
 from control_plane.scheduler import DeviceView, FleetStats, JobInfo, JobNeeds, unservable_reason
 from voicefleet.protocol import new_id, now
+from voicefleet.text.dialects import resolve_auto
+from voicefleet.text.instructions import Instruction, parse_instruction
 
 
 class Unservable(Exception):
@@ -39,7 +43,30 @@ class QueueFull(Exception):
 
 
 def needs_of(job: Job | JobCreate) -> JobNeeds:
-    return JobNeeds(lang=job.lang, dialect=job.dialect, voice=job.voice, instruction=job.instruction)
+    """What an engine must offer for this job. An instruction that only asks for a dialect or a
+    language ("用粤语说") needs no instruction-following engine: resolve() made it the job's dialect."""
+    instruction = job.instruction if job.instruction and _parsed(job.instruction).needs.instructions else None
+    return JobNeeds(lang=job.lang, dialect=job.dialect, voice=job.voice, instruction=instruction)
+
+
+@lru_cache(maxsize=4096)
+def _parsed(instruction: str) -> Instruction:
+    return parse_instruction(instruction)
+
+
+def resolve(spec: JobCreate, servable_dialects: set[str]) -> JobCreate:
+    """The job as it will be scheduled: the dialect an instruction asks for, and "auto" resolved
+    by region against what the online fleet can speak (the call-centre case)."""
+    update: dict[str, Any] = {}
+    if spec.instruction:
+        parsed = _parsed(spec.instruction)
+        if parsed.dialect and not spec.dialect:
+            update["dialect"] = parsed.dialect
+        if parsed.language and parsed.language != spec.lang and not parsed.dialect:
+            update["lang"] = parsed.language
+    if (update.get("dialect") or spec.dialect) == "auto":
+        update["dialect"] = resolve_auto(spec.region, servable_dialects) if spec.region else None
+    return spec.model_copy(update=update) if update else spec
 
 
 def info_of(job: Job) -> JobInfo:
@@ -63,6 +90,15 @@ def active_assignments(session: Session) -> list[tuple]:
                              .where(Job.state.in_(ACTIVE_STATES))).all())
 
 
+def check_voice(session: Session, spec: JobCreate, presets: set[str]) -> None:
+    """A job's voice is a preset some engine offers or a voice in the library (a prompt voice,
+    which only a cloning engine can serve: the capability check then says so)."""
+    if spec.voice and spec.voice not in presets and session.get(Voice, spec.voice) is None:
+        offered = ", ".join(sorted(presets)) or "none yet"
+        raise Unservable(f"unknown voice {spec.voice!r}: use a preset a device offers ({offered}) or the id of "
+                         "an uploaded voice (POST /v1/voices)")
+
+
 def check_servable(spec: JobCreate, fleet: list[DeviceView], stats: FleetStats) -> None:
     """Raise Unservable when no capable device is online and healthy (busy is fine: it queues)."""
     reason = unservable_reason(needs_of(spec), fleet, stats)
@@ -74,6 +110,7 @@ def add_job(session: Session, *, spec: JobCreate, max_attempts: int) -> dict[str
     """A queued job (as its row) and its first event, added to the caller's transaction."""
     fields = spec.model_dump()
     deadline_s = fields.pop("deadline_s")
+    fields.pop("region")
     row = {**_JOB_COLUMNS, **fields, "id": new_id(), "state": JobState.queued.value, "attempt": 0,
            "created_at": now(), "max_attempts": max_attempts}
     row["deadline_at"] = row["created_at"] + deadline_s if deadline_s else None

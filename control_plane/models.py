@@ -15,6 +15,9 @@ from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from voicefleet.protocol import DIALECTS, LANGUAGES, MAX_TEXT_CHARS, new_id, now
+from voicefleet.text.annotations import AnnotationError
+from voicefleet.text.annotations import parse as parse_annotations
+from voicefleet.text.dialects import lookup
 
 MAX_BATCH_JOBS = 1000
 
@@ -77,6 +80,9 @@ class JobCreate(SQLModel):
     priority: int = Field(default=0, ge=-10, le=10)
     # interactive jobs go ahead of batch jobs (a batch job waiting long enough is served in turn)
     tier: Literal["interactive", "batch"] = "interactive"
+    # with dialect "auto": the caller's province or city (GB/T 2260 code or name); its dialect is used
+    # when some online engine speaks it, else Mandarin
+    region: str | None = Field(default=None, max_length=64)
     deadline_s: float | None = Field(default=None, gt=0, le=86400,
                                      description="complete within this many seconds of submission, if possible")
 
@@ -87,6 +93,10 @@ class JobCreate(SQLModel):
             raise ValueError("text is empty: give the words to speak")
         if len(v) >= MAX_TEXT_CHARS:
             raise ValueError(f"text has {len(v)} characters; split it into jobs under {MAX_TEXT_CHARS}")
+        try:
+            parse_annotations(v)  # inline pinyin / ARPAbet / sound tags must be well-formed
+        except AnnotationError as exc:
+            raise ValueError(str(exc)) from None
         return v
 
     @field_validator("lang")
@@ -99,9 +109,14 @@ class JobCreate(SQLModel):
     @field_validator("dialect")
     @classmethod
     def _dialect(cls, v: str | None) -> str | None:
-        if v is not None and v not in DIALECTS:
-            raise ValueError(f"unknown dialect {v!r}; use one of {sorted(DIALECTS)}")
-        return v
+        """A catalog code or any of its names (粤语, Cantonese, 四川话 …), or "auto" (see ``region``)."""
+        if v is None or v == "auto":
+            return v
+        found = lookup(v)
+        if found is None:
+            raise ValueError(f"unknown dialect {v!r}; use one of {sorted(DIALECTS)}, a name such as 四川话, "
+                             "or \"auto\" with a region")
+        return found.code
 
 
 class JobBatch(SQLModel):
@@ -181,3 +196,45 @@ class AudioArtifact(SQLModel, table=True):
 
 class JobDetail(JobPublic):
     events: list[JobEventPublic] = []
+
+
+# ----------------------------------------------------------------------------------- voices
+
+
+class Voice(SQLModel, table=True):
+    """A stored voice: today only ``prompt`` voices (an uploaded clip for zero-shot cloning); preset
+    voices come from what the devices' engines advertise and are not stored."""
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(max_length=64)
+    kind: str = "prompt"  # prompt | preset
+    transcript: str | None = None  # the words spoken in the prompt; required for prompt voices
+    consent: str  # who is speaking and how they agreed to the use of their voice
+    content_sha256: str | None = Field(default=None, unique=True, max_length=64)  # of the normalised samples
+    duration_s: float | None = None
+    sample_rate: int | None = None  # as uploaded; stored audio is 24 kHz mono
+    snr_db: float | None = None
+    embedding: list[float] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))  # 256-d, unit
+    audio_key: str | None = None  # voices/<hash[:2]>/<hash>.wav under the audio dir
+    created_at: float = Field(default_factory=now)
+
+
+class VoicePublic(SQLModel):
+    id: str  # a preset's id is its name: what a job's ``voice`` field takes
+    name: str
+    kind: Literal["preset", "prompt"]
+    transcript: str | None = None
+    consent: str | None = None
+    content_sha256: str | None = None
+    duration_s: float | None = None
+    sample_rate: int | None = None
+    snr_db: float | None = None
+    created_at: float | None = None
+    audio_url: str | None = None
+    advertised_by: list[str] = []  # presets: devices whose engines list it
+    servable_by: list[str] = []  # devices that could take a job with this voice now
+
+
+class VoiceSimilar(SQLModel):
+    similarity: float  # cosine of the speaker embeddings, 1 = same voice
+    voice: VoicePublic

@@ -130,7 +130,7 @@ class Capabilities(BaseModel):
         if dialect and dialect not in self.dialects:
             return f"dialect {dialect!r}"
         if voice and voice not in self.voices and not self.cloning:
-            return f"voice {voice!r}"
+            return f"voice {voice!r} (not a preset here; a cloned voice needs an engine that clones)"
         if instruction and not self.instructions:
             return "style instructions"
         return None

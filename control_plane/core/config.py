@@ -11,6 +11,7 @@ from voicefleet.settings import CommonSettings
 class Settings(CommonSettings):
     database_url: str | None = None  # default: SQLite (WAL) in VOICEFLEET_HOME
     audio_dir: Path | None = None  # default: VOICEFLEET_HOME/audio
+    redis_url: str | None = None  # speaker-embedding cache shared by replicas; in-process LRU without it
     http_host: str = "127.0.0.1"
     http_port: int = 8750
     control_id: str = "control"  # MQTT client id; unique per control-plane replica

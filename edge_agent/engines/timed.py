@@ -10,6 +10,8 @@ scheduling rather than the synthesis. Configured from the environment (read at s
   that moment on the RTF is multiplied by the factor, so one agent can turn slow mid-run
   (a factor without a timestamp applies from the start).
 - ``VOICEFLEET_TIMED_LANGUAGES`` ("zh,en") and ``VOICEFLEET_TIMED_DIALECTS`` (""): its capabilities.
+- ``VOICEFLEET_TIMED_CLONING`` and ``VOICEFLEET_TIMED_INSTRUCTIONS`` ("1" to advertise them): a stand-in
+  for a CosyVoice3 GPU worker in routing tests (no GPU or weights here); it still only paces silence.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ class TimedConfig:
     slowdown_at: float = 0.0  # unix time; 0 means from the start
     languages: tuple[str, ...] = ("zh", "en")
     dialects: tuple[str, ...] = ()
+    # Advertise what a CosyVoice3 GPU worker offers (zero-shot cloning, style instructions), so routing
+    # tests can stand in for one where no GPU or weights are: the engine still only paces silence.
+    cloning: bool = False
+    instructions: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> TimedConfig:
@@ -42,7 +48,9 @@ class TimedConfig:
                    slowdown=_number(env, "SLOWDOWN", cls.slowdown),
                    slowdown_at=_number(env, "SLOWDOWN_AT", cls.slowdown_at),
                    languages=_names(env.get("VOICEFLEET_TIMED_LANGUAGES", "zh,en")),
-                   dialects=_names(env.get("VOICEFLEET_TIMED_DIALECTS", "")))
+                   dialects=_names(env.get("VOICEFLEET_TIMED_DIALECTS", "")),
+                   cloning=env.get("VOICEFLEET_TIMED_CLONING", "") == "1",
+                   instructions=env.get("VOICEFLEET_TIMED_INSTRUCTIONS", "") == "1")
 
     def rtf_at(self, unix_time: float) -> float:
         return self.rtf * self.slowdown if unix_time >= self.slowdown_at else self.rtf
@@ -75,7 +83,8 @@ class BenchmarkTimedEngine:
     def __init__(self, config: TimedConfig | None = None):
         self.config = config or TimedConfig.from_env()
         self.capabilities = Capabilities(languages=list(self.config.languages),
-                                         dialects=list(self.config.dialects), voices=["default"])
+                                         dialects=list(self.config.dialects), voices=["default"],
+                                         cloning=self.config.cloning, instructions=self.config.instructions)
 
     def audio_samples(self, text: str) -> int:
         return round(len(text) * self.config.s_per_char * SAMPLE_RATE)

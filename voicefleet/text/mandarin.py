@@ -16,6 +16,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from voicefleet.text.annotations import AnnotationError, Arpabet, Pinyin, Segment, Text, parse
+from voicefleet.text.pronunciation import DEFAULT, DEFAULT_ENTRIES
+
 PAD, SIL, EOS, BREAK = "pad", "sil", "eos", "#0"
 NULL_INITIAL = "^"
 INITIALS = ["b", "c", "ch", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "q", "r", "s", "sh", "t",
@@ -30,23 +33,11 @@ _CLAUSE_END = "、，。！？；：,.!?;:…\n"
 PAUSE_S = 0.2
 _HAN = re.compile(r"[\u4e00-\u9fff]+")
 
-# Polyphones pypinyin gets wrong (measured), as phrase -> syllables. Longest match wins.
-POLYPHONE_FIXES: dict[str, list[str]] = {
-    "很长": ["hen3", "chang2"],
-    "长得": ["zhang3", "de5"],
-    "头发": ["tou2", "fa5"],
-    "银行": ["yin2", "hang2"],
-    "行长": ["hang2", "zhang3"],
-    "还是": ["hai2", "shi4"],
-    "还有": ["hai2", "you3"],
-    "重新": ["chong2", "xin1"],
-    "觉得": ["jue2", "de5"],
-    "记得": ["ji4", "de5"],
-    "一个": ["yi2", "ge4"],
-    "不是": ["bu2", "shi4"],
-    "不要": ["bu2", "yao4"],
-    "不会": ["bu2", "hui4"],
-}
+# Polyphone fixes (phrase -> syllables) live in the default pronunciation lexicon; kept here by name.
+POLYPHONE_FIXES: dict[str, list[str]] = DEFAULT_ENTRIES
+# Stands for a character whose reading an inline pinyin annotation gives: not Han, so it splits runs.
+_PINNED = "\ue000"
+_PIECES = re.compile(rf"[\u4e00-\u9fff]+|{_PINNED}")
 
 
 class FrontendError(ValueError):
@@ -121,28 +112,65 @@ def _glide_final(base: str) -> str:
 
 
 def pinyin_of(han: str) -> list[str]:
-    """TONE3 syllables for a run of Han characters (pypinyin's readings, see ``lexicon``) with our
-    fixes applied; characters that have no reading are left out."""
+    """TONE3 syllables for a run of Han characters (pypinyin's readings, see ``lexicon``) with the
+    default pronunciation lexicon applied; characters that have no reading are left out."""
     from voicefleet.text.lexicon import lexicon
 
     syllables = lexicon().pinyin(han)
-    for phrase, fix in POLYPHONE_FIXES.items():
-        for match in re.finditer(re.escape(phrase), han):
-            syllables[match.start():match.end()] = fix
+    for start, end, fix in DEFAULT.matches(han):
+        syllables[start:end] = fix
     return [s for s in syllables if s]
 
 
 def phrases(text: str) -> list[Phrase]:
-    """``text`` as clauses ready to synthesise; FrontendError when nothing is speakable."""
-    out = []
-    for clause in _clauses(normalize(text)):
-        syllables = [s for run in _HAN.findall(clause) for s in pinyin_of(run)]
+    """``text`` as clauses ready to synthesise; FrontendError when nothing is speakable.
+
+    Inline pinyin (``她[h][ào]干净``) replaces the reading of the character it stands for; sound
+    tags, emphasis and ARPAbet words are not speakable by a Mandarin student and are skipped.
+    Text whose markup does not parse is read as plain text, as before annotations existed.
+    """
+    flat, pinned = _flatten(text)
+    out, used = [], 0
+    for clause in _clauses(flat):
+        mine = pinned[used:used + clause.count(_PINNED)]
+        used += len(mine)
+        readings = iter(mine)
+        syllables = [s for piece in _PIECES.findall(clause)
+                     for s in ([next(readings).syllable] if piece == _PINNED else pinyin_of(piece))]
         if syllables:
-            out.append(Phrase(clause, tuple(syllables), tuple(phones_of(syllables)), PAUSE_S))
+            out.append(Phrase(_shown(clause, mine), tuple(syllables), tuple(phones_of(syllables)), PAUSE_S))
     if not out:
         raise FrontendError("the text has no Chinese characters to speak; the Mandarin voice reads Han "
                             "characters and digits (use an English or eSpeak voice for other scripts)")
     return out[:-1] + [Phrase(out[-1].text, out[-1].syllables, out[-1].phones, 0.0)]
+
+
+def _shown(clause: str, readings: list[Pinyin]) -> str:
+    """The clause as the caller wrote it: each pinned position shows its annotation again."""
+    shown = iter(readings)
+    return re.sub(_PINNED, lambda _: next(shown).render(), clause)
+
+
+def _flatten(text: str) -> tuple[str, list[Pinyin]]:
+    """Normalised text with ``_PINNED`` where an annotation gives a reading, and those readings.
+    Numbers, dates, money, units go through the shared normaliser (wetext's zh grammars, loaded
+    only when a clause has a digit; our ``normalize`` below when wetext is absent)."""
+    from voicefleet.text.normalize import normalize as normalize_text
+
+    try:
+        segments: list[Segment] = parse(text)
+    except AnnotationError:
+        segments = [Text(text)]
+    parts, pinned = [], []
+    for segment in segments:
+        if isinstance(segment, Text):
+            parts.append(normalize_text(segment.text.replace(_PINNED, ""), "zh"))
+        elif isinstance(segment, Pinyin):
+            parts.append(_PINNED)
+            pinned.append(segment)
+        elif isinstance(segment, Arpabet):
+            parts.append(" ")  # an English word: unspeakable here, but it still separates its neighbours
+    return "".join(parts), pinned
 
 
 def phones_of(syllables: list[str]) -> list[str]:
@@ -165,7 +193,8 @@ def _clauses(text: str) -> list[str]:
     return [p.strip() for p in pieces if p.strip()]
 
 
-# --- normalisation: just enough for numbers; the full wetext normaliser is separate work. ---
+# --- normalisation: just enough for numbers. `normalize.normalize` (wetext) is the full one; callers run it
+# before `phrases`, and it falls back to this reader when wetext is missing. ---
 _DIGITS = "零一二三四五六七八九"
 _NUMBER = re.compile(r"(\d+)(?:\.(\d+))?(%?)(年?)")
 

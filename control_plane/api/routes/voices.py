@@ -1,0 +1,160 @@
+"""The voice library: upload a prompt voice, list prompt and preset voices with the devices that can
+serve each now, fetch one and its audio, and find similar voices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, Response
+from sqlmodel import Session, select
+
+from control_plane.api.deps import Services, ServicesDep, SessionDep
+from control_plane.models import Device, Voice, VoicePublic, VoiceSimilar
+from control_plane.voices import Preset, VoiceError, VoiceService, cloning_devices, presets
+from voicefleet.audio_checks import ClipError
+
+router = APIRouter(prefix="/v1/voices", tags=["voices"])
+MAX_CLIP_BYTES = 10 * 1000 * 1000
+MAX_UPLOAD_BODY_BYTES = MAX_CLIP_BYTES + (64 << 10)  # the clip plus multipart framing and the text fields
+TOO_LARGE_HINT = f"a voice clip may be at most {MAX_CLIP_BYTES // 1_000_000} MB: trim it to 3-30 s or send FLAC"
+
+
+def get_voices(request: Request) -> VoiceService:
+    return request.app.state.voices
+
+
+VoicesDep = Annotated[VoiceService, Depends(get_voices)]
+
+
+def _error(code: str, text: str, status: int = 422) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "text": text}}, status_code=status)
+
+
+def _eligible(services: Services) -> Callable[[str], bool]:
+    """May this device take a job now (the scheduler's health gate, as /v1/devices reports it)?"""
+    dispatcher = services.dispatcher
+
+    def ok(device_id: str) -> bool:
+        view = dispatcher.device_view(device_id)
+        return view is not None and view.gate(dispatcher.stats) is None
+
+    return ok
+
+
+def _prompt_public(voice: Voice, cloners: list[str]) -> VoicePublic:
+    return VoicePublic.model_validate(voice, update={"audio_url": f"/v1/voices/{voice.id}/audio",
+                                                     "servable_by": cloners})
+
+
+def _preset_public(preset: Preset) -> VoicePublic:
+    return VoicePublic(id=preset.name, name=preset.name, kind="preset", advertised_by=preset.advertised_by,
+                       servable_by=preset.servable_by)
+
+
+def _fleet(session: Session, services: Services) -> tuple[list[Device], Callable[[str], bool]]:
+    return list(session.exec(select(Device).order_by(Device.id)).all()), _eligible(services)
+
+
+@router.post("", status_code=201, response_model=VoicePublic,
+             responses={200: {"description": "the same clip is already a voice: that voice"},
+                        413: {"description": "clip too large"}, 422: {"description": "clip or fields refused"}})
+async def add_voice(services: ServicesDep, voices: VoicesDep, file: Annotated[UploadFile | None, File()] = None,
+                    transcript: Annotated[str | None, Form()] = None, consent: Annotated[str | None, Form()] = None,
+                    name: Annotated[str | None, Form()] = None) -> Response:
+    """Add a prompt voice from a 3-30 s clip (WAV, FLAC, OGG, MP3; multipart field ``file``) with the
+    words spoken in it (``transcript``) and who is speaking and how they agreed (``consent``)."""
+    if file is None:
+        return _error("missing_file", "attach the voice clip as the multipart field `file`")
+    data = await file.read(MAX_CLIP_BYTES + 1)
+    if len(data) > MAX_CLIP_BYTES:
+        return _error("too_large", TOO_LARGE_HINT, status=413)
+    try:
+        voice, created = await run_in_threadpool(_add, services, voices, data, file.filename, transcript, consent, name)
+    except ClipError as exc:
+        return _error(exc.code, exc.text)
+    except VoiceError as exc:
+        return _error(exc.code, exc.text, exc.status)
+    return Response(voice.model_dump_json(), status_code=201 if created else 200, media_type="application/json")
+
+
+def _add(services: Services, voices: VoiceService, data: bytes, filename: str | None, transcript: str | None,
+         consent: str | None, name: str | None) -> tuple[VoicePublic, bool]:
+    with Session(services.engine) as session:
+        voice, created = voices.add(session, data=data, filename=filename, transcript=transcript, consent=consent,
+                                    name=name)
+        devices, eligible = _fleet(session, services)
+        return _prompt_public(voice, cloning_devices(devices, eligible)), created
+
+
+@router.get("", response_model=list[VoicePublic])
+def list_voices(session: SessionDep, services: ServicesDep,
+                kind: Literal["preset", "prompt"] | None = None) -> list[VoicePublic]:
+    """Prompt voices (newest first), then the presets the fleet's engines advertise."""
+    devices, eligible = _fleet(session, services)
+    out: list[VoicePublic] = []
+    if kind in (None, "prompt"):
+        cloners = cloning_devices(devices, eligible)
+        rows = session.exec(select(Voice).order_by(Voice.created_at.desc())).all()  # type: ignore[attr-defined]
+        out += [_prompt_public(v, cloners) for v in rows]
+    if kind in (None, "preset"):
+        out += [_preset_public(p) for p in presets(devices, eligible)]
+    return out
+
+
+def _find(session: Session, services: Services, voice_id: str) -> Voice | VoicePublic | None:
+    """A stored voice by id, else a preset by name."""
+    voice = session.get(Voice, voice_id)
+    if voice is not None:
+        return voice
+    devices, eligible = _fleet(session, services)
+    return next((_preset_public(p) for p in presets(devices, eligible) if p.name == voice_id), None)
+
+
+def _not_found(voice_id: str) -> JSONResponse:
+    return _error("not_found", f"no voice {voice_id!r}; GET /v1/voices lists them", status=404)
+
+
+@router.get("/{voice_id}", response_model=VoicePublic, responses={404: {"description": "no such voice"}})
+def get_voice(voice_id: str, session: SessionDep, services: ServicesDep):
+    found = _find(session, services, voice_id)
+    if found is None:
+        return _not_found(voice_id)
+    if isinstance(found, VoicePublic):
+        return found
+    return _prompt_public(found, cloning_devices(*_fleet(session, services)))
+
+
+@router.get("/{voice_id}/audio", response_class=FileResponse,
+            responses={200: {"content": {"audio/wav": {}}}, 404: {"description": "no such voice or no audio"}})
+def voice_audio(voice_id: str, session: SessionDep, services: ServicesDep, voices: VoicesDep):
+    """The prompt as stored: 24 kHz mono 16-bit WAV, peak at -1 dBFS."""
+    found = _find(session, services, voice_id)
+    if found is None:
+        return _not_found(voice_id)
+    if isinstance(found, VoicePublic):
+        return _error("no_audio", f"{voice_id!r} is a preset voice of the fleet's engines: it has no prompt audio",
+                      status=404)
+    try:
+        path = voices.audio_path(found)
+    except VoiceError as exc:
+        return _error(exc.code, exc.text, exc.status)
+    return FileResponse(path, media_type="audio/wav", filename=f"{found.id}.wav")
+
+
+@router.get("/{voice_id}/similar", response_model=list[VoiceSimilar],
+            responses={404: {"description": "no such voice"}, 422: {"description": "a preset: no embedding"}})
+def similar_voices(voice_id: str, session: SessionDep, services: ServicesDep, voices: VoicesDep,
+                   limit: int = Query(5, ge=1, le=100)):
+    """Other prompt voices ranked by speaker-embedding cosine (1 = same voice), most similar first."""
+    found = _find(session, services, voice_id)
+    if found is None:
+        return _not_found(voice_id)
+    if isinstance(found, VoicePublic):
+        return _error("no_embedding", f"{voice_id!r} is a preset voice: similarity works on prompt voices (upload "
+                      "a clip of it to compare)")
+    cloners = cloning_devices(*_fleet(session, services))
+    return [VoiceSimilar(similarity=score, voice=_prompt_public(v, cloners))
+            for v, score in voices.similar(session, found, limit)]

@@ -1,0 +1,118 @@
+"""Pronunciation lexicons: phrase → pinyin fixes that every engine honours.
+
+``apply`` rewrites each matching phrase into CosyVoice3's inline pinyin (``银行`` →
+``[y][ín][h][áng]``), so the fix travels inside the text: CosyVoice3 reads the annotation
+verbatim and our Mandarin G2P (``mandarin.phrases``) honours it. Every character of a match is
+annotated, not only the polyphone, because a reading often depends on its neighbours (pypinyin
+reads 很长 as hen3 zhang3 though 长 alone is chang2). The same table drives ``mandarin.pinyin_of``
+for plain text, matched the same way (leftmost, then longest).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from voicefleet.text.annotations import map_plain, split_spelling, to_annotation
+
+_HAN = re.compile(r"[\u4e00-\u9fff]+")
+
+# Polyphones pypinyin reads wrongly in these phrases (checked against tests/data/golden_zh.tsv).
+DEFAULT_ENTRIES: dict[str, list[str]] = {
+    "很长": ["hen3", "chang2"],
+    "长得": ["zhang3", "de5"],
+    "头发": ["tou2", "fa5"],
+    "银行": ["yin2", "hang2"],
+    "行长": ["hang2", "zhang3"],
+    "还是": ["hai2", "shi4"],
+    "还有": ["hai2", "you3"],
+    "重新": ["chong2", "xin1"],
+    "觉得": ["jue2", "de5"],
+    "记得": ["ji4", "de5"],
+    "一个": ["yi2", "ge4"],
+    "不是": ["bu2", "shi4"],
+    "不要": ["bu2", "yao4"],
+    "不会": ["bu2", "hui4"],
+    "得去": ["dei3", "qu4"],
+    "得很": ["de5", "hen3"],
+    "第一": ["di4", "yi1"],
+    "为人民": ["wei4", "ren2", "min2"],
+    "数一数": ["shu3", "yi5", "shu3"],
+    "两行": ["liang3", "hang2"],
+    # decimals as the normaliser writes them (1.2 → 一点二): pypinyin reads 一点 as yi4 dian3, "a little"
+    **{"一点" + digit: ["yi1", "dian3", reading] for digit, reading in zip(
+        "零二三四五六七八九", "ling2 er4 san1 si4 wu3 liu4 qi1 ba1 jiu3".split(), strict=True)},
+}
+
+
+@dataclass
+class Lexicon:
+    """``entries``: phrase → one TONE3 syllable per character (v for ü, 5 for the neutral tone)."""
+
+    entries: dict[str, list[str]]
+    version: str = "1"
+    name: str = "custom"
+    _longest: int = field(init=False, repr=False, default=0)
+
+    def __post_init__(self) -> None:
+        for phrase, syllables in self.entries.items():
+            _check_entry(phrase, syllables)
+        self._longest = max((len(p) for p in self.entries), default=0)
+
+    @classmethod
+    def from_json(cls, data: str) -> Lexicon:
+        raw = json.loads(data)
+        return cls({k: list(v) for k, v in raw["entries"].items()}, str(raw.get("version", "1")),
+                   str(raw.get("name", "custom")))
+
+    def to_json(self) -> str:
+        return json.dumps({"name": self.name, "version": self.version, "entries": self.entries},
+                          ensure_ascii=False, indent=1, sort_keys=True)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Lexicon:
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+    def dump(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+
+    def matches(self, han: str) -> Iterator[tuple[int, int, list[str]]]:
+        """(start, end, syllables) of each phrase in ``han``: leftmost first, then the longest."""
+        index = 0
+        while index < len(han):
+            for length in range(min(self._longest, len(han) - index), 0, -1):
+                syllables = self.entries.get(han[index:index + length])
+                if syllables is not None:
+                    yield index, index + length, syllables
+                    index += length
+                    break
+            else:
+                index += 1
+
+    def apply(self, text: str) -> str:
+        """``text`` with every matching phrase written as inline pinyin; markup is left alone."""
+        if not self.entries:
+            return text
+        return map_plain(text, lambda part: _HAN.sub(lambda run: self._annotate(run.group(0)), part))
+
+    def _annotate(self, han: str) -> str:
+        out, last = [], 0
+        for start, end, syllables in self.matches(han):
+            out.append(han[last:start] + "".join(to_annotation(s) for s in syllables))
+            last = end
+        return "".join(out) + han[last:]
+
+
+def _check_entry(phrase: str, syllables: list[str]) -> None:
+    if not phrase or not _HAN.fullmatch(phrase):
+        raise ValueError(f"lexicon phrase {phrase!r} must be Han characters only")
+    if len(syllables) != len(phrase):
+        raise ValueError(f"lexicon phrase {phrase!r} has {len(phrase)} characters but {len(syllables)} syllables")
+    for syllable in syllables:
+        split_spelling(syllable)  # ValueError naming the bad syllable
+
+
+DEFAULT = Lexicon(DEFAULT_ENTRIES, version="2", name="voicefleet-default")
