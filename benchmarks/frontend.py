@@ -1,17 +1,23 @@
-"""Text frontend speed: normalisation + Mandarin G2P, single-threaded, in characters per second.
+"""Frontend speed, single-threaded: text normalisation + Mandarin G2P in characters per second, and
+speaker-embedding extraction in milliseconds per 3 s voice prompt.
 
-``measure(seconds)`` is called by ``benchmarks/frontend.py``; run alone it prints its dict:
-``python benchmarks/frontend_text.py``. Inputs are the golden table's and the distillation's
-held-out sentences. Warm-up (loading the lexicon cache and the wetext graphs) is timed apart.
+``python benchmarks/frontend.py [--json] [--seconds 3] [--clips 10]``. Text inputs are the golden
+table's and the distillation's held-out sentences; warm-up (the lexicon cache, the wetext graphs,
+loading the speaker encoder) is timed apart.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "data" / "golden_zh.tsv"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+GOLDEN = ROOT / "tests" / "data" / "golden_zh.tsv"
 
 
 def inputs() -> list[str]:
@@ -53,5 +59,26 @@ def measure(seconds: float = 3) -> dict:
             "g2p_chars_per_s": round(g2p_cps), "chars_per_s": round(both_cps), "rounds": rounds}
 
 
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--seconds", type=float, default=3.0, help="time spent per text measurement")
+    ap.add_argument("--clips", type=int, default=10, help="voice prompts to embed")
+    args = ap.parse_args(argv)
+    from control_plane.voices import measure_embedding
+
+    report = {"text": measure(args.seconds), "embedding": measure_embedding(args.clips)}
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    text, emb = report["text"], report["embedding"]
+    print(f"text frontend, 1 thread, {text['texts']} texts ({text['chars']} characters), wetext {text['wetext']}")
+    print(f"  normalisation      {text['normalize_chars_per_s']:>9,} chars/s")
+    print(f"  G2P                {text['g2p_chars_per_s']:>9,} chars/s")
+    print(f"  both               {text['chars_per_s']:>9,} chars/s   (warm-up {text['warmup_s']} s)")
+    print(f"speaker embedding, 1 thread: {json.dumps(emb)}")
+    return 0
+
+
 if __name__ == "__main__":
-    print(json.dumps(measure(), indent=1))
+    sys.exit(main())
