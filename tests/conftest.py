@@ -58,7 +58,7 @@ def cluster(database_url: str, mqtt_broker: MosquittoBroker, tmp_path: Path) -> 
     tag = uuid.uuid4().hex[:6]
     c = Cluster(tmp_path / "home", mqtt_url=mqtt_broker.url, http_port=free_port(),
                 env={"VOICEFLEET_DATABASE_URL": database_url, "VOICEFLEET_CONTROL_ID": f"control-{tag}",
-                     "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "120", "VOICEFLEET_LOG_LEVEL": "INFO"})
+                     "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "30", "VOICEFLEET_LOG_LEVEL": "INFO"})
     c.edge_id, c.cloud_id = f"edge-{tag}", f"cloud-{tag}"
     try:
         c.start_control_plane()

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import uuid
 import weakref
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +21,7 @@ from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
 from voicefleet.broker import free_port
+from voicefleet.onebox import Cluster
 
 PG_URL_ENV = "VOICEFLEET_TEST_PG_URL"
 PG_USER = "postgres"
@@ -208,3 +210,15 @@ class PostgresServer:
     def __repr__(self) -> str:
         where = "external" if self.external else str(self._dir)
         return f"PostgresServer({self.host}:{self.port}, {where})"
+
+
+def new_cluster(tmp_path: Path, mqtt_url: str, *, database_url: str | None = None, **env: str) -> Cluster:
+    """A ``Cluster`` for one test on the shared broker: its own SQLite database (unless given one)
+    and control-plane id, and a short MQTT session expiry, so that the test's control plane stops
+    collecting every later test's device messages in the broker soon after it is gone."""
+    tag = uuid.uuid4().hex[:6]
+    base = {"VOICEFLEET_DATABASE_URL": database_url or f"sqlite:///{tmp_path}/vf.db",
+            "VOICEFLEET_CONTROL_ID": f"cp-{tag}", "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "30"}
+    cluster = Cluster(tmp_path / "home", mqtt_url=mqtt_url, http_port=free_port(), env=base | env)
+    cluster.tag = tag
+    return cluster

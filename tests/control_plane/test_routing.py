@@ -7,25 +7,22 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from services import new_cluster
 
-from voicefleet.broker import MosquittoBroker, free_port
+from voicefleet.broker import MosquittoBroker
 from voicefleet.onebox import Cluster
 
 
 @pytest.fixture
 def fleet(mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[Cluster]:
     """A control plane with quick heartbeats and no agents yet; ids unique per test."""
-    tag = uuid.uuid4().hex[:6]
-    c = Cluster(tmp_path / "home", mqtt_url=mqtt_broker.url, http_port=free_port(),
-                env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/vf.db", "VOICEFLEET_CONTROL_ID": f"cp-{tag}",
-                     "VOICEFLEET_HEARTBEAT_TIMEOUT_S": "2", "VOICEFLEET_TELEMETRY_INTERVAL_S": "0.3"})
-    c.tag = tag
+    c = new_cluster(tmp_path, mqtt_broker.url, VOICEFLEET_HEARTBEAT_TIMEOUT_S="2",
+                    VOICEFLEET_TELEMETRY_INTERVAL_S="0.3")
     try:
         c.start_control_plane()
         yield c
@@ -129,10 +126,7 @@ def test_interactive_jobs_go_ahead_of_batch_and_the_fast_agent_is_waited_for(fle
 
 def test_a_full_tier_answers_429_with_retry_after_while_the_other_tier_is_accepted(
         mqtt_broker: MosquittoBroker, tmp_path: Path):
-    c = Cluster(tmp_path / "home", mqtt_url=mqtt_broker.url, http_port=free_port(),
-                env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/vf.db", "VOICEFLEET_CONTROL_ID": "cp-429",
-                     "VOICEFLEET_MAX_QUEUED_BATCH": "2"})
-    c.tag = uuid.uuid4().hex[:6]
+    c = new_cluster(tmp_path, mqtt_broker.url, VOICEFLEET_MAX_QUEUED_BATCH="2")
     try:
         c.start_control_plane()
         agent(c, "busy", rtf=100)  # its first job takes minutes: the rest queue

