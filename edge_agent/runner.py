@@ -166,7 +166,7 @@ class JobRunner:
 
     def _synthesize(self, job: p.JobAssign, key: tuple[str, int], ids: dict) -> None:
         request = SynthesisRequest(text=job.text, lang=job.lang, dialect=job.dialect, voice=job.voice,
-                                   instruction=job.instruction)
+                                   instruction=job.instruction, prompt=job.prompt)
         digest, seq, total = hashlib.sha256(), 0, 0
         t0 = time.perf_counter()
         first_chunk_s = None

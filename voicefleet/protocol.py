@@ -144,6 +144,16 @@ class EngineDescriptor(BaseModel):
     sample_rate: int
 
 
+class VoicePrompt(BaseModel):
+    """A cloned voice's prompt, for engines that clone (CosyVoice3): the clip and its words."""
+
+    model_config = ConfigDict(frozen=True)
+    voice_id: str
+    transcript: str
+    audio_url: str  # the control plane's GET /v1/voices/{id}/audio (24 kHz mono WAV)
+    sha256: str  # of that WAV file, so a device can cache prompts and check what it fetched
+
+
 class JobAssign(Message):
     """control -> device ``job``: synthesise this text. ``(job_id, attempt)`` is unique."""
 
@@ -155,6 +165,7 @@ class JobAssign(Message):
     dialect: str | None = None
     voice: str | None = None
     instruction: str | None = None
+    prompt: VoicePrompt | None = None  # set when ``voice`` is a cloned (prompt) voice
     lease_s: float = 60.0
     sent_at: float = Field(default_factory=now)
 

@@ -14,6 +14,7 @@ class Settings(CommonSettings):
     redis_url: str | None = None  # speaker-embedding cache shared by replicas; in-process LRU without it
     http_host: str = "127.0.0.1"
     http_port: int = 8750
+    public_url: str | None = None  # how agents reach this API (cloned voices' prompt audio); default host:port
     control_id: str = "control"  # MQTT client id; unique per control-plane replica
     max_attempts: int = 3  # a job fails after this many attempts, with every attempt's reason
     lease_s: float = 120.0  # an assignment not finished by then is taken back
@@ -34,3 +35,10 @@ class Settings(CommonSettings):
 
     def resolved_audio_dir(self) -> Path:
         return self.audio_dir or self.home / "audio"
+
+    def api_url(self) -> str:
+        """Where agents fetch what a job refers to (a cloned voice's prompt clip)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::", "") else self.http_host
+        return f"http://{host}:{self.http_port}"

