@@ -161,6 +161,25 @@ def _little_endian(pcm: bytes) -> bytes:
     return samples.tobytes()
 
 
+def espeak_text(text: str) -> str:
+    """Our inline markup as eSpeak reads it: an annotated syllable as toned pinyin ("hao4", which
+    the ``cmn`` voice reads as pinyin), sound tags, emphasis and ARPAbet words (no eSpeak form) dropped.
+    Text whose markup does not parse goes through as written."""
+    from voicefleet.text.annotations import AnnotationError, Pinyin, Text, parse
+
+    try:
+        segments = parse(text)
+    except AnnotationError:
+        return text
+    out = []
+    for segment in segments:
+        if isinstance(segment, Text):
+            out.append(segment.text)
+        elif isinstance(segment, Pinyin):
+            out.append(f" {segment.syllable} ")
+    return "".join(out)
+
+
 class EspeakEngine:
     """Mandarin (``cmn``), Cantonese (``yue``) and US English from eSpeak NG, streamed by sentence.
 
@@ -199,7 +218,7 @@ class EspeakEngine:
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]:
         """Yield int16 LE mono PCM, sentence by sentence, in chunks of at most ``chunk_seconds``."""
         voice = self.resolve_voice(request)
-        sentences = split_sentences(request.text.replace("\0", " "), self._max_sentence_chars)
+        sentences = split_sentences(espeak_text(request.text).replace("\0", " "), self._max_sentence_chars)
         if not sentences:
             raise EngineError("empty_text", "the text is empty or only whitespace; give words to speak")
         for sentence in sentences:

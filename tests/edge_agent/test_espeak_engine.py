@@ -172,3 +172,10 @@ def test_empty_text_is_refused(engine: EspeakEngine) -> None:
     with pytest.raises(EngineError) as caught:
         next(engine.synthesize(SynthesisRequest(" \n ")))
     assert caught.value.code == "empty_text"
+
+
+def test_inline_markup_becomes_what_espeak_can_read():
+    from edge_agent.engines.espeak import espeak_text
+
+    assert espeak_text("她[h][ào]干净[breath]<strong>吗</strong>") == "她 hao4 干净吗"
+    assert espeak_text("参考[1]文献") == "参考[1]文献"  # not markup: as written
