@@ -1,8 +1,12 @@
-"""Where an agent's health figures come from. psutil everywhere; jetson-stats and NVML plug in
-as further sources with the same ``read()``."""
+"""Where an agent's health figures come from: jetson-stats (``jtop``) on a Jetson, psutil elsewhere.
+
+``jtop()`` off a Jetson (or without its service) raises ``JtopException``; that is how we know we
+are not on one, and psutil takes over. Both give the same ``read()`` fields.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Protocol
 
@@ -43,5 +47,54 @@ def _hottest() -> float | None:
     return max(readings) if readings else None
 
 
+log = logging.getLogger(__name__)
+THROTTLE_C = float(os.environ.get("VOICEFLEET_THROTTLE_C", "90"))  # Orin modules throttle in the 90s
+
+
+class JetsonTelemetry:
+    """GPU/CPU load, temperatures, power and (thermal) throttling from jetson-stats."""
+
+    name = "jtop"
+
+    def __init__(self, jetson: Any):
+        self._jetson = jetson  # a started ``jtop.jtop``
+
+    @classmethod
+    def open(cls) -> JetsonTelemetry | None:
+        """The Jetson's telemetry, or None when this is not a Jetson (or jtop's service is down)."""
+        try:
+            from jtop import JtopException, jtop
+        except ImportError:
+            return None
+        try:
+            jetson = jtop()
+            jetson.start()
+        except JtopException as exc:
+            log.info("not a Jetson (jtop: %s); telemetry from psutil", str(exc).splitlines()[0])
+            return None
+        return cls(jetson)
+
+    def read(self) -> dict[str, Any]:
+        return jetson_fields(self._jetson.stats, psutil.virtual_memory())
+
+
+def jetson_fields(stats: dict[str, Any], mem: Any) -> dict[str, Any]:
+    """jtop's ``stats`` (keys like "CPU1", "GPU", "Temp cpu", "Power TOT" in mW) → our fields."""
+    cpus = [v for k, v in stats.items() if k.upper().startswith("CPU") and isinstance(v, int | float)]
+    temps = [v for k, v in stats.items() if k.lower().startswith("temp") and isinstance(v, int | float) and v > -50]
+    hottest = max(temps) if temps else None
+    power = stats.get("Power TOT")
+    return {
+        "cpu_percent": round(sum(cpus) / len(cpus), 1) if cpus else None,
+        "gpu_percent": stats.get("GPU"),
+        "mem_percent": mem.percent,
+        "mem_available_mb": round(mem.available / 2**20, 1),
+        "load1": os.getloadavg()[0],
+        "temperature_c": hottest,
+        "power_w": round(power / 1000, 2) if isinstance(power, int | float) else None,
+        "throttled": hottest is not None and hottest >= THROTTLE_C,
+    }
+
+
 def default_source() -> TelemetrySource:
-    return PsutilTelemetry()
+    return JetsonTelemetry.open() or PsutilTelemetry()

@@ -206,6 +206,7 @@ class Telemetry(Message):
     temperature_c: float | None = None
     throttled: bool = False
     gpu_percent: float | None = None
+    power_w: float | None = None  # board power (Jetson)
     inflight: int = 0
     queued: int = 0
     rtf: float | None = None  # measured real-time factor (synthesis time / audio time)
