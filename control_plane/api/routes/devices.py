@@ -7,7 +7,7 @@ from sqlmodel import select
 
 from control_plane import jobs
 from control_plane.api.deps import ServicesDep, SessionDep
-from control_plane.models import Device, DevicePublic
+from control_plane.models import Device, DevicePublic, DeviceRecord
 from voicefleet.protocol import now
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
@@ -37,6 +37,15 @@ def get_device(device_id: str, session: SessionDep, services: ServicesDep) -> De
     if dev is None:
         raise HTTPException(404, f"no device {device_id!r}")
     return _public(dev, jobs.inflight_by_device(session), services)
+
+
+@router.get("/{device_id}/history")
+def history(device_id: str, session: SessionDep, limit: int = 1000, after_seq: int = -1) -> list[dict]:
+    """What the device did on its own (local phrases, reminders, offline telemetry), in its order."""
+    rows = session.exec(select(DeviceRecord).where(DeviceRecord.device_id == device_id, DeviceRecord.seq > after_seq)
+                        .order_by(DeviceRecord.seq).limit(max(1, min(limit, 10_000)))).all()
+    return [{"id": r.id, "seq": r.seq, "record": r.record, "ts": r.ts, "body": r.body, "received_at": r.received_at}
+            for r in rows]
 
 
 async def _command(kind: str, device_id: str, services) -> DevicePublic:
