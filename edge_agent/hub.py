@@ -11,6 +11,8 @@ when the link is up, exactly once.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable
 
 from edge_agent.config import AgentSettings
@@ -26,6 +28,9 @@ class Hub:
         self.settings, self.engine, self.journal = settings, engine, journal
         self.local_api = None
         self._stops: list[Callable[[], None]] = []
+        # Journal writes (an fsync each) happen off the speaking path, in order, on one thread.
+        self._to_journal: queue.Queue[dict | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._write_journal, name="journal-writer", daemon=True)
 
     @property
     def enabled(self) -> bool:
@@ -33,6 +38,7 @@ class Hub:
         return s.local_api_port is not None or bool(s.local_api_socket) or bool(s.wyoming_uri)
 
     def start(self) -> None:
+        self._writer.start()
         if self.settings.local_api_port is not None or self.settings.local_api_socket:
             self._start_local_api()
         if self.settings.wyoming_uri:
@@ -59,7 +65,14 @@ class Hub:
         log.info("local API on %s", api.url)
 
     def _journal(self, spoken: dict) -> None:
-        self.journal.append("local_job", p.now(), spoken)
+        self._to_journal.put({**spoken, "ts": p.now()})
+
+    def _write_journal(self) -> None:
+        while (spoken := self._to_journal.get()) is not None:
+            try:
+                self.journal.append("local_job", spoken.pop("ts"), spoken)
+            except Exception:
+                log.exception("could not journal a spoken phrase")
 
     def stop(self) -> None:
         for stop in reversed(self._stops):
@@ -67,3 +80,6 @@ class Hub:
                 stop()
             except Exception:
                 log.exception("stopping a hub service failed")
+        if self._writer.is_alive():
+            self._to_journal.put(None)  # after everything already queued
+            self._writer.join(5)

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import socket
 import socketserver
 import threading
 from collections.abc import Callable, Iterator
@@ -236,6 +237,12 @@ class _Handler(BaseHTTPRequestHandler):
     @property
     def api(self) -> LocalApi:
         return self.server.api  # type: ignore[attr-defined]
+
+    def setup(self) -> None:
+        super().setup()
+        if self.request.family in (socket.AF_INET, socket.AF_INET6):
+            # Small writes (headers, then each chunk) must not wait on Nagle and delayed ACKs (~40 ms).
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def address_string(self) -> str:  # a Unix socket's peer has no address
         return self.client_address[0] if isinstance(self.client_address, tuple) else "unix"
