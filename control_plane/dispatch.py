@@ -56,7 +56,7 @@ LINGER_S = 0.0005
 class Command:
     """A request from an HTTP handler; its future is settled once the batch has committed."""
 
-    kind: str  # submit | cancel | cordon | uncordon | drain
+    kind: str  # submit | cancel | cordon | uncordon | drain | send
     arg: Any
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
@@ -165,6 +165,10 @@ class Dispatcher:
     async def device_command(self, kind: str, device_id: str) -> Device | None:
         """cordon (no new jobs), uncordon, or drain (cordon and take back jobs not started yet)."""
         return await self._ask(kind, device_id)
+
+    async def send(self, device_id: str, kind: str, message: p.Message) -> Device | None:
+        """Publish ``message`` to a known device (QoS 1: a device that is away gets it on its return)."""
+        return await self._ask("send", (device_id, kind, message))
 
     def device_view(self, device_id: str) -> DeviceView | None:
         return self._devices.get(device_id)
@@ -302,7 +306,8 @@ class Dispatcher:
     def _handle(self, session: Session, d: _Decoded, out: _Outbox) -> None:
         item, device_id, msg, data = d
         if isinstance(item, Command):
-            handler = {"submit": self._on_submit, "cancel": self._on_cancel}.get(item.kind, self._on_device_command)
+            handler = {"submit": self._on_submit, "cancel": self._on_cancel, "send": self._on_send}.get(
+                item.kind, self._on_device_command)
             handler(session, item, out)
             return
         if msg is None:
@@ -358,6 +363,13 @@ class Dispatcher:
                 out.publish.append((p.device_topic(device_id, "cancel"), p.encode(cancel)))
             self._ended(job, device_id if was_active else None, out)
         out.answers.append((cmd, job, None))
+
+    def _on_send(self, session: Session, cmd: Command, out: _Outbox) -> None:
+        device_id, kind, message = cmd.arg
+        dev = session.get(Device, device_id)
+        if dev is not None:
+            out.publish.append((p.device_topic(device_id, kind), p.encode(message)))
+        out.answers.append((cmd, dev, None))
 
     def _on_device_command(self, session: Session, cmd: Command, out: _Outbox) -> None:
         dev = session.get(Device, cmd.arg)

@@ -41,11 +41,12 @@ class Agent:
         self._stopping = threading.Event()
         self.journal = Journal(settings.data_dir() / "journal.db", settings.journal_max_entries)
         self.hub = Hub(settings, self.engine, self.journal)
+        self.hub.connected = lambda: self.mqtt.connected.is_set()
         self._replaying = threading.Lock()
         will = Will(self._topic("state"), p.encode(p.DeviceState(device_id=self.device_id, status="offline")))
         self.mqtt = MqttClient(
             settings.mqtt_url, self.device_id, inbox=self.inbox,
-            subscriptions=[(self._topic("job"), 1), (self._topic("cancel"), 1)],
+            subscriptions=[(self._topic("job"), 1), (self._topic("cancel"), 1), (self._topic("reminder"), 1)],
             session_expiry_s=settings.mqtt_session_expiry_s, keepalive_s=settings.mqtt_keepalive_s,
             will=will, on_connected=self._on_connected,
         )
@@ -103,6 +104,8 @@ class Agent:
             self.runner.submit(decoded)
         elif isinstance(decoded, p.JobCancel):
             self.runner.cancel(decoded.job_id, decoded.attempt)
+        elif isinstance(decoded, p.ReminderCommand):
+            self.hub.apply(decoded)
 
     # -- outbound --------------------------------------------------------------------------
 

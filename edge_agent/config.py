@@ -27,6 +27,7 @@ class AgentSettings(CommonSettings):
     local_api_socket: str | None = None  # the same API on a Unix socket
     wyoming_uri: str | None = None  # Home Assistant's Wyoming protocol, e.g. tcp://0.0.0.0:10200
     phrase_cache_mb: int = 64
+    api_url: str | None = None  # the control plane, for what the local voice cannot do (cloned voices, dialects)
     journal_max_entries: int = 50_000  # offline journal bound (oldest telemetry goes first)
     drain_timeout_s: float = 30.0  # on SIGTERM: how long running jobs may take to finish
 

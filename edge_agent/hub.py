@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from edge_agent.config import AgentSettings
 from edge_agent.engines.base import Engine
@@ -27,6 +27,7 @@ class Hub:
     def __init__(self, settings: AgentSettings, engine: Engine, journal: Journal):
         self.settings, self.engine, self.journal = settings, engine, journal
         self.local_api = None
+        self.reminders = None
         self._stops: list[Callable[[], None]] = []
         # Journal writes (an fsync each) happen off the speaking path, in order, on one thread.
         self._to_journal: queue.Queue[dict | None] = queue.Queue()
@@ -44,7 +45,8 @@ class Hub:
         if self.settings.wyoming_uri:
             from edge_agent.wyoming_server import WyomingTtsServer
 
-            self._stops.append(WyomingTtsServer(self.engine, uri=self.settings.wyoming_uri).serve_in_thread())
+            engine = JournaledEngine(self.engine, lambda r: self._journal(_spoken(r, "wyoming", self.engine)))
+            self._stops.append(WyomingTtsServer(engine, uri=self.settings.wyoming_uri).serve_in_thread())
             log.info("Wyoming server on %s", self.settings.wyoming_uri)
 
     def _start_local_api(self) -> None:
@@ -55,14 +57,35 @@ class Hub:
         data = self.settings.data_dir()
         store = ReminderStore(data / "reminders.json")
         cache = PhraseCache(data / "phrases", self.settings.phrase_cache_mb * 2**20)
+        cloud = control_plane_speaker(self.settings.api_url) if self.settings.api_url else None
         api = LocalApi(self.engine, cache, store, port=self.settings.local_api_port or 0,
-                       unix_socket=self.settings.local_api_socket, on_spoken=self._journal)
+                       unix_socket=self.settings.local_api_socket, on_spoken=self._journal, cloud=cloud,
+                       link_up=self._link_up)
         api.start()
         scheduler = ReminderScheduler(store, lambda text: api.say(text))
         scheduler.start()
-        self.local_api = api
+        self.local_api, self.reminders = api, store
         self._stops += [scheduler.stop, api.stop]
         log.info("local API on %s", api.url)
+
+    def apply(self, cmd: p.ReminderCommand) -> None:
+        """A reminder change from the control plane."""
+        if self.reminders is None:
+            log.warning("reminder %s ignored: this agent runs no local API (set VOICEFLEET_LOCAL_API_PORT)",
+                        cmd.reminder_id)
+            return
+        if cmd.op == "delete":
+            self.reminders.delete(cmd.reminder_id)
+            return
+        try:
+            self.reminders.add(cmd.text or "", at=cmd.at, every_s=cmd.every_s, time=cmd.time, id=cmd.reminder_id)
+        except ValueError as exc:
+            log.warning("reminder %s refused: %s", cmd.reminder_id, exc)
+
+    def _link_up(self) -> bool:
+        return bool(self.settings.api_url) and self.connected()
+
+    connected: Callable[[], bool] = staticmethod(lambda: False)  # the agent sets it: is the broker reachable
 
     def _journal(self, spoken: dict) -> None:
         self._to_journal.put({**spoken, "ts": p.now()})
@@ -83,3 +106,54 @@ class Hub:
         if self._writer.is_alive():
             self._to_journal.put(None)  # after everything already queued
             self._writer.join(5)
+
+
+def _spoken(request, source: str, engine: Engine) -> dict:
+    member = engine.select(request) if hasattr(engine, "select") else engine
+    return {"text": request.text, "lang": request.lang, "dialect": request.dialect, "voice": request.voice,
+            "source": source, "engine": member.descriptor.name, "fallback": None}
+
+
+class JournaledEngine:
+    """An engine that notes each request it is asked to speak (for the hub's journal)."""
+
+    def __init__(self, engine: Engine, note: Callable):
+        self._engine, self._note = engine, note
+        self.descriptor, self.capabilities = engine.descriptor, engine.capabilities
+
+    def select(self, request):
+        return self._engine.select(request) if hasattr(self._engine, "select") else self._engine
+
+    def synthesize(self, request, cancelled=lambda: False):
+        self._note(request)
+        return self._engine.synthesize(request, cancelled)
+
+
+def control_plane_speaker(api_url: str, timeout_s: float = 10.0):
+    """The cloud path for the local API: submit the job to the control plane and stream its audio
+    (``GET /v1/jobs/{id}/audio`` streams while the job runs). Raises on any failure, which makes the
+    local API speak with the local voice and say that it fell back."""
+    import json
+    import urllib.request
+
+    from edge_agent.engines.base import SynthesisRequest
+
+    def speak(request: SynthesisRequest) -> tuple[int, Iterator[bytes]]:
+        spec = {k: v for k, v in {"text": request.text, "lang": request.lang, "dialect": request.dialect,
+                                  "voice": request.voice, "instruction": request.instruction}.items() if v}
+        submit = urllib.request.Request(f"{api_url.rstrip('/')}/v1/jobs", data=json.dumps(spec).encode(),
+                                        headers={"content-type": "application/json"}, method="POST")
+        with urllib.request.urlopen(submit, timeout=timeout_s) as r:  # noqa: S310 (our control plane)
+            job_id = json.loads(r.read())["id"]
+        audio = urllib.request.urlopen(f"{api_url.rstrip('/')}/v1/jobs/{job_id}/audio", timeout=timeout_s)  # noqa: S310
+        header = audio.read(44)
+        rate = int.from_bytes(header[24:28], "little")
+
+        def chunks() -> Iterator[bytes]:
+            with audio:
+                while block := audio.read(8192):
+                    yield block
+
+        return rate, chunks()
+
+    return speak

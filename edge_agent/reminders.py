@@ -107,13 +107,14 @@ class ReminderStore:
         self._items: dict[str, Reminder] = self._load()
 
     def add(self, text: str, *, at: float | None = None, every_s: float | None = None,
-            time: str | None = None) -> Reminder:
-        """Raises ValueError with a sentence saying what to fix."""
+            time: str | None = None, id: str | None = None) -> Reminder:
+        """Raises ValueError with a sentence saying what to fix. ``id`` (the control plane's) replaces
+        a reminder of that id, so a command delivered twice leaves one reminder."""
         problem = validate(text, at, every_s, time)
         if problem:
             raise ValueError(problem)
         now = self.clock()
-        rem = Reminder(id=uuid.uuid4().hex[:12], text=text.strip(), at=at, every_s=every_s, time=time,
+        rem = Reminder(id=id or uuid.uuid4().hex[:12], text=text.strip(), at=at, every_s=every_s, time=time,
                        created_at=now)
         rem.next_due = at if (at is not None and not time) else next_after(rem, now)
         with self._lock:

@@ -23,7 +23,7 @@ DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
 
 # Device subtree topic kinds: (kind, direction, qos). See docs/protocol.md.
-TO_DEVICE = ("job", "cancel", "ota")
+TO_DEVICE = ("job", "cancel", "ota", "reminder")
 FROM_DEVICE = ("state", "telemetry", "event")
 
 LANGUAGES: dict[str, str] = {
@@ -170,6 +170,19 @@ class JobAssign(Message):
     sent_at: float = Field(default_factory=now)
 
 
+class ReminderCommand(Message):
+    """control -> device ``reminder``: add (or replace) or delete one of a hub's reminders. The id is
+    the control plane's, so a redelivered command changes nothing."""
+
+    type: Literal["reminder"] = "reminder"
+    op: Literal["add", "delete"]
+    reminder_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    text: str | None = Field(default=None, max_length=500)
+    at: float | None = None  # one-off, unix time
+    every_s: float | None = Field(default=None, gt=0)  # recurring
+    time: str | None = Field(default=None, pattern=r"^\d{2}:\d{2}$")  # daily, the hub's local time
+
+
 class JobCancel(Message):
     type: Literal["cancel"] = "cancel"
     job_id: str
@@ -285,6 +298,7 @@ _EVENT = TypeAdapter(JobEvent)
 _BY_KIND: dict[str, type[Message] | TypeAdapter] = {
     "job": JobAssign,
     "cancel": JobCancel,
+    "reminder": ReminderCommand,
     "state": DeviceState,
     "telemetry": Telemetry,
     "event": _EVENT,

@@ -5,6 +5,7 @@ committed student model and its local API."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -37,8 +38,9 @@ def test_offline_speech_and_reminders_then_history_exactly_once(tmp_path: Path):
     hub, port = f"hub-{cluster.tag}", free_port()
     try:
         cluster.start_control_plane()
+        wyoming = free_port()
         cluster.start_agent(hub, role="edge", engine="student,espeak", VOICEFLEET_LOCAL_API_PORT=str(port),
-                            VOICEFLEET_TELEMETRY_INTERVAL_S="0.5")
+                            VOICEFLEET_TELEMETRY_INTERVAL_S="0.5", VOICEFLEET_WYOMING_URI=f"tcp://127.0.0.1:{wyoming}")
         local = f"http://127.0.0.1:{port}"
         assert speak(local, "网络正常的时候说一句。").headers["X-Voicefleet-Source"] == "local"
 
@@ -49,12 +51,15 @@ def test_offline_speech_and_reminders_then_history_exactly_once(tmp_path: Path):
         reminder = httpx.post(f"{local}/v1/reminders", json={"text": "下午三点开会", "at": time.time() + 1}).json()
         wait_for(lambda: next(r for r in httpx.get(f"{local}/v1/reminders").json()["reminders"]
                               if r["id"] == reminder["id"])["fired"] >= 1, "the reminder to fire", 15)
+        assert asyncio.run(_wyoming_audio_bytes(wyoming, "网络断开时家庭助手照样说话。")) > 2 * 24000
         time.sleep(1.5)  # some telemetry gathered offline
 
         broker.start()
-        history = wait_for(lambda: _local_jobs(cluster.api, hub, 5), "the replayed history", 60)
-        spoken = [r["body"]["text"] for r in history if r["record"] == "local_job"]
-        assert spoken == ["网络正常的时候说一句。", *texts, "下午三点开会"]  # in order, once each
+        history = wait_for(lambda: _local_jobs(cluster.api, hub, 6), "the replayed history", 60)
+        spoken = [(r["body"]["text"], r["body"]["source"]) for r in history if r["record"] == "local_job"]
+        assert [text for text, _ in spoken] == ["网络正常的时候说一句。", *texts, "下午三点开会",
+                                                "网络断开时家庭助手照样说话。"]  # in order, once each
+        assert spoken[-1][1] == "wyoming"
         assert [r["seq"] for r in history] == sorted(r["seq"] for r in history)
         all_records = httpx.get(f"{cluster.api}/v1/devices/{hub}/history").json()
         assert len({r["id"] for r in all_records}) == len(all_records)
@@ -62,6 +67,20 @@ def test_offline_speech_and_reminders_then_history_exactly_once(tmp_path: Path):
     finally:
         cluster.stop()
         broker.stop()
+
+
+async def _wyoming_audio_bytes(port: int, text: str) -> int:
+    from wyoming.audio import AudioChunk
+    from wyoming.client import AsyncTcpClient
+    from wyoming.tts import Synthesize
+
+    total = 0
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Synthesize(text=text).event())
+        while (event := await client.read_event()) is not None and event.type != "audio-stop":
+            if AudioChunk.is_type(event.type):
+                total += len(AudioChunk.from_event(event).audio)
+    return total
 
 
 def _local_jobs(api: str, device: str, count: int) -> list[dict] | None:
@@ -73,3 +92,26 @@ def _local_jobs(api: str, device: str, count: int) -> list[dict] | None:
     return records if len(jobs) >= count else None
 
 
+
+
+def test_reminders_set_from_the_control_plane_reach_the_hub(mqtt_broker: MosquittoBroker, tmp_path: Path):
+    cluster = new_cluster(tmp_path, mqtt_broker.url)
+    hub, port = f"hub-{cluster.tag}", free_port()
+    try:
+        cluster.start_control_plane()
+        cluster.start_agent(hub, role="edge", engine="student,espeak", VOICEFLEET_LOCAL_API_PORT=str(port))
+        local = f"http://127.0.0.1:{port}"
+
+        def on_hub() -> list[dict]:
+            return httpx.get(f"{local}/v1/reminders").json()["reminders"]
+
+        sent = httpx.post(f"{cluster.api}/v1/devices/{hub}/reminders", json={"text": "喝水", "every_s": 3600})
+        assert sent.status_code == 202, sent.text
+        rid = sent.json()["id"]
+        wait_for(lambda: any(r["id"] == rid and r["text"] == "喝水" for r in on_hub()), "the reminder on the hub")
+        bad = httpx.post(f"{cluster.api}/v1/devices/{hub}/reminders", json={"text": "喝水"})
+        assert bad.status_code == 422 and "exactly one" in bad.text
+        assert httpx.delete(f"{cluster.api}/v1/devices/{hub}/reminders/{rid}").status_code == 202
+        wait_for(lambda: all(r["id"] != rid for r in on_hub()), "the reminder to go")
+    finally:
+        cluster.stop()

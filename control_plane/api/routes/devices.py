@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import select
 
 from control_plane import jobs
 from control_plane.api.deps import ServicesDep, SessionDep
 from control_plane.models import Device, DevicePublic, DeviceRecord
-from voicefleet.protocol import now
+from voicefleet.protocol import ReminderCommand, new_id, now
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -46,6 +47,42 @@ def history(device_id: str, session: SessionDep, limit: int = 1000, after_seq: i
                         .order_by(DeviceRecord.seq).limit(max(1, min(limit, 10_000)))).all()
     return [{"id": r.id, "seq": r.seq, "record": r.record, "ts": r.ts, "body": r.body, "received_at": r.received_at}
             for r in rows]
+
+
+class ReminderCreate(BaseModel):
+    """A hub reminder: ``text`` and exactly one of ``at`` (unix time), ``every_s``, ``time`` ("HH:MM")."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=500)
+    at: float | None = None
+    every_s: float | None = Field(default=None, gt=0)
+    time: str | None = Field(default=None, pattern=r"^\d{2}:\d{2}$")
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> ReminderCreate:
+        if sum(v is not None for v in (self.at, self.every_s, self.time)) != 1:
+            raise ValueError("give exactly one of at (unix time), every_s (seconds) or time (\"HH:MM\")")
+        return self
+
+
+@router.post("/{device_id}/reminders", status_code=202)
+async def add_reminder(device_id: str, body: ReminderCreate, services: ServicesDep) -> dict:
+    """Send a reminder to a hub; it arrives when the hub is (back) online and fires there even offline."""
+    reminder_id = new_id()
+    cmd = ReminderCommand(op="add", reminder_id=reminder_id, **body.model_dump())
+    if await services.dispatcher.send(device_id, "reminder", cmd) is None:
+        raise HTTPException(404, f"no device {device_id!r}")
+    return {"id": reminder_id, "device_id": device_id, "status": "sent"}
+
+
+@router.delete("/{device_id}/reminders/{reminder_id}", status_code=202)
+async def delete_reminder(device_id: str, reminder_id: str, services: ServicesDep) -> dict:
+    if not reminder_id.replace("-", "").replace("_", "").isalnum() or len(reminder_id) > 64:
+        raise HTTPException(422, f"reminder id {reminder_id!r} is not one this API gave out")
+    cmd = ReminderCommand(op="delete", reminder_id=reminder_id)
+    if await services.dispatcher.send(device_id, "reminder", cmd) is None:
+        raise HTTPException(404, f"no device {device_id!r}")
+    return {"id": reminder_id, "device_id": device_id, "status": "sent"}
 
 
 async def _command(kind: str, device_id: str, services) -> DevicePublic:
