@@ -28,6 +28,7 @@ class Hub:
         self.settings, self.engine, self.journal = settings, engine, journal
         self.local_api = None
         self.reminders = None
+        self.cache = None
         self._stops: list[Callable[[], None]] = []
         # Journal writes (an fsync each) happen off the speaking path, in order, on one thread.
         self._to_journal: queue.Queue[dict | None] = queue.Queue()
@@ -39,24 +40,26 @@ class Hub:
         return s.local_api_port is not None or bool(s.local_api_socket) or bool(s.wyoming_uri)
 
     def start(self) -> None:
+        from edge_agent.phrase_cache import PhraseCache
+
         self._writer.start()
+        self.cache = PhraseCache(self.settings.data_dir() / "phrases", self.settings.phrase_cache_mb * 2**20)
         if self.settings.local_api_port is not None or self.settings.local_api_socket:
             self._start_local_api()
         if self.settings.wyoming_uri:
             from edge_agent.wyoming_server import WyomingTtsServer
 
-            engine = JournaledEngine(self.engine, lambda r: self._journal(_spoken(r, "wyoming", self.engine)))
+            engine = JournaledEngine(self.engine, lambda r: self._journal(_spoken(r, "wyoming", self.engine)),
+                                     self.cache)
             self._stops.append(WyomingTtsServer(engine, uri=self.settings.wyoming_uri).serve_in_thread())
             log.info("Wyoming server on %s", self.settings.wyoming_uri)
 
     def _start_local_api(self) -> None:
         from edge_agent.local_api import LocalApi
-        from edge_agent.phrase_cache import PhraseCache
         from edge_agent.reminders import ReminderScheduler, ReminderStore
 
-        data = self.settings.data_dir()
-        store = ReminderStore(data / "reminders.json")
-        cache = PhraseCache(data / "phrases", self.settings.phrase_cache_mb * 2**20)
+        store = ReminderStore(self.settings.data_dir() / "reminders.json")
+        cache = self.cache
         cloud = control_plane_speaker(self.settings.api_url) if self.settings.api_url else None
         api = LocalApi(self.engine, cache, store, port=self.settings.local_api_port or 0,
                        unix_socket=self.settings.local_api_socket, on_spoken=self._journal, cloud=cloud,
@@ -115,18 +118,37 @@ def _spoken(request, source: str, engine: Engine) -> dict:
 
 
 class JournaledEngine:
-    """An engine that notes each request it is asked to speak (for the hub's journal)."""
+    """The hub's engine as Wyoming sees it: each request noted for the journal, and phrases served
+    from (and added to) the same phrase cache as the local API."""
 
-    def __init__(self, engine: Engine, note: Callable):
-        self._engine, self._note = engine, note
+    def __init__(self, engine: Engine, note: Callable, cache=None):
+        self._engine, self._note, self._cache = engine, note, cache
         self.descriptor, self.capabilities = engine.descriptor, engine.capabilities
 
     def select(self, request):
         return self._engine.select(request) if hasattr(self._engine, "select") else self._engine
 
     def synthesize(self, request, cancelled=lambda: False):
+        from edge_agent.phrase_cache import cache_key
+
         self._note(request)
-        return self._engine.synthesize(request, cancelled)
+        member = self.select(request)
+        d = member.descriptor
+        key = cache_key(d.name, d.version, request.lang, request.dialect, request.voice, request.text)
+        hit = self._cache.get(key) if self._cache is not None else None
+        if hit is not None:
+            return iter([hit[1]])
+        return self._stream_and_keep(member, request, cancelled, key)
+
+    def _stream_and_keep(self, member, request, cancelled, key) -> Iterator[bytes]:
+        pcm = bytearray()
+        for chunk in member.synthesize(request, cancelled):
+            pcm += chunk
+            yield chunk
+        if self._cache is not None and pcm and not cancelled():
+            d = member.descriptor
+            self._cache.put(key, d.sample_rate, bytes(pcm), {"engine": d.name, "version": d.version,
+                                                             "text": request.text[:200]})
 
 
 def control_plane_speaker(api_url: str, timeout_s: float = 10.0):

@@ -15,7 +15,7 @@ def test_hub_benchmark_reports_first_audio_and_memory():
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
-    for path in ("http_cold", "http_cached", "wyoming_cold"):
+    for path in ("http_cold", "http_cached", "wyoming_cold", "wyoming_cached"):
         assert report[path]["n"] == 2 and report[path]["p50_ms"] > 0
     assert report["http_cached_sources"] == ["cache"]
     assert report["rss_speaking_max_mb"] >= report["rss_idle_mb"] > 0
