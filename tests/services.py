@@ -222,3 +222,18 @@ def new_cluster(tmp_path: Path, mqtt_url: str, *, database_url: str | None = Non
     cluster = Cluster(tmp_path / "home", mqtt_url=mqtt_url, http_port=free_port(), env=base | env)
     cluster.tag = tag
     return cluster
+
+
+def wait_job(api: str, job_id: str, timeout_s: float = 60) -> dict:
+    """The job once it is done, failed or cancelled (its detail, as GET /v1/jobs/{id} gives it)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{api}/v1/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {job['state']} after {timeout_s}s")

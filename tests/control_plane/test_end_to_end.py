@@ -10,6 +10,7 @@ import wave
 import httpx
 import numpy as np
 import pytest
+from services import wait_job
 
 from voicefleet.onebox import Cluster
 
@@ -18,16 +19,6 @@ JOBS = [
     {"text": "今天下午三点提醒我开会", "lang": "zh", "dialect": "yue"},
     {"text": "Your three o'clock meeting starts in ten minutes.", "lang": "en"},
 ]
-
-
-def wait_job(api: str, job_id: str, timeout_s: float = 60) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{api}/v1/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {job['state']} after {timeout_s}s")
 
 
 def read_wav(data: bytes) -> tuple[int, np.ndarray]:

