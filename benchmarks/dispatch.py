@@ -39,6 +39,7 @@ import psutil  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
+from benchmarks.report import finite  # noqa: E402
 from voicefleet.broker import MosquittoBroker, free_port  # noqa: E402
 from voicefleet.onebox import Cluster, get_json  # noqa: E402
 from voicefleet.settings import mqtt_host_port  # noqa: E402
@@ -511,17 +512,6 @@ def print_table(r: dict[str, Any]) -> None:
         print(f"  {t['result']:<4}  {name:<16} {t['value']!s:>10}  (target {t['target']})")
 
 
-def _finite(x: Any) -> Any:
-    """NaN (an empty sample) becomes null, so the output is strict JSON."""
-    if isinstance(x, float) and x != x:
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite(v) for v in x]
-    return x
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -546,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args)
     if args.json:
-        print(json.dumps(_finite(result), ensure_ascii=False))
+        print(json.dumps(finite(result), ensure_ascii=False))
     else:
         print_table(result)
     return 0

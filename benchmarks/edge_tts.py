@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from benchmarks.report import finite  # noqa: E402  (stdlib only)
+
 # The parent imports nothing heavy: Linux carries a process's RSS high-water mark across exec into
 # the child's ru_maxrss, so a fat parent would inflate every worker's peak RSS.
 
@@ -459,17 +461,6 @@ def print_table(r: dict[str, Any]) -> None:
     print_targets(r)
 
 
-def _finite(x: Any) -> Any:
-    """NaN becomes null, so the output is strict JSON."""
-    if isinstance(x, float) and x != x:
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite(v) for v in x]
-    return x
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -484,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args)
     if args.json:
-        print(json.dumps(_finite(result), ensure_ascii=False))
+        print(json.dumps(finite(result), ensure_ascii=False))
     else:
         print_table(result)
     failed = any(row.get("status") == "error" for rows in result["speed"].values() for row in rows.values())

@@ -36,7 +36,8 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from benchmarks.dispatch import CpuMeter, LeanPoster, _finite, _terminal_count, pct  # noqa: E402
+from benchmarks.dispatch import CpuMeter, LeanPoster, _terminal_count, pct  # noqa: E402
+from benchmarks.report import finite  # noqa: E402
 from voicefleet.broker import MosquittoBroker, free_port  # noqa: E402
 from voicefleet.onebox import Cluster, ClusterError, get_json  # noqa: E402
 from voicefleet.processes import terminate  # noqa: E402
@@ -434,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the finally blocks stop every child
     result = run(args)
     if args.json:
-        print(json.dumps(_finite(result), ensure_ascii=False))
+        print(json.dumps(finite(result), ensure_ascii=False))
     else:
         print_table(result)
     failed = any("error" in x for e in result["loads"].values() for x in e["policies"].values())

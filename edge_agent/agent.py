@@ -40,8 +40,7 @@ class Agent:
         self.inbox: queue.Queue[Inbound] = queue.Queue()
         self._stopping = threading.Event()
         self.journal = Journal(settings.data_dir() / "journal.db", settings.journal_max_entries)
-        self.hub = Hub(settings, self.engine, self.journal)
-        self.hub.connected = lambda: self.mqtt.connected.is_set()
+        self.hub = Hub(settings, self.engine, self.journal, connected=lambda: self.mqtt.connected.is_set())
         self._replaying = threading.Lock()
         will = Will(self._topic("state"), p.encode(p.DeviceState(device_id=self.device_id, status="offline")))
         self.mqtt = MqttClient(

@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 
 
 class Hub:
-    def __init__(self, settings: AgentSettings, engine: Engine, journal: Journal):
+    def __init__(self, settings: AgentSettings, engine: Engine, journal: Journal,
+                 connected: Callable[[], bool] = lambda: False):
         self.settings, self.engine, self.journal = settings, engine, journal
+        self.connected = connected  # is the broker reachable (the cloud path needs it)
         self.local_api = None
         self.reminders = None
         self.cache = None
@@ -87,8 +89,6 @@ class Hub:
 
     def _link_up(self) -> bool:
         return bool(self.settings.api_url) and self.connected()
-
-    connected: Callable[[], bool] = staticmethod(lambda: False)  # the agent sets it: is the broker reachable
 
     def _journal(self, spoken: dict) -> None:
         self._to_journal.put({**spoken, "ts": p.now()})

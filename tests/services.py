@@ -237,3 +237,16 @@ def wait_job(api: str, job_id: str, timeout_s: float = 60) -> dict:
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} still {job['state']} after {timeout_s}s")
+
+
+def wait_for(check, what: str, timeout_s: float = 30):
+    """``check()``'s first truthy value, polled until ``timeout_s``; fails naming ``what``."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from services import new_cluster
+from services import new_cluster, wait_for
 
 from voicefleet.broker import MosquittoBroker
 from voicefleet.onebox import Cluster
@@ -49,13 +49,6 @@ def submit(c: Cluster, **spec) -> httpx.Response:
 
 def job(c: Cluster, job_id: str) -> dict:
     return httpx.get(f"{c.api}/v1/jobs/{job_id}").json()
-
-
-def wait_for(check, what: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def wait_done(c: Cluster, job_id: str) -> dict:

@@ -10,19 +10,9 @@ import time
 from pathlib import Path
 
 import httpx
-from services import new_cluster
+from services import new_cluster, wait_for
 
 from voicefleet.broker import MosquittoBroker, free_port
-
-
-def wait_for(check, what: str, timeout_s: float = 30):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def speak(api: str, text: str) -> httpx.Response:
