@@ -1,0 +1,110 @@
+"""Rollouts: start one, follow it (devices, events), and steer it: pause, resume, abort, roll back."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session, select
+
+from control_plane.api.deps import ServicesDep, SessionDep
+from control_plane.auth import Operator, PrincipalDep, Reader
+from control_plane.models import (
+    Rollout,
+    RolloutEvent,
+    RolloutEventPublic,
+    RolloutPublic,
+    RolloutTarget,
+    RolloutTargetPublic,
+)
+from control_plane.rollouts import RolloutCreate, RolloutError
+
+router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"])
+
+
+def _public(session: Session, rollout: Rollout, detail: bool = False) -> RolloutPublic:
+    targets = session.exec(select(RolloutTarget).where(RolloutTarget.rollout_id == rollout.id)
+                           .order_by(RolloutTarget.phase, RolloutTarget.device_id)).all()
+    extra = {"targets": dict(Counter(t.state for t in targets)),
+             "devices": [RolloutTargetPublic.model_validate(t) for t in targets] if detail else None}
+    return RolloutPublic.model_validate(rollout, update=extra)
+
+
+async def _ask(services, op: str, **kw) -> Rollout:
+    try:
+        return await services.dispatcher.rollout(op, **kw)
+    except RolloutError as exc:
+        raise HTTPException(exc.status, exc.text) from None
+
+
+@router.post("", status_code=201, response_model=RolloutPublic, dependencies=[Operator])
+async def create(body: RolloutCreate, who: PrincipalDep, services: ServicesDep, session: SessionDep) -> RolloutPublic:
+    """Start rolling a registry version out: canaries first, then the waves (docs/rollouts.md)."""
+    rollout = await _ask(services, "create", spec=body, by=who.subject)
+    return _public(session, session.get(Rollout, rollout.id), detail=True)
+
+
+@router.get("", response_model=list[RolloutPublic], dependencies=[Reader])
+def list_rollouts(session: SessionDep, state: str | None = None, limit: int = 100) -> list[RolloutPublic]:
+    query = select(Rollout).order_by(Rollout.created_at.desc()).limit(max(1, min(limit, 1000)))
+    if state is not None:
+        query = query.where(Rollout.state == state)
+    return [_public(session, r) for r in session.exec(query).all()]
+
+
+@router.get("/{rollout_id}", response_model=RolloutPublic, dependencies=[Reader])
+def get_rollout(rollout_id: str, session: SessionDep) -> RolloutPublic:
+    return _public(session, _get(session, rollout_id), detail=True)
+
+
+@router.get("/{rollout_id}/events", response_model=list[RolloutEventPublic], dependencies=[Reader])
+def events(rollout_id: str, session: SessionDep, after_id: int = 0, limit: int = 1000) -> list[RolloutEventPublic]:
+    """Every step, in order; ``after_id`` pages on (the id of the last event seen)."""
+    _get(session, rollout_id)
+    rows = session.exec(select(RolloutEvent).where(RolloutEvent.rollout_id == rollout_id, RolloutEvent.id > after_id)
+                        .order_by(RolloutEvent.id).limit(max(1, min(limit, 10_000)))).all()
+    return [RolloutEventPublic.model_validate(e) for e in rows]
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=500)
+
+
+@router.post("/{rollout_id}/pause", response_model=RolloutPublic, dependencies=[Operator])
+async def pause(rollout_id: str, services: ServicesDep, session: SessionDep,
+               body: Reason | None = None) -> RolloutPublic:
+    """Send no more installs; what devices are installing finishes, and gates still apply."""
+    return await _steer(services, session, "pause", rollout_id, reason=(body or Reason()).reason)
+
+
+@router.post("/{rollout_id}/resume", response_model=RolloutPublic, dependencies=[Operator])
+async def resume(rollout_id: str, services: ServicesDep, session: SessionDep) -> RolloutPublic:
+    return await _steer(services, session, "resume", rollout_id)
+
+
+@router.post("/{rollout_id}/abort", response_model=RolloutPublic, dependencies=[Operator])
+async def abort(rollout_id: str, services: ServicesDep, session: SessionDep,
+               body: Reason | None = None) -> RolloutPublic:
+    """Stop here: devices not yet updated are left alone, updated ones keep the new version."""
+    return await _steer(services, session, "abort", rollout_id, reason=(body or Reason()).reason)
+
+
+@router.post("/{rollout_id}/rollback", response_model=RolloutPublic, dependencies=[Operator])
+async def rollback(rollout_id: str, services: ServicesDep, session: SessionDep,
+                   body: Reason | None = None) -> RolloutPublic:
+    """Stop, and return every device this rollout updated to the version it ran before."""
+    return await _steer(services, session, "rollback", rollout_id, reason=(body or Reason()).reason)
+
+
+async def _steer(services, session: Session, op: str, rollout_id: str, **kw) -> RolloutPublic:
+    await _ask(services, op, rollout_id=rollout_id, **kw)
+    return _public(session, _get(session, rollout_id), detail=True)
+
+
+def _get(session: Session, rollout_id: str) -> Rollout:
+    rollout = session.get(Rollout, rollout_id)
+    if rollout is None:
+        raise HTTPException(404, f"no rollout {rollout_id!r}")
+    return rollout
