@@ -14,7 +14,7 @@ run: setup
 	$(BIN)/voicefleet up
 
 test: setup test-setup teacher
-	@$(MAKE) --no-print-directory apt-deps NEED="postgresql redis"
+	@$(MAKE) --no-print-directory apt-deps NEED="postgresql redis rauc"
 	@$(MAKE) --no-print-directory redis
 	$(BIN)/python -m pytest
 
@@ -27,7 +27,8 @@ redis:
 setup: $(STAMP)
 	@$(MAKE) --no-print-directory apt-deps NEED=mosquitto
 
-# Debian packages when missing: Mosquitto (the broker), PostgreSQL (the tests' throwaway server).
+# Debian packages when missing: Mosquitto (the broker), PostgreSQL (the tests' throwaway server),
+# RAUC and squashfs-tools (signed device images, firmware_images/).
 .PHONY: apt-deps
 apt-deps:
 	@missing=""; \
@@ -36,6 +37,8 @@ apt-deps:
 	case "$(NEED)" in *postgresql*) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	  || missing="$$missing postgresql";; esac; \
 	case "$(NEED)" in *redis*) command -v redis-server >/dev/null || missing="$$missing redis-server";; esac; \
+	case "$(NEED)" in *rauc*) command -v rauc >/dev/null || missing="$$missing rauc"; \
+	  command -v mksquashfs >/dev/null || missing="$$missing squashfs-tools";; esac; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

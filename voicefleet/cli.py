@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.set_defaults(func=cmd_jobs)
     sub.add_parser("devices", help="list devices").set_defaults(func=cmd_devices)
     sub.add_parser("distill", help="teacher -> student distillation (see `voicefleet distill --help`)")
+    sub.add_parser("image", help="signed RAUC device images (see `voicefleet image --help`)")
     return ap
 
 
@@ -181,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         from models.distill.pipeline import main as distill
 
         return distill(argv[1:])
+    if argv[:1] == ["image"]:  # its own parser (firmware_images/cli.py); needs rauc and squashfs-tools
+        from firmware_images.cli import main as image
+
+        return image(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=os.environ.get("VOICEFLEET_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

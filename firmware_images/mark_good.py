@@ -1,0 +1,110 @@
+"""On the device, at boot: is the image RAUC just booted really working? Installed is not done.
+
+Speaks a test phrase through the agent's local API (the new agent, its pinned dependencies and its
+model bundle all take part), then ``rauc status mark-good`` — or ``mark-bad``, so the bootloader
+falls back to the other slot on the reboot the systemd unit then asks for. The outcome goes to the
+status file, which the agent reports to the control plane in its state (``image_report``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+STATUS_FILE = Path("/var/lib/voicefleet/image-status.json")
+TEST_PHRASE = "系统更新完成。"
+MIN_AUDIO_BYTES = 44 + 2 * 8000  # a WAV header and at least half a second at 16 kHz
+
+
+def speak_test(port: int, text: str = TEST_PHRASE, timeout_s: float = 60.0) -> dict:
+    """POST /v1/speak on the local API; the audio must be a WAV of some length. Returns figures."""
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        conn.request("POST", "/v1/speak", json.dumps({"text": text}), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 200 or data[:4] != b"RIFF" or len(data) < MIN_AUDIO_BYTES:
+        raise RuntimeError(f"test phrase: HTTP {resp.status}, {len(data)} bytes: {data[:200]!r}")
+    return {"audio_bytes": len(data), "seconds": round(time.monotonic() - t0, 3),
+            "source": resp.getheader("X-Voicefleet-Source") or ""}
+
+
+def wait_and_test(port: int, wait_s: float) -> dict:
+    """The agent may still be starting (model load): retry until ``wait_s`` has passed."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return speak_test(port)
+        except (OSError, RuntimeError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
+
+
+def rauc_status() -> dict:
+    out = subprocess.run(["rauc", "status", "--output-format=json"], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def rauc_mark(good: bool) -> None:
+    subprocess.run(["rauc", "status", "mark-good" if good else "mark-bad"], check=True, capture_output=True)
+
+
+def write_status(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, sort_keys=True, indent=2) + "\n")
+    tmp.replace(path)  # the agent never reads half a file
+
+
+def check_image(manifest_path: Path, port: int, status_path: Path, wait_s: float) -> dict:
+    manifest = json.loads(manifest_path.read_text())
+    record = {"image_version": manifest["image_version"], "profile": manifest["profile"],
+              "compatible": manifest["compatible"], "slot": rauc_status().get("booted")}
+    try:
+        record.update(state="good", test=wait_and_test(port, wait_s), error=None)
+    except (OSError, RuntimeError) as e:
+        record.update(state="bad", test=None, error=str(e)[:500])
+    rauc_mark(record["state"] == "good")
+    record["checked_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    write_status(status_path, record)
+    return record
+
+
+def image_report(status_path: Path = STATUS_FILE) -> dict | None:
+    """What the agent puts in its state: the image it runs and whether it was marked good."""
+    try:
+        record = json.loads(status_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: record.get(k) for k in ("image_version", "profile", "slot", "state", "checked_at")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edge_agent.config import AgentSettings
+
+    ap = argparse.ArgumentParser(prog="python -m firmware_images.mark_good", description=__doc__)
+    ap.add_argument("--manifest", type=Path, required=True, help="image.json of the booted slot")
+    ap.add_argument("--status-file", type=Path, default=STATUS_FILE)
+    ap.add_argument("--wait-s", type=float, default=180.0, help="how long the agent may take to answer")
+    args = ap.parse_args(argv)
+    port = AgentSettings().local_api_port
+    if not port:
+        print("VOICEFLEET_LOCAL_API_PORT is not set: the test phrase needs the local API", file=sys.stderr)
+        return 2
+    record = check_image(args.manifest, port, args.status_file, args.wait_s)
+    print(json.dumps(record, ensure_ascii=False))
+    return 0 if record["state"] == "good" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
