@@ -3,6 +3,10 @@
 The broker gets its own config, log and persistence files in a work directory, listens on
 loopback by default, and is stopped with SIGTERM so that it writes its persistence database:
 persistent MQTT 5 sessions and their queued QoS 1 messages survive ``restart()``.
+
+``secured=True`` turns anonymous access off and reads logins and per-user ACLs from ``passwd``
+and ``acl`` in the work directory, which the control plane maintains (control_plane/broker_auth.py)
+and reloads with SIGHUP, using the pid in ``mosquitto.pid``. ``tls`` makes the listener TLS-only.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import socket
 import subprocess
 import time
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -30,6 +35,14 @@ _START_ATTEMPTS = 3  # a port picked by free_port() can be taken by someone else
 
 class BrokerUnavailable(RuntimeError):
     """The mosquitto binary is missing or the broker would not start."""
+
+
+@dataclass(frozen=True)
+class BrokerTls:
+    """The broker's certificate chain and private key (PEM) for a TLS-only listener."""
+
+    cert_file: Path
+    key_file: Path
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -71,8 +84,12 @@ class MosquittoBroker:
         port: int | None = None,
         host: str = "127.0.0.1",
         persistence: bool = True,
+        secured: bool = False,
+        tls: BrokerTls | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.secured = secured
+        self.tls = tls
         self._host = host
         self._port = port
         self._port_fixed = port is not None
@@ -94,7 +111,7 @@ class MosquittoBroker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     @property
     def config_path(self) -> Path:
@@ -105,6 +122,19 @@ class MosquittoBroker:
         return self.workdir / "mosquitto.log"
 
     @property
+    def password_path(self) -> Path:
+        return self.workdir / "passwd"
+
+    @property
+    def acl_path(self) -> Path:
+        return self.workdir / "acl"
+
+    @property
+    def pid_path(self) -> Path:
+        """Written by us (mosquitto writes its own only when it daemonises): whom to SIGHUP."""
+        return self.workdir / "mosquitto.pid"
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
@@ -113,9 +143,17 @@ class MosquittoBroker:
 
     def config_text(self) -> str:
         """The mosquitto.conf written on each start."""
-        lines = [
-            f"listener {self.port} {self.host}",
-            "allow_anonymous true",
+        lines = [f"listener {self.port} {self.host}"]
+        if self.tls:
+            lines += [f"certfile {Path(self.tls.cert_file).resolve()}", f"keyfile {Path(self.tls.key_file).resolve()}"]
+        if self.secured:
+            # A device logs in with its device id, which then is its client id: no one can take over
+            # (and so kick off) another device's session.
+            lines += ["allow_anonymous false", "use_username_as_clientid true",
+                      f"password_file {self.password_path.resolve()}", f"acl_file {self.acl_path.resolve()}"]
+        else:
+            lines.append("allow_anonymous true")
+        lines += [
             "log_dest stderr",  # stdout redirected to a file stays empty (buffered)
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             f"max_packet_size {MAX_PACKET_SIZE}",
@@ -154,6 +192,9 @@ class MosquittoBroker:
 
     def _spawn_and_wait(self) -> None:
         self.config_path.write_text(self.config_text())
+        if self.secured:  # until the control plane writes them: nobody may log in
+            for path in (self.password_path, self.acl_path):
+                path.touch(mode=0o600, exist_ok=True)
         # Appended across restarts; the child keeps its own copy of the descriptor.
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
@@ -164,6 +205,7 @@ class MosquittoBroker:
                 stderr=log,
                 cwd=self.workdir,
             )
+        self.pid_path.write_text(f"{self._proc.pid}\n")
         # If our process exits without stop(), do not leave a broker holding the port.
         self._finalizer = weakref.finalize(self, terminate, self._proc, STOP_TIMEOUT_S)
         self._wait_ready(START_TIMEOUT_S)
@@ -210,6 +252,7 @@ class MosquittoBroker:
         if self._proc is not None:
             terminate(self._proc, timeout)
             self._proc = None
+            self.pid_path.unlink(missing_ok=True)
 
     def restart(self) -> MosquittoBroker:
         """Stop and start again on the same port, keeping persistent sessions."""

@@ -17,7 +17,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from voicefleet.settings import mqtt_host_port
+from voicefleet.settings import MqttLogin, mqtt_host_port, mqtt_tls
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class MqttClient:
     def __init__(self, url: str, client_id: str, *, inbox: queue.Queue[Inbound],
                  subscriptions: list[tuple[str, int]], session_expiry_s: int = 3600,
                  keepalive_s: int = 10, will: Will | None = None, manual_ack: bool = False,
-                 receive_maximum: int = 1000, on_connected=None):
+                 receive_maximum: int = 1000, on_connected=None, login: MqttLogin | None = None):
         self.host, self.port = mqtt_host_port(url)
         self.client_id = client_id
         self._inbox = inbox
@@ -67,6 +67,7 @@ class MqttClient:
         self._client.max_inflight_messages_set(receive_maximum)
         self._client.max_queued_messages_set(0)  # unbounded: a publish is never dropped locally
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        _apply_login(self._client, login or MqttLogin(), tls=mqtt_tls(url))
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         # paho writes each packet separately; with Nagle on, a packet sent right after another
@@ -124,6 +125,13 @@ class MqttClient:
 
     def _handle_message(self, client, userdata, msg) -> None:
         self._inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.retain)))
+
+
+def _apply_login(client: paho.Client, login: MqttLogin, *, tls: bool) -> None:
+    if login.username is not None:
+        client.username_pw_set(login.username, login.password)
+    if tls:  # verifies the broker's certificate and host name
+        client.tls_set(ca_certs=str(login.ca_file) if login.ca_file else None)
 
 
 def _no_delay(client, userdata, sock) -> None:

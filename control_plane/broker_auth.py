@@ -1,0 +1,131 @@
+"""The broker's password and ACL files, written from the database (docs/security.md).
+
+When VOICEFLEET_BROKER_DIR is set, the control plane owns ``passwd`` and ``acl`` there: after every
+enrolment or revocation (and at start) it rewrites both atomically (temp file + rename) and sends
+the broker SIGHUP. Mosquitto 2.0 then re-reads them and disconnects every connected client whose
+login is no longer in the password file (measured with 2.0.11), so revocation takes effect at
+once; the per-user ACL lines go with the login, so nothing is left for a revoked device either.
+
+Device D may read ``vf/v1/dev/D/{job,cancel,ota,reminder}`` and write ``vf/v1/dev/D/{state,telemetry,
+event}``, nothing else; control planes may use all of ``vf/v1/#``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import grp
+import logging
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from control_plane import enrolment
+from control_plane.models import MqttUser
+from voicefleet import protocol as p
+
+log = logging.getLogger(__name__)
+BROKER_GROUP = "mosquitto"  # Debian's broker drops to this user: the files must be readable by it
+
+
+def password_file_text(users: list[MqttUser]) -> str:
+    return "".join(f"{u.username}:{u.password_hash}\n" for u in users)
+
+
+def acl_text(users: list[MqttUser]) -> str:
+    lines = ["# Written by the voicefleet control plane from its database; edits here are overwritten."]
+    for u in users:
+        lines += ["", f"user {u.username}"]
+        if u.kind == "control":
+            lines.append(f"topic readwrite {p.TOPIC_ROOT}/#")
+            continue
+        lines += [f"topic read {p.device_topic(u.username, kind)}" for kind in p.TO_DEVICE]
+        lines += [f"topic write {p.device_topic(u.username, kind)}" for kind in p.FROM_DEVICE]
+    return "\n".join(lines) + "\n"
+
+
+class BrokerFiles:
+    """``passwd`` and ``acl`` in ``folder``, and the broker to tell (its pid is read from ``pid_file``)."""
+
+    def __init__(self, folder: Path, pid_file: Path | None = None):
+        self.folder = Path(folder)
+        self.pid_file = Path(pid_file) if pid_file else self.folder / "mosquitto.pid"
+
+    @property
+    def password_path(self) -> Path:
+        return self.folder / "passwd"
+
+    @property
+    def acl_path(self) -> Path:
+        return self.folder / "acl"
+
+    def sync(self, engine: Engine) -> None:
+        """Write both files from the database and make the broker reload them. Serialised by a lock
+        file, so that concurrent writers (threads, replicas sharing the folder) end with the newest."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with Session(engine) as session:
+                users = enrolment.active_users(session)
+            _write_atomically(self.password_path, password_file_text(users))
+            _write_atomically(self.acl_path, acl_text(users))
+            self.reload()
+
+    def reload(self) -> bool:
+        """SIGHUP the broker; False (logged) when there is none to tell."""
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+            os.kill(pid, signal.SIGHUP)
+        except (OSError, ValueError, IndexError) as exc:
+            log.warning("broker files written, but no broker reloaded them (pid file %s: %s)", self.pid_file, exc)
+            return False
+        log.info("broker %d reloads its logins and ACLs", pid)
+        return True
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o640)  # owner writes, the broker's group reads, nobody else
+            if os.geteuid() == 0:
+                os.fchown(f.fileno(), 0, _broker_gid())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _broker_gid() -> int:
+    try:
+        return grp.getgrnam(BROKER_GROUP).gr_gid
+    except KeyError:
+        return 0
+
+
+def from_settings(settings) -> BrokerFiles | None:
+    """The files this control plane maintains, or None when it does not manage the broker's logins."""
+    if settings.broker_dir is None:
+        return None
+    return BrokerFiles(settings.broker_dir, settings.broker_pid_file)
+
+
+def install(settings, engine: Engine) -> BrokerFiles | None:
+    """At start: register this control plane's own login, then write the files before it connects."""
+    files = from_settings(settings)
+    if files is None:
+        return None
+    login = settings.mqtt_login()
+    if not login.password:
+        raise RuntimeError("VOICEFLEET_BROKER_DIR is set, so the broker wants logins: set VOICEFLEET_MQTT_PASSWORD "
+                           "(and VOICEFLEET_MQTT_USERNAME, default the control id) for the control plane")
+    with Session(engine) as session:
+        enrolment.ensure_control_user(session, username=login.username, password=login.password)
+    files.sync(engine)
+    return files

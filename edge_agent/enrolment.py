@@ -1,0 +1,73 @@
+"""The agent's side of enrolment (docs/security.md): trade the one-time VOICEFLEET_ENROL_TOKEN for
+this device's own MQTT login at the control plane (VOICEFLEET_API_URL), keep it in the data dir
+(mode 0600), and log in with it from then on. Standard library only (edge install)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import replace
+
+from edge_agent.config import AgentSettings
+from voicefleet.settings import MqttLogin
+
+log = logging.getLogger(__name__)
+TIMEOUT_S = 30.0
+
+
+class EnrolmentFailed(RuntimeError):
+    """The control plane refused the token or could not be reached; the text says what to do."""
+
+
+def mqtt_login(settings: AgentSettings) -> MqttLogin:
+    """The login to use: the stored one, else one got now with the enrolment token, else the settings'."""
+    path = settings.credentials_path()
+    if not path.exists() and settings.enrol_token:
+        _store(settings, enrol(settings))
+    if not path.exists():
+        return settings.mqtt_login()
+    stored = json.loads(path.read_text())
+    return replace(settings.mqtt_login(), username=stored["mqtt_username"], password=stored["mqtt_password"])
+
+
+def enrol(settings: AgentSettings) -> dict:
+    """POST /v1/enrol: this device's credentials (``mqtt_username``, ``mqtt_password``, ``tags``)."""
+    if not settings.api_url:
+        raise EnrolmentFailed("VOICEFLEET_ENROL_TOKEN is set but not VOICEFLEET_API_URL: where to enrol?")
+    body = json.dumps({"token": settings.enrol_token, "device_id": settings.device_id}).encode()
+    req = urllib.request.Request(f"{settings.api_url.rstrip('/')}/v1/enrol", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    context = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else None
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT_S, context=context) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise EnrolmentFailed(f"enrolment refused ({exc.code}): {_error_text(exc.read())}") from None
+    except urllib.error.URLError as exc:
+        raise EnrolmentFailed(f"cannot reach the control plane at {settings.api_url} to enrol: {exc.reason}") from None
+    log.info("enrolled as %s (tags %s)", answer["device_id"], answer.get("tags"))
+    return answer
+
+
+def _store(settings: AgentSettings, answer: dict) -> None:
+    path = settings.credentials_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, not even briefly
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(answer, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        return json.loads(body)["error"]["text"]
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace")
