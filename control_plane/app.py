@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlmodel import Session, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from control_plane import jobs
+from control_plane import broker_auth, jobs
 from control_plane.api.deps import Services
-from control_plane.api.routes import devices, health
+from control_plane.api.routes import devices, enrolment, health, tokens
 from control_plane.api.routes import jobs as job_routes
+from control_plane.api.routes import models as model_routes
+from control_plane.api.routes import rollouts as rollout_routes
 from control_plane.api.routes import voices as voice_routes
 from control_plane.audio_store import LocalAudioStore
+from control_plane.auth import Tokens, bootstrap_admin, url_secret
 from control_plane.core.config import Settings
 from control_plane.core.db import make_engine, upgrade, wait_for_database
 from control_plane.dispatch import Dispatcher
@@ -29,7 +35,8 @@ from control_plane.voices import VoiceService
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1 << 20
 # Larger bodies for these paths only: (bytes, what to do instead)
-BODY_LIMITS = {"/v1/voices": (voice_routes.MAX_UPLOAD_BODY_BYTES, voice_routes.TOO_LARGE_HINT)}
+BODY_LIMITS = {"/v1/voices": (voice_routes.MAX_UPLOAD_BODY_BYTES, voice_routes.TOO_LARGE_HINT),
+               "/v1/models": (model_routes.MAX_UPLOAD_BYTES, model_routes.TOO_LARGE_HINT)}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,10 +61,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(job_routes.router)
     app.include_router(devices.router)
     app.include_router(voice_routes.router)
+    app.include_router(model_routes.router)
+    app.include_router(rollout_routes.router)
+    app.include_router(tokens.router)
+    app.include_router(enrolment.router)
+    app.openapi = lambda: _openapi(app)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(BodyLimit)
     return app
+
+
+class ErrorText(BaseModel):
+    code: str
+    text: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: a machine ``code`` and a ``text`` that says what to fix."""
+
+    error: ErrorText
+    detail: Any = None
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document, with every error answer described as the ErrorBody it really is."""
+    if app.openapi_schema is None:
+        doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(body.pop("$defs"))
+        schemas["ErrorBody"] = body
+        for ops in doc["paths"].values():
+            for op in ops.values():
+                for status, resp in op.get("responses", {}).items():
+                    if status.startswith(("4", "5")):
+                        resp["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = doc
+    return app.openapi_schema
 
 
 def build_services(settings: Settings) -> Services:
@@ -68,9 +111,14 @@ def build_services(settings: Settings) -> Services:
     store = LocalAudioStore(settings.resolved_audio_dir())
     watch = JobWatch()
     metrics = Metrics(lambda: _snapshot(engine))
-    dispatcher = Dispatcher(engine=engine, settings=settings, store=store, watch=watch, metrics=metrics)
+    tokens = Tokens(engine)
+    bootstrap_admin(tokens, settings.admin_token, settings.home)
+    secret = url_secret(settings.url_secret, settings.home)
+    broker_auth.install(settings, engine)  # the broker must know our login before we connect
+    dispatcher = Dispatcher(engine=engine, settings=settings, store=store, watch=watch, metrics=metrics,
+                            url_secret=secret)
     return Services(settings=settings, engine=engine, store=store, watch=watch, metrics=metrics,
-                    dispatcher=dispatcher)
+                    dispatcher=dispatcher, tokens=tokens, url_secret=secret)
 
 
 def _snapshot(engine) -> dict:
@@ -82,14 +130,17 @@ def _snapshot(engine) -> dict:
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 with one readable sentence per problem, naming the field and what to fix."""
-    problems = []
+    """422 with one readable sentence per problem, naming the field and what to fix; ``detail`` keeps
+    FastAPI's documented shape (loc, msg, type) for clients that parse it."""
+    problems, detail = [], []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
         msg = err["msg"].removeprefix("Value error, ")
         problems.append(f"{where}: {msg}")
-    return JSONResponse({"error": {"code": "invalid_request", "text": "; ".join(problems)},
-                         "detail": problems}, status_code=422)
+        detail.append({"loc": [str(p) if not isinstance(p, int) else p for p in err["loc"]], "msg": msg,
+                       "type": err["type"]})
+    return JSONResponse({"error": {"code": "invalid_request", "text": "; ".join(problems)}, "detail": detail},
+                        status_code=422)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

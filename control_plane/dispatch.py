@@ -29,6 +29,7 @@ from sqlmodel import Session, select
 
 from control_plane import jobs
 from control_plane.audio_store import AudioIntegrityError, LocalAudioStore
+from control_plane.auth import signed_query
 from control_plane.core.config import Settings
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
@@ -42,6 +43,8 @@ from control_plane.models import (
     JobCreate,
     Voice,
 )
+from control_plane.registry import Registry
+from control_plane.rollouts import RolloutError, Rollouts
 from control_plane.scheduler import DeviceView, FleetStats, Planner, Running
 from voicefleet import protocol as p
 from voicefleet.mqtt import Inbound, MqttClient
@@ -97,8 +100,11 @@ class _Outbox:
 
 class Dispatcher:
     def __init__(self, *, engine: Engine, settings: Settings, store: LocalAudioStore, watch: JobWatch,
-                 metrics: Metrics):
+                 metrics: Metrics, url_secret: bytes = b""):
         self.engine = engine
+        self.url_secret = url_secret
+        self.rollouts = Rollouts(registry=Registry(settings.home / "models"), api_url=settings.api_url(),
+                                 url_secret=url_secret)
         self.settings = settings
         self.store = store
         self.watch = watch
@@ -108,7 +114,7 @@ class Dispatcher:
             settings.mqtt_url, settings.control_id, inbox=self.inbox,
             subscriptions=[(t, 1) for t in p.control_subscriptions()],
             session_expiry_s=settings.mqtt_session_expiry_s, keepalive_s=settings.mqtt_keepalive_s,
-            manual_ack=True,
+            manual_ack=True, login=settings.mqtt_login(),
         )
         self._devices: dict[str, DeviceView] = {}
         self.stats = FleetStats()  # learned RTFs, round trips, error rates: what the estimates use
@@ -153,10 +159,10 @@ class Dispatcher:
 
     # -- requests from HTTP handlers -------------------------------------------------------
 
-    async def submit(self, specs: list[JobCreate]) -> list[dict[str, Any]]:
-        """Persist jobs (all or none) and return their rows; raises jobs.Unservable (naming the
-        first job that no device could serve) or jobs.QueueFull."""
-        return await self._ask("submit", specs)
+    async def submit(self, specs: list[JobCreate], owner: str | None = None) -> list[dict[str, Any]]:
+        """Persist jobs (all or none), owned by ``owner``, and return their rows; raises
+        jobs.Unservable (naming the first job that no device could serve) or jobs.QueueFull."""
+        return await self._ask("submit", (specs, owner))
 
     async def cancel(self, job_id: str) -> Job | None:
         """Cancel a job (and tell its device); None if there is no such job."""
@@ -169,6 +175,10 @@ class Dispatcher:
     async def send(self, device_id: str, kind: str, message: p.Message) -> Device | None:
         """Publish ``message`` to a known device (QoS 1: a device that is away gets it on its return)."""
         return await self._ask("send", (device_id, kind, message))
+
+    async def rollout(self, op: str, **kw) -> Any:
+        """A rollout request (control_plane/rollouts.py ``Rollouts.command``), run on this thread."""
+        return await self._ask("rollout", (op, kw))
 
     def device_view(self, device_id: str) -> DeviceView | None:
         return self._devices.get(device_id)
@@ -236,6 +246,8 @@ class Dispatcher:
                 loaded = jobs.jobs_by_id(session, {d.msg.job_id for d in decoded if isinstance(d.msg, p.JobEventBase)})
                 for d in decoded:
                     self._handle(session, d, out)
+                if self.rollouts.due:  # a rollout moved: its next step goes out with this commit
+                    self.rollouts.tick(session, out.publish)
                 if out.reschedule:  # in the same transaction: one commit from submit to assignment
                     jobs.write_pending(session)
                     self._schedule(session, out)
@@ -306,7 +318,8 @@ class Dispatcher:
     def _handle(self, session: Session, d: _Decoded, out: _Outbox) -> None:
         item, device_id, msg, data = d
         if isinstance(item, Command):
-            handler = {"submit": self._on_submit, "cancel": self._on_cancel, "send": self._on_send}.get(
+            handler = {"submit": self._on_submit, "cancel": self._on_cancel, "send": self._on_send,
+                       "rollout": self._on_rollout}.get(
                 item.kind, self._on_device_command)
             handler(session, item, out)
             return
@@ -318,6 +331,8 @@ class Dispatcher:
             self._on_telemetry(session, device_id, msg)
         elif isinstance(msg, p.DeviceRecord):
             self._on_record(session, device_id, msg)
+        elif isinstance(msg, p.OtaReport):
+            self.rollouts.on_report(session, device_id, msg, out.publish)
         elif type(msg) in self._events:
             job = jobs.current_attempt(session, job_id=msg.job_id, attempt=msg.attempt, device_id=device_id)
             if job is None:
@@ -331,7 +346,7 @@ class Dispatcher:
     def _on_submit(self, session: Session, cmd: Command, out: _Outbox) -> None:
         fleet = list(self._devices.values())
         servable = {d for v in fleet if v.gate(self.stats) is None for d in v.capabilities.dialects}
-        specs: list[JobCreate] = [jobs.resolve(spec, servable) for spec in cmd.arg]
+        specs: list[JobCreate] = [jobs.resolve(spec, servable) for spec in cmd.arg[0]]
         presets = {v for view in fleet for v in view.capabilities.voices}
         try:
             for i, spec in enumerate(specs):
@@ -344,7 +359,8 @@ class Dispatcher:
         except (jobs.Unservable, jobs.QueueFull) as exc:
             out.answers.append((cmd, None, exc))
             return
-        rows = [jobs.add_job(session, spec=spec, max_attempts=self.settings.max_attempts) for spec in specs]
+        rows = [jobs.add_job(session, spec=spec, max_attempts=self.settings.max_attempts, owner=cmd.arg[1])
+                for spec in specs]
         for row in rows:
             self._queued[row["tier"]] += 1
         out.answers.append((cmd, rows, None))
@@ -370,6 +386,13 @@ class Dispatcher:
         if dev is not None:
             out.publish.append((p.device_topic(device_id, kind), p.encode(message)))
         out.answers.append((cmd, dev, None))
+
+    def _on_rollout(self, session: Session, cmd: Command, out: _Outbox) -> None:
+        op, kw = cmd.arg
+        try:  # a refused request has changed nothing: the checks come before the writes
+            out.answers.append((cmd, self.rollouts.command(session, out.publish, op, **kw), None))
+        except RolloutError as exc:
+            out.answers.append((cmd, None, exc))
 
     def _on_device_command(self, session: Session, cmd: Command, out: _Outbox) -> None:
         dev = session.get(Device, cmd.arg)
@@ -417,6 +440,7 @@ class Dispatcher:
             self._take_back(session, device_id, "device went offline" if st.status == "offline"
                             else "device restarted", out)
         self._update_view(dev)
+        self.rollouts.on_state(session, device_id, st, out.publish)
         if came_back:
             # A retained "online" is old news (it may predate a crash): wait for a live message.
             self._devices[device_id].confirmed = not retained
@@ -593,7 +617,11 @@ class Dispatcher:
             path = Path(self.settings.resolved_audio_dir()) / voice.audio_key
             digest = self._prompt_hashes[voice.audio_key] = hashlib.sha256(path.read_bytes()).hexdigest()
         return p.VoicePrompt(voice_id=voice.id, transcript=voice.transcript or "", sha256=digest,
-                             audio_url=f"{self.settings.api_url()}/v1/voices/{voice.id}/audio")
+                             audio_url=self.signed_url(f"/v1/voices/{voice.id}/audio"))
+
+    def signed_url(self, path: str) -> str:
+        """An absolute URL an agent may GET ``path`` from without a token, for a limited time."""
+        return f"{self.settings.api_url()}{path}?{signed_query(self.url_secret, path)}"
 
     def _update_view(self, dev: Device) -> None:
         if dev.capabilities is None:
@@ -649,6 +677,7 @@ class Dispatcher:
                 self._take_back(session, dev.id, "device missed its heartbeats", out)
                 out.reschedule = True
             self._hedge(session, out)
+            self.rollouts.tick(session, out.publish)
             jobs.commit(session)
         self._reload_fleet()
         if self.queued:

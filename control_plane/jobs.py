@@ -106,13 +106,13 @@ def check_servable(spec: JobCreate, fleet: list[DeviceView], stats: FleetStats) 
         raise Unservable(reason)
 
 
-def add_job(session: Session, *, spec: JobCreate, max_attempts: int) -> dict[str, Any]:
+def add_job(session: Session, *, spec: JobCreate, max_attempts: int, owner: str | None = None) -> dict[str, Any]:
     """A queued job (as its row) and its first event, added to the caller's transaction."""
     fields = spec.model_dump()
     deadline_s = fields.pop("deadline_s")
     fields.pop("region")
     row = {**_JOB_COLUMNS, **fields, "id": new_id(), "state": JobState.queued.value, "attempt": 0,
-           "created_at": now(), "max_attempts": max_attempts}
+           "created_at": now(), "max_attempts": max_attempts, "owner": owner}
     row["deadline_at"] = row["created_at"] + deadline_s if deadline_s else None
     pending(session, Job).append(row)
     record_event(session, job_id=row["id"], kind="queued", ts=row["created_at"])
@@ -154,10 +154,14 @@ def get_job(session: Session, *, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
 
-def list_jobs(session: Session, *, state: str | None = None, limit: int = 100) -> list[Job]:
+def list_jobs(session: Session, *, state: str | None = None, owner: str | None = None,
+              limit: int = 100) -> list[Job]:
+    """The newest jobs; only ``owner``'s when given."""
     q = select(Job).order_by(Job.created_at.desc()).limit(limit)
     if state:
         q = q.where(Job.state == state)
+    if owner is not None:
+        q = q.where(Job.owner == owner)
     return list(session.exec(q).all())
 
 

@@ -11,10 +11,10 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import field_validator
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from voicefleet.protocol import DIALECTS, LANGUAGES, MAX_TEXT_CHARS, new_id, now
+from voicefleet.protocol import DEVICE_ID_PATTERN, DIALECTS, LANGUAGES, MAX_TEXT_CHARS, new_id, now
 from voicefleet.text.annotations import AnnotationError
 from voicefleet.text.annotations import parse as parse_annotations
 from voicefleet.text.dialects import lookup
@@ -151,6 +151,7 @@ class Job(JobBase, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     max_attempts: int = 3
     lease_expires_at: float | None = None
+    owner: str | None = Field(default=None, index=True, max_length=64)  # the submitting token's subject
 
 
 class JobPublic(JobBase):
@@ -251,3 +252,246 @@ class DeviceRecord(SQLModel, table=True):
     ts: float  # when it happened, on the device's clock
     body: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
     received_at: float = Field(default_factory=now)
+
+
+class ApiToken(SQLModel, table=True):
+    """An API token (control_plane/auth.py): only the hash of its secret is kept."""
+
+    id: str = Field(primary_key=True, max_length=16)
+    name: str = Field(max_length=200)
+    role: str = Field(max_length=16)
+    subject: str = Field(max_length=64)  # whom it acts for; a client's jobs belong to its subject
+    secret_hash: str = Field(max_length=64)
+    rate_per_s: float | None = None  # None: the role's default
+    burst: int | None = None
+    created_at: float = Field(default_factory=now)
+    revoked_at: float | None = None
+
+
+class ApiTokenCreate(SQLModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["admin", "operator", "viewer", "client"]
+    subject: str | None = Field(default=None, min_length=1, max_length=64, regex=r"^[A-Za-z0-9_.@-]+$")
+    rate_per_s: float | None = Field(default=None, gt=0, le=100_000)
+    burst: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class ApiTokenPublic(SQLModel):
+    id: str
+    name: str
+    role: str
+    subject: str
+    rate_per_s: float | None
+    burst: int | None
+    created_at: float
+    revoked_at: float | None
+    token: str | None = None  # only in the answer that created it
+
+
+# ------------------------------------------------------------------- model registry and rollouts
+# (control_plane/registry.py, control_plane/rollouts.py, docs/rollouts.md)
+
+
+class ModelVersion(SQLModel, table=True):
+    """An uploaded, verified bundle version; its files live under the registry's folder."""
+
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: str = Field(max_length=100)
+    version: str = Field(max_length=100)
+    engine: str = Field(max_length=64)
+    key_id: str = Field(max_length=16)
+    bytes: int = Field(sa_column=Column(BigInteger, nullable=False))  # all files, manifest and signature
+    files: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))  # [{name, size, sha256}]
+    manifest: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    uploaded_at: float = Field(default_factory=now)
+
+
+class DeviceModel(SQLModel, table=True):
+    """What a device with model slots runs (from its state and OTA reports), its tags, and an
+    operator's pin. A device is a rollout target only once it has reported a model here."""
+
+    device_id: str = Field(primary_key=True, max_length=64)
+    model_id: str | None = Field(default=None, max_length=100)
+    version: str | None = Field(default=None, max_length=100)
+    slot: str | None = Field(default=None, max_length=1)
+    previous_version: str | None = Field(default=None, max_length=100)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    pinned_version: str | None = Field(default=None, max_length=100)  # rollouts leave it on this version
+    test: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))  # of ``version``
+    updated_at: float = Field(default_factory=now)
+
+
+class Rollout(SQLModel, table=True):
+    """One bundle version going out to the devices a selector picked, wave by wave (its plan)."""
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    model_id: str = Field(max_length=100)
+    version: str = Field(max_length=100)
+    selector: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    plan: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    state: str = Field(default="running", index=True, max_length=16)
+    phase: int = 0  # 0: canary, k: wave k
+    phase_started_at: float | None = None
+    soak_until: float | None = None  # this phase's devices are all updated; next phase after this
+    reason: str | None = None  # why it halted, paused, was aborted or rolled back
+    created_by: str | None = Field(default=None, max_length=64)
+    created_at: float = Field(default_factory=now)
+    updated_at: float = Field(default_factory=now)
+
+
+class RolloutTarget(SQLModel, table=True):
+    """One device of a rollout: its phase, where it stands, and what it returns to on rollback."""
+
+    rollout_id: str = Field(primary_key=True, max_length=32)
+    device_id: str = Field(primary_key=True, max_length=64, index=True)
+    phase: int
+    state: str = Field(default="pending", max_length=16)
+    from_version: str | None = Field(default=None, max_length=100)
+    baseline: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))  # test figures
+    test: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
+    command_id: str | None = Field(default=None, max_length=64)
+    sent_at: float | None = None
+    activated_at: float | None = None
+    error: str | None = None
+    updated_at: float = Field(default_factory=now)
+
+
+class RolloutEvent(SQLModel, table=True):
+    """Every step of a rollout, in order: what the API and the console show."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: str = Field(index=True, max_length=32)
+    kind: str = Field(max_length=32)
+    device_id: str | None = Field(default=None, max_length=64)
+    detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
+    ts: float = Field(default_factory=now)
+
+
+# ------------------------------------------------ device enrolment and MQTT users (enrolment.py)
+
+
+class EnrolmentToken(SQLModel, table=True):
+    """A one-time enrolment token: only sha256 of its secret is kept."""
+
+    id: str = Field(primary_key=True, max_length=16)
+    secret_hash: str = Field(max_length=64)
+    device_id: str | None = Field(default=None, max_length=64)  # None: the device names itself
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: float = Field(default_factory=now)
+    expires_at: float
+    used_at: float | None = None
+    used_by: str | None = Field(default=None, max_length=64)  # the device that redeemed it
+
+
+class EnrolmentTokenCreate(SQLModel):
+    device_id: str | None = Field(default=None, regex=DEVICE_ID_PATTERN)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+    ttl_s: float = Field(default=86_400.0, gt=0, le=30 * 86_400)  # how long it may be redeemed
+
+
+class EnrolmentTokenPublic(SQLModel):
+    id: str
+    device_id: str | None
+    tags: list[str]
+    created_at: float
+    expires_at: float
+    used_at: float | None
+    used_by: str | None
+    token: str | None = None  # only in the answer that created it
+
+
+class MqttUser(SQLModel, table=True):
+    """A broker login: an enrolled device (may touch only its own topics) or a control plane
+    (all of vf/v1/#). The password is kept only as Mosquitto's PBKDF2-SHA512 ``$7$`` hash."""
+
+    username: str = Field(primary_key=True, max_length=64)  # a device's username is its device id
+    kind: str = Field(max_length=16)  # device | control
+    password_hash: str = Field(max_length=200)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    token_id: str | None = Field(default=None, max_length=16)  # the enrolment token it came with
+    created_at: float = Field(default_factory=now)
+    revoked_at: float | None = None
+
+
+class MqttUserPublic(SQLModel):
+    username: str
+    kind: str
+    tags: list[str]
+    created_at: float
+    revoked_at: float | None
+
+
+class EnrolRequest(SQLModel):
+    token: str = Field(min_length=1, max_length=200)
+    device_id: str = Field(regex=DEVICE_ID_PATTERN)
+
+
+class EnrolResponse(SQLModel):
+    device_id: str
+    mqtt_username: str
+    mqtt_password: str  # given once; the control plane keeps only its hash
+    tags: list[str]
+
+
+class ModelVersionPublic(SQLModel):
+    model_id: str
+    version: str
+    engine: str
+    key_id: str
+    bytes: int
+    files: list[dict[str, Any]]
+    uploaded_at: float
+    devices: int = 0  # running it now
+    manifest: dict[str, Any] | None = None  # in the detail view only
+
+
+class DeviceModelPublic(SQLModel):
+    device_id: str
+    model_id: str | None
+    version: str | None
+    slot: str | None
+    previous_version: str | None
+    tags: list[str]
+    pinned_version: str | None
+    test: dict[str, Any] | None
+    updated_at: float
+
+
+class RolloutTargetPublic(SQLModel):
+    device_id: str
+    phase: int
+    state: str
+    from_version: str | None
+    test: dict[str, Any] | None
+    baseline: dict[str, Any] | None
+    error: str | None
+    sent_at: float | None
+    activated_at: float | None
+    updated_at: float
+
+
+class RolloutEventPublic(SQLModel):
+    id: int
+    kind: str
+    device_id: str | None
+    detail: dict[str, Any] | None
+    ts: float
+
+
+class RolloutPublic(SQLModel):
+    id: str
+    model_id: str
+    version: str
+    selector: dict[str, Any]
+    plan: dict[str, Any]
+    state: str
+    phase: int
+    phase_started_at: float | None
+    soak_until: float | None
+    reason: str | None
+    created_by: str | None
+    created_at: float
+    updated_at: float
+    targets: dict[str, int] = {}  # how many devices are in each state
+    devices: list[RolloutTargetPublic] | None = None  # in the detail view only

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from voicefleet.settings import CommonSettings
 
@@ -28,8 +29,21 @@ class AgentSettings(CommonSettings):
     wyoming_uri: str | None = None  # Home Assistant's Wyoming protocol, e.g. tcp://0.0.0.0:10200
     phrase_cache_mb: int = 64
     api_url: str | None = None  # the control plane, for what the local voice cannot do (cloned voices, dialects)
+    enrol_token: str | None = None  # one-time token: the agent enrols at api_url on first start (docs/security.md)
+    api_token: str | None = None  # a client-role API token for that path (the hub submits jobs as it)
     journal_max_entries: int = 50_000  # offline journal bound (oldest telemetry goes first)
     drain_timeout_s: float = 30.0  # on SIGTERM: how long running jobs may take to finish
+    tags: Annotated[list[str], NoDecode] = Field(default_factory=list)  # comma-separated: site:berlin,hw:orin-nano
+    # Model slots and updates (edge_agent/slots.py, docs/updates.md); slots exist where the student runs.
+    student_bundle: Path | None = None  # seeds slot A on first start (default: the committed zh-student)
+    ota_mark_good_s: float = 60.0  # a new model that stays up this long is kept as the one to fall back to
+    ota_max_boots: int = 3  # starts on a new model without reaching mark-good before falling back
+    ota_pause_after: str | None = None  # tests only: block an update after this step (edge_agent/updater.py)
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _split_tags(cls, value):
+        return [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else value
 
     def engine_spec(self) -> str:
         """Edge: the distilled student, eSpeak for the rest. Cloud: CosyVoice3 where its weights and GPU are,
@@ -39,6 +53,14 @@ class AgentSettings(CommonSettings):
     def data_dir(self) -> Path:
         """This agent's own files: journal, phrase cache, reminders."""
         return self.home / "agents" / self.device_id
+
+    def credentials_path(self) -> Path:
+        """The MQTT login this agent got by enrolling (mode 0600)."""
+        return self.data_dir() / "mqtt-credentials.json"
+
+    def slots_dir(self) -> Path | None:
+        """Where the model slots live; None when no student engine runs here (nothing to update)."""
+        return self.data_dir() / "models" if "student" in [n.strip() for n in self.engine_spec().split(",")] else None
 
     def concurrency(self) -> int:
         return self.max_concurrency or (2 if self.role == "cloud" else 1)

@@ -62,7 +62,7 @@ class Hub:
 
         store = ReminderStore(self.settings.data_dir() / "reminders.json")
         cache = self.cache
-        cloud = control_plane_speaker(self.settings.api_url) if self.settings.api_url else None
+        cloud = control_plane_speaker(self.settings.api_url, self.settings.api_token) if self.settings.api_url else None
         api = LocalApi(self.engine, cache, store, port=self.settings.local_api_port or 0,
                        unix_socket=self.settings.local_api_socket, on_spoken=self._journal, cloud=cloud,
                        link_up=self._link_up)
@@ -151,7 +151,7 @@ class JournaledEngine:
                                                              "text": request.text[:200]})
 
 
-def control_plane_speaker(api_url: str, timeout_s: float = 10.0):
+def control_plane_speaker(api_url: str, token: str | None = None, timeout_s: float = 10.0):
     """The cloud path for the local API: submit the job to the control plane and stream its audio
     (``GET /v1/jobs/{id}/audio`` streams while the job runs). Raises on any failure, which makes the
     local API speak with the local voice and say that it fell back."""
@@ -159,15 +159,19 @@ def control_plane_speaker(api_url: str, timeout_s: float = 10.0):
     import urllib.request
 
     from edge_agent.engines.base import SynthesisRequest
+    from voicefleet.credentials import auth_headers
+
+    auth = auth_headers(token)
 
     def speak(request: SynthesisRequest) -> tuple[int, Iterator[bytes]]:
         spec = {k: v for k, v in {"text": request.text, "lang": request.lang, "dialect": request.dialect,
                                   "voice": request.voice, "instruction": request.instruction}.items() if v}
         submit = urllib.request.Request(f"{api_url.rstrip('/')}/v1/jobs", data=json.dumps(spec).encode(),
-                                        headers={"content-type": "application/json"}, method="POST")
+                                        headers={"content-type": "application/json", **auth}, method="POST")
         with urllib.request.urlopen(submit, timeout=timeout_s) as r:  # noqa: S310 (our control plane)
             job_id = json.loads(r.read())["id"]
-        audio = urllib.request.urlopen(f"{api_url.rstrip('/')}/v1/jobs/{job_id}/audio", timeout=timeout_s)  # noqa: S310
+        audio = urllib.request.urlopen(urllib.request.Request(  # noqa: S310 (our control plane)
+            f"{api_url.rstrip('/')}/v1/jobs/{job_id}/audio", headers=auth), timeout=timeout_s)
         header = audio.read(44)
         rate = int.from_bytes(header[24:28], "little")
 

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from services import ADMIN_TOKEN, http
 from sqlalchemy import create_engine, text
 
 from voicefleet.broker import MosquittoBroker, free_port
+from voicefleet.credentials import auth_headers
 from voicefleet.onebox import Cluster
 
 TERMINAL = ("done", "failed", "cancelled")
@@ -81,7 +83,7 @@ class Submitter(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=10, headers=auth_headers(ADMIN_TOKEN)) as client:
             sent = 0
             next_at = time.monotonic()
             while (len(self.accepted) if self.until_accepted else sent) < self.total and not self.stop_event.is_set():
@@ -180,7 +182,7 @@ class Harness:
 
     def device(self, device: str) -> dict[str, Any]:
         try:
-            return httpx.get(f"{self.api}/v1/devices/{device}", timeout=5).json()
+            return http.get(f"{self.api}/v1/devices/{device}", timeout=5).json()
         except (httpx.HTTPError, ValueError):
             return {}
 
@@ -255,7 +257,7 @@ class Harness:
         details: dict[str, dict] = {}
         pending = list(ids)
         deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=10, headers=auth_headers(ADMIN_TOKEN)) as client:
             while pending and time.monotonic() < deadline:
                 still = []
                 for job_id in pending:
@@ -334,7 +336,7 @@ def check(h: Harness, sub: Submitter, *, timeout_s: float = 120) -> Report:
     artifacts = _artifacts(h.database_url)
     report = Report(jobs=len(accepted), refused=dict(sub.refused), refusal_texts=dict(sub.refusal_texts),
                     faults=list(h.faults))
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=auth_headers(ADMIN_TOKEN)) as client:
         for job_id, body in accepted.items():
             _check_job(client, h.api, job_id, body, details.get(job_id), artifacts.get(job_id, []), report)
     report.untracked_nonterminal = _untracked_nonterminal(h.database_url, set(accepted))

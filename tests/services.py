@@ -16,12 +16,19 @@ import weakref
 from pathlib import Path
 from types import TracebackType
 
+import httpx
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
 from voicefleet.broker import free_port
+from voicefleet.credentials import auth_headers
 from voicefleet.onebox import Cluster
+
+# Every control plane the tests start (in or out of process) takes this admin token from the
+# environment, and ``http`` sends it: tests speak to the API as an admin unless they test roles.
+ADMIN_TOKEN = os.environ.setdefault("VOICEFLEET_ADMIN_TOKEN", f"vft_{uuid.uuid4().hex[:16]}_{uuid.uuid4().hex}")
+http = httpx.Client(headers=auth_headers(ADMIN_TOKEN), timeout=30)
 
 PG_URL_ENV = "VOICEFLEET_TEST_PG_URL"
 PG_USER = "postgres"
@@ -224,15 +231,13 @@ def new_cluster(tmp_path: Path, mqtt_url: str, *, database_url: str | None = Non
     return cluster
 
 
-def wait_job(api: str, job_id: str, timeout_s: float = 60) -> dict:
+def wait_job(base: str, job_id: str, timeout_s: float = 60) -> dict:
     """The job once it is done, failed or cancelled (its detail, as GET /v1/jobs/{id} gives it)."""
     import time
 
-    import httpx
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        job = httpx.get(f"{api}/v1/jobs/{job_id}").json()
+        job = http.get(f"{base}/v1/jobs/{job_id}").json()
         if job["state"] in ("done", "failed", "cancelled"):
             return job
         time.sleep(0.05)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from voicefleet.audio import WAV_HEADER_BYTES, wav_header
+from voicefleet.credentials import api_token, auth_headers
 
 DEFAULT_API = "http://127.0.0.1:8750"
 
@@ -33,11 +34,13 @@ def _api(args) -> str:
 
 def _request(method: str, url: str, body: dict | None = None, timeout: float = 30):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **auth_headers(api_token())}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         return urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        raise ApiError(f"{exc.code}: {_error_text(exc.read())}") from None
+        hint = " (set VOICEFLEET_TOKEN to an API token)" if exc.code == 401 else ""
+        raise ApiError(f"{exc.code}: {_error_text(exc.read())}{hint}") from None
     except urllib.error.URLError as exc:
         raise ApiError(f"cannot reach the control plane at {url}: {exc.reason} "
                        "(start it with `voicefleet up` or set VOICEFLEET_API_URL)") from None
@@ -121,7 +124,8 @@ def cmd_control_plane(args) -> int:
 
     settings = Settings()
     uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_level=settings.log_level.lower(), access_log=False)
+                log_level=settings.log_level.lower(), access_log=False,
+                ssl_certfile=settings.tls_cert_file, ssl_keyfile=settings.tls_key_file)
     return 0
 
 

@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from voicefleet.broker import MosquittoBroker
+from voicefleet.credentials import api_token, auth_headers
 from voicefleet.processes import terminate
 from voicefleet.settings import CommonSettings
 
@@ -58,8 +59,13 @@ class Cluster:
             self.wait(lambda: self.device_status(device_id) == "online", f"agent {device_id}", [proc])
         return proc
 
+    @property
+    def token(self) -> str | None:
+        """An admin token for this cluster's API (the control plane writes one on first start)."""
+        return api_token(self.home, self.env)
+
     def device_status(self, device_id: str) -> str | None:
-        devices = get_json(f"{self.api}/v1/devices") or []
+        devices = get_json(f"{self.api}/v1/devices", self.token) or []
         return next((d["status"] for d in devices if d.get("id") == device_id), None)
 
     def processes(self) -> list[subprocess.Popen]:
@@ -87,9 +93,9 @@ class Cluster:
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-def get_json(url: str):
+def get_json(url: str, token: str | None = None):
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=auth_headers(token)), timeout=2) as resp:
             return json.loads(resp.read())
     except (OSError, ValueError):
         return {}

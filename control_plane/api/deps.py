@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from control_plane.audio_store import LocalAudioStore
+from control_plane.auth import Tokens
 from control_plane.core.config import Settings
 from control_plane.dispatch import Dispatcher
 from control_plane.live import JobWatch
@@ -25,6 +26,8 @@ class Services:
     watch: JobWatch
     metrics: Metrics
     dispatcher: Dispatcher
+    tokens: Tokens
+    url_secret: bytes  # signs the URLs agents fetch prompt clips and bundle files from
 
 
 def get_services(request: Request) -> Services:

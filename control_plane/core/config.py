@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from voicefleet.settings import CommonSettings
+from voicefleet.settings import CommonSettings, MqttLogin
 
 
 class Settings(CommonSettings):
@@ -15,7 +16,16 @@ class Settings(CommonSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8750
     public_url: str | None = None  # how agents reach this API (cloned voices' prompt audio); default host:port
+    # The first admin token (vft_<16 hex>_<secret>); without it one is made in VOICEFLEET_HOME/admin.token.
+    admin_token: str | None = None
+    url_secret: str | None = None  # signs agents' download URLs; replicas must share it (default: kept in home)
     control_id: str = "control"  # MQTT client id; unique per control-plane replica
+    # Mosquitto's passwd and acl files that this control plane maintains (docs/security.md); None: the
+    # broker's logins are managed elsewhere. The broker's pid (to SIGHUP) is read from broker_pid_file.
+    broker_dir: Path | None = None
+    broker_pid_file: Path | None = None  # default: broker_dir/mosquitto.pid
+    tls_cert_file: Path | None = None  # HTTPS: the certificate chain (PEM) ...
+    tls_key_file: Path | None = None  # ... and its private key
     max_attempts: int = 3  # a job fails after this many attempts, with every attempt's reason
     lease_s: float = 120.0  # an assignment not finished by then is taken back
     heartbeat_timeout_s: float = 30.0  # no state/telemetry for this long: device offline
@@ -36,9 +46,14 @@ class Settings(CommonSettings):
     def resolved_audio_dir(self) -> Path:
         return self.audio_dir or self.home / "audio"
 
+    def mqtt_login(self) -> MqttLogin:
+        """With a password, the control plane logs in as VOICEFLEET_MQTT_USERNAME, by default its control id."""
+        login = super().mqtt_login()
+        return replace(login, username=login.username or (self.control_id if login.password else None))
+
     def api_url(self) -> str:
         """Where agents fetch what a job refers to (a cloned voice's prompt clip)."""
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::", "") else self.http_host
-        return f"http://{host}:{self.http_port}"
+        return f"{'https' if self.tls_cert_file else 'http'}://{host}:{self.http_port}"

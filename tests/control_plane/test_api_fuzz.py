@@ -8,7 +8,9 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from services import ADMIN_TOKEN
 
+from voicefleet.credentials import auth_headers
 from voicefleet.onebox import Cluster
 
 finite = st.floats(allow_nan=False, allow_infinity=False)  # JSON has no NaN or infinity
@@ -35,7 +37,7 @@ def database_url(tmp_path) -> str:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.one_of(job_like, json_values), raw=st.binary(max_size=40), path=st.text(max_size=12))
 def test_no_request_gets_a_500(cluster: Cluster, body, raw, path):
-    with httpx.Client(base_url=cluster.api, timeout=10) as client:
+    with httpx.Client(base_url=cluster.api, timeout=10, headers=auth_headers(ADMIN_TOKEN)) as client:
         for resp in (
             client.post("/v1/jobs", json=body),
             client.post("/v1/jobs", content=raw, headers={"content-type": "application/json"}),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import paho.mqtt.client as paho
+from services import http
 
 from voicefleet import protocol as p
 from voicefleet.onebox import Cluster
@@ -29,7 +29,7 @@ def publish_all(url: str, messages: list[tuple[str, bytes]]) -> None:
 def test_malformed_device_messages_are_dropped(cluster: Cluster):
     api, dev = cluster.api, cluster.edge_id
     event = p.device_topic(dev, "event")
-    running = httpx.post(f"{api}/v1/jobs", json={"text": "稍等一下。" * 400}).json()["id"]
+    running = http.post(f"{api}/v1/jobs", json={"text": "稍等一下。" * 400}).json()["id"]
     good_chunk = p.AudioChunk(job_id=running, attempt=1, seq=0, sample_rate=22050)
     publish_all(cluster.env["VOICEFLEET_MQTT_URL"], [
         (event, b"\xff\xfe not json"),
@@ -47,14 +47,14 @@ def test_malformed_device_messages_are_dropped(cluster: Cluster):
     ])
     # The job that was running when the garbage arrived, and a new one, both finish.
     deadline = time.monotonic() + 60
-    nxt = httpx.post(f"{api}/v1/jobs", json={"text": "还在工作吗"}).json()["id"]
+    nxt = http.post(f"{api}/v1/jobs", json={"text": "还在工作吗"}).json()["id"]
     for job_id in (running, nxt):
-        while (job := httpx.get(f"{api}/v1/jobs/{job_id}").json())["state"] not in ("done", "failed"):
+        while (job := http.get(f"{api}/v1/jobs/{job_id}").json())["state"] not in ("done", "failed"):
             assert time.monotonic() < deadline, job
             time.sleep(0.1)
         assert job["state"] == "done", job
     assert cluster.control.poll() is None, "the control plane died"
-    metrics = httpx.get(f"{api}/metrics").text
+    metrics = http.get(f"{api}/metrics").text
     dropped = {line.split('"')[1]: float(line.split()[-1]) for line in metrics.splitlines()
                if line.startswith("voicefleet_mqtt_dropped_messages_total{")}
     assert dropped.get("bad_json", 0) >= 3 and dropped.get("bad_version") == 1, dropped
@@ -66,9 +66,9 @@ def test_agent_ignores_malformed_assignments(cluster: Cluster):
     """An agent's job topic gets garbage and a duplicate: it keeps serving, runs the job once."""
     job_topic = p.device_topic(cluster.cloud_id, "job")
     publish_all(cluster.env["VOICEFLEET_MQTT_URL"], [(job_topic, b"garbage"), (job_topic, b'{"v": 1}')])
-    job_id = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "你好"}).json()["id"]
+    job_id = http.post(f"{cluster.api}/v1/jobs", json={"text": "你好"}).json()["id"]
     deadline = time.monotonic() + 30
-    while (job := httpx.get(f"{cluster.api}/v1/jobs/{job_id}").json())["state"] != "done":
+    while (job := http.get(f"{cluster.api}/v1/jobs/{job_id}").json())["state"] != "done":
         assert time.monotonic() < deadline, job
         time.sleep(0.05)
     assert all(proc.poll() is None for proc in cluster.agents.values())
@@ -76,14 +76,14 @@ def test_agent_ignores_malformed_assignments(cluster: Cluster):
 
 def test_agent_sigkill_mid_job_requeues_to_another_device(cluster: Cluster):
     """The last will marks the device offline at once; its job runs again elsewhere."""
-    job_id = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "这是一段很长的提醒。" * 450}).json()["id"]
+    job_id = http.post(f"{cluster.api}/v1/jobs", json={"text": "这是一段很长的提醒。" * 450}).json()["id"]
     deadline = time.monotonic() + 30
-    while (job := httpx.get(f"{cluster.api}/v1/jobs/{job_id}").json())["state"] not in ("running", "done"):
+    while (job := http.get(f"{cluster.api}/v1/jobs/{job_id}").json())["state"] not in ("running", "done"):
         assert time.monotonic() < deadline
         time.sleep(0.005)
     first = job["device_id"]
     cluster.agents[first].kill()
-    while (job := httpx.get(f"{cluster.api}/v1/jobs/{job_id}").json())["state"] not in ("done", "failed"):
+    while (job := http.get(f"{cluster.api}/v1/jobs/{job_id}").json())["state"] not in ("done", "failed"):
         assert time.monotonic() < deadline + 30, job
         time.sleep(0.05)
     kinds = [e["kind"] for e in job["events"]]
@@ -94,9 +94,9 @@ def test_agent_sigkill_mid_job_requeues_to_another_device(cluster: Cluster):
 
 def test_agent_sigterm_finishes_its_job_then_goes_offline(cluster: Cluster):
     """A clean shutdown drains: the running job completes on the same device, nothing is lost."""
-    job_id = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "请稍等，正在处理。" * 500}).json()["id"]
+    job_id = http.post(f"{cluster.api}/v1/jobs", json={"text": "请稍等，正在处理。" * 500}).json()["id"]
     deadline = time.monotonic() + 30
-    while (job := httpx.get(f"{cluster.api}/v1/jobs/{job_id}").json())["state"] != "running":
+    while (job := http.get(f"{cluster.api}/v1/jobs/{job_id}").json())["state"] != "running":
         assert time.monotonic() < deadline and job["state"] != "done", job
         time.sleep(0.005)
     device = job["device_id"]
@@ -105,7 +105,7 @@ def test_agent_sigterm_finishes_its_job_then_goes_offline(cluster: Cluster):
     while cluster.device_status(device) != "offline":  # its last messages are still being processed
         assert time.monotonic() < deadline + 30
         time.sleep(0.05)
-    job = httpx.get(f"{cluster.api}/v1/jobs/{job_id}").json()
+    job = http.get(f"{cluster.api}/v1/jobs/{job_id}").json()
     assert job["state"] == "done" and job["device_id"] == device and job["attempt"] == 1, job
 
 
@@ -113,7 +113,7 @@ def test_control_plane_sigkill_and_restart_loses_no_job(cluster: Cluster):
     """Killed mid-stream, restarted on the same database and MQTT session: every accepted job
     ends done, once, with intact audio (the broker redelivers what was never acked)."""
     api = cluster.api
-    ids = [httpx.post(f"{api}/v1/jobs", json={"text": f"第{i}条提醒：请在三点前回复邮件。" * 20}).json()["id"]
+    ids = [http.post(f"{api}/v1/jobs", json={"text": f"第{i}条提醒：请在三点前回复邮件。" * 20}).json()["id"]
            for i in range(12)]
     time.sleep(0.3)
     cluster.control.kill()
@@ -121,10 +121,10 @@ def test_control_plane_sigkill_and_restart_loses_no_job(cluster: Cluster):
     cluster.start_control_plane()
     deadline = time.monotonic() + 90
     for job_id in ids:
-        while (job := httpx.get(f"{api}/v1/jobs/{job_id}").json())["state"] not in ("done", "failed"):
+        while (job := http.get(f"{api}/v1/jobs/{job_id}").json())["state"] not in ("done", "failed"):
             assert time.monotonic() < deadline, job
             time.sleep(0.1)
         assert job["state"] == "done", job
         assert [e["kind"] for e in job["events"]].count("done") == 1
-        audio = httpx.get(f"{api}/v1/jobs/{job_id}/audio")
+        audio = http.get(f"{api}/v1/jobs/{job_id}/audio")
         assert audio.status_code == 200 and len(audio.content) > 44 + 22050 * 2

@@ -7,10 +7,9 @@ import io
 import time
 import wave
 
-import httpx
 import numpy as np
 import pytest
-from services import wait_job
+from services import http, wait_job
 
 from voicefleet.onebox import Cluster
 
@@ -30,7 +29,7 @@ def read_wav(data: bytes) -> tuple[int, np.ndarray]:
 def test_speaks_mandarin_cantonese_and_english(cluster: Cluster):
     ids = []
     for spec in JOBS:
-        r = httpx.post(f"{cluster.api}/v1/jobs", json=spec)
+        r = http.post(f"{cluster.api}/v1/jobs", json=spec)
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
     for spec, job_id in zip(JOBS, ids, strict=True):
@@ -40,7 +39,7 @@ def test_speaks_mandarin_cantonese_and_english(cluster: Cluster):
         assert job["explain"]["picked"] == job["device_id"] and job["explain"]["candidates"]
         assert [e["kind"] for e in job["events"]][:2] == ["queued", "assigned"]
         assert job["events"][-1]["kind"] == "done"
-        audio = httpx.get(f"{cluster.api}/v1/jobs/{job_id}/audio")
+        audio = http.get(f"{cluster.api}/v1/jobs/{job_id}/audio")
         assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
         rate, pcm = read_wav(audio.content)
         assert rate == job["sample_rate"] == 22050
@@ -52,10 +51,10 @@ def test_speaks_mandarin_cantonese_and_english(cluster: Cluster):
 
 def test_first_chunk_reaches_client_before_job_finishes(cluster: Cluster):
     text = "今天下午三点提醒我开会，请准时到达会议室。" * 60  # ~1,200 characters, several minutes of audio
-    job_id = httpx.post(f"{cluster.api}/v1/jobs", json={"text": text}).json()["id"]
+    job_id = http.post(f"{cluster.api}/v1/jobs", json={"text": text}).json()["id"]
     first_audio_at = None
     received = 0
-    with httpx.stream("GET", f"{cluster.api}/v1/jobs/{job_id}/audio", timeout=60) as resp:
+    with http.stream("GET", f"{cluster.api}/v1/jobs/{job_id}/audio", timeout=60) as resp:
         assert resp.status_code == 200
         for block in resp.iter_bytes():
             received += len(block)
@@ -65,7 +64,7 @@ def test_first_chunk_reaches_client_before_job_finishes(cluster: Cluster):
     assert job["state"] == "done"
     assert first_audio_at is not None and first_audio_at < job["finished_at"], (
         f"first audio at {first_audio_at}, job finished at {job['finished_at']}: the stream was buffered")
-    stored = httpx.get(f"{cluster.api}/v1/jobs/{job_id}/audio").content
+    stored = http.get(f"{cluster.api}/v1/jobs/{job_id}/audio").content
     assert received == len(stored), "the streamed audio differs in length from the stored WAV"
 
 
@@ -79,7 +78,7 @@ def test_first_chunk_reaches_client_before_job_finishes(cluster: Cluster):
     ({"lang": "zh"}, "text", "required"),
 ])
 def test_bad_input_gets_a_4xx_naming_the_fix(cluster: Cluster, body, field, words):
-    r = httpx.post(f"{cluster.api}/v1/jobs", json=body)
+    r = http.post(f"{cluster.api}/v1/jobs", json=body)
     assert r.status_code == 422
     text = r.json()["error"]["text"]
     assert text.startswith(field) and words in text, text
@@ -87,39 +86,39 @@ def test_bad_input_gets_a_4xx_naming_the_fix(cluster: Cluster, body, field, word
 
 def test_malformed_requests_and_unservable_jobs(cluster: Cluster):
     api = cluster.api
-    r = httpx.post(f"{api}/v1/jobs", content=b"{not json", headers={"content-type": "application/json"})
+    r = http.post(f"{api}/v1/jobs", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.json()["error"]["text"]
-    r = httpx.post(f"{api}/v1/jobs", content=b"x" * (2 << 20), headers={"content-type": "application/json"})
+    r = http.post(f"{api}/v1/jobs", content=b"x" * (2 << 20), headers={"content-type": "application/json"})
     assert r.status_code == 413
-    r = httpx.post(f"{api}/v1/jobs", json={"text": "你好", "dialect": "sichuan"})
+    r = http.post(f"{api}/v1/jobs", json={"text": "你好", "dialect": "sichuan"})
     assert r.status_code == 422 and "dialect 'sichuan'" in r.json()["error"]["text"]
-    assert httpx.get(f"{api}/v1/jobs/nope").status_code == 404
-    assert httpx.get(f"{api}/v1/jobs/nope/audio").status_code == 404
-    assert httpx.get(f"{api}/v1/jobs?state=bogus").status_code == 422
+    assert http.get(f"{api}/v1/jobs/nope").status_code == 404
+    assert http.get(f"{api}/v1/jobs/nope/audio").status_code == 404
+    assert http.get(f"{api}/v1/jobs?state=bogus").status_code == 422
 
 
 def test_cancel_a_running_job(cluster: Cluster):
-    job_id = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "请稍候。" * 1200}).json()["id"]
-    r = httpx.post(f"{cluster.api}/v1/jobs/{job_id}/cancel")
+    job_id = http.post(f"{cluster.api}/v1/jobs", json={"text": "请稍候。" * 1200}).json()["id"]
+    r = http.post(f"{cluster.api}/v1/jobs/{job_id}/cancel")
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
     assert wait_job(cluster.api, job_id)["state"] == "cancelled"
-    assert httpx.get(f"{cluster.api}/v1/jobs/{job_id}/audio").status_code == 409
+    assert http.get(f"{cluster.api}/v1/jobs/{job_id}/audio").status_code == 409
     # Both devices are free again: a new job still runs.
-    nxt = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "好的"}).json()["id"]
+    nxt = http.post(f"{cluster.api}/v1/jobs", json={"text": "好的"}).json()["id"]
     assert wait_job(cluster.api, nxt)["state"] == "done"
 
 
 def test_health_readiness_devices_and_metrics(cluster: Cluster):
     api = cluster.api
-    assert httpx.get(f"{api}/healthz").json() == {"status": "ok"}
-    ready = httpx.get(f"{api}/readyz").json()
+    assert http.get(f"{api}/healthz").json() == {"status": "ok"}
+    ready = http.get(f"{api}/readyz").json()
     assert ready == {"ready": True, "checks": {"database": True, "broker": True}}
-    devices = {d["id"]: d for d in httpx.get(f"{api}/v1/devices").json()}
+    devices = {d["id"]: d for d in http.get(f"{api}/v1/devices").json()}
     assert devices[cluster.edge_id]["role"] == "edge" and devices[cluster.cloud_id]["max_concurrency"] == 2
     assert devices[cluster.edge_id]["capabilities"]["dialects"] == ["yue"]
-    job_id = httpx.post(f"{api}/v1/jobs", json={"text": "测试"}).json()["id"]
+    job_id = http.post(f"{api}/v1/jobs", json={"text": "测试"}).json()["id"]
     wait_job(api, job_id)
-    metrics = httpx.get(f"{api}/metrics").text
+    metrics = http.get(f"{api}/metrics").text
     for line in ('voicefleet_jobs{state="done"} 1.0', "voicefleet_queue_depth 0.0",
                  "voicefleet_job_first_chunk_seconds_count 1.0", "voicefleet_job_total_seconds_count 1.0",
                  f'voicefleet_device_slots{{device="{cluster.cloud_id}"}} 2.0'):
@@ -128,19 +127,19 @@ def test_health_readiness_devices_and_metrics(cluster: Cluster):
 
 def test_batch_submit_is_all_or_nothing_and_in_order(cluster: Cluster):
     api = cluster.api
-    r = httpx.post(f"{api}/v1/jobs/batch", json={"jobs": JOBS})
+    r = http.post(f"{api}/v1/jobs/batch", json={"jobs": JOBS})
     assert r.status_code == 201, r.text
     rows = r.json()
     assert [row["text"] for row in rows] == [j["text"] for j in JOBS]
     assert all(wait_job(api, row["id"])["state"] == "done" for row in rows)
-    before = len(httpx.get(f"{api}/v1/jobs", params={"limit": 1000}).json())
-    bad = httpx.post(f"{api}/v1/jobs/batch", json={"jobs": [JOBS[0], {"text": "你好", "dialect": "sichuan"}]})
+    before = len(http.get(f"{api}/v1/jobs", params={"limit": 1000}).json())
+    bad = http.post(f"{api}/v1/jobs/batch", json={"jobs": [JOBS[0], {"text": "你好", "dialect": "sichuan"}]})
     assert bad.status_code == 422 and bad.json()["error"]["text"].startswith("jobs[1]: "), bad.text
-    invalid = httpx.post(f"{api}/v1/jobs/batch", json={"jobs": [JOBS[0], {"text": ""}]})
+    invalid = http.post(f"{api}/v1/jobs/batch", json={"jobs": [JOBS[0], {"text": ""}]})
     assert invalid.status_code == 422 and invalid.json()["error"]["text"].startswith("jobs.1.text"), invalid.text
-    too_many = httpx.post(f"{api}/v1/jobs/batch", json={"jobs": [{"text": "好"}] * 1001})
+    too_many = http.post(f"{api}/v1/jobs/batch", json={"jobs": [{"text": "好"}] * 1001})
     assert too_many.status_code == 422 and "1000" in too_many.json()["error"]["text"]
-    assert len(httpx.get(f"{api}/v1/jobs", params={"limit": 1000}).json()) == before, "a refused batch left jobs"
+    assert len(http.get(f"{api}/v1/jobs", params={"limit": 1000}).json()) == before, "a refused batch left jobs"
 
 
 def test_full_queue_answers_429_with_retry_after(cluster: Cluster):
@@ -153,21 +152,21 @@ def test_full_queue_answers_429_with_retry_after(cluster: Cluster):
     cluster.start_control_plane(VOICEFLEET_MAX_QUEUED_JOBS="3")
     # One agent, busy for minutes with its first job (a benchmark-only timed engine): the rest queue.
     cluster.start_agent(f"{cluster.edge_id}-slow", engine="timed", VOICEFLEET_TIMED_RTF="100")
-    busy = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "占着"}).json()
+    busy = http.post(f"{cluster.api}/v1/jobs", json={"text": "占着"}).json()
     deadline = time.monotonic() + 10
-    while httpx.get(f"{cluster.api}/v1/jobs/{busy['id']}").json()["state"] == "queued":
+    while http.get(f"{cluster.api}/v1/jobs/{busy['id']}").json()["state"] == "queued":
         assert time.monotonic() < deadline, "the slow agent never took its job"
         time.sleep(0.05)
-    accepted = [httpx.post(f"{cluster.api}/v1/jobs", json={"text": f"第{i}条"}) for i in range(3)]
+    accepted = [http.post(f"{cluster.api}/v1/jobs", json={"text": f"第{i}条"}) for i in range(3)]
     assert [r.status_code for r in accepted] == [201, 201, 201]
-    refused = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "第四条"})
+    refused = http.post(f"{cluster.api}/v1/jobs", json={"text": "第四条"})
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "queue_full"
     assert int(refused.headers["Retry-After"]) >= 1
-    batch = httpx.post(f"{cluster.api}/v1/jobs/batch", json={"jobs": [{"text": "再来"}]})
+    batch = http.post(f"{cluster.api}/v1/jobs/batch", json={"jobs": [{"text": "再来"}]})
     assert batch.status_code == 429
-    queued = httpx.get(f"{cluster.api}/v1/jobs", params={"state": "queued"}).json()
+    queued = http.get(f"{cluster.api}/v1/jobs", params={"state": "queued"}).json()
     assert sorted(j["id"] for j in queued) == sorted(r.json()["id"] for r in accepted)
     # Cancelling a queued job makes room at once.
-    cancelled = httpx.post(f"{cluster.api}/v1/jobs/{accepted[0].json()['id']}/cancel")
+    cancelled = http.post(f"{cluster.api}/v1/jobs/{accepted[0].json()['id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
-    assert httpx.post(f"{cluster.api}/v1/jobs", json={"text": "第四条"}).status_code == 201
+    assert http.post(f"{cluster.api}/v1/jobs", json={"text": "第四条"}).status_code == 201

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from services import new_cluster, wait_for
+from services import http, new_cluster, wait_for
 
 from voicefleet.broker import MosquittoBroker
 from voicefleet.onebox import Cluster
@@ -40,15 +40,15 @@ def agent(c: Cluster, name: str, *, rtf: float = 0.001, dialects: str = "", slot
 
 
 def device_info(c: Cluster, device: str) -> dict:
-    return httpx.get(f"{c.api}/v1/devices/{device}").json()
+    return http.get(f"{c.api}/v1/devices/{device}").json()
 
 
 def submit(c: Cluster, **spec) -> httpx.Response:
-    return httpx.post(f"{c.api}/v1/jobs", json={"text": "今天下午三点提醒我开会", **spec})
+    return http.post(f"{c.api}/v1/jobs", json={"text": "今天下午三点提醒我开会", **spec})
 
 
 def job(c: Cluster, job_id: str) -> dict:
-    return httpx.get(f"{c.api}/v1/jobs/{job_id}").json()
+    return http.get(f"{c.api}/v1/jobs/{job_id}").json()
 
 
 def wait_done(c: Cluster, job_id: str) -> dict:
@@ -84,10 +84,10 @@ def test_cordoned_and_silent_agents_get_no_new_jobs(fleet: Cluster):
     spare = agent(fleet, "spare", rtf=0.05)
     # equal priors, ties by id: the first job teaches the scheduler that "fast" is fast
     assert wait_done(fleet, submit(fleet).json()["id"])["device_id"] == fast
-    assert httpx.post(f"{fleet.api}/v1/devices/{fast}/cordon").json()["gate"] == "cordoned by an operator"
+    assert http.post(f"{fleet.api}/v1/devices/{fast}/cordon").json()["gate"] == "cordoned by an operator"
     for job_id in [submit(fleet).json()["id"] for _ in range(3)]:
         assert wait_done(fleet, job_id)["device_id"] == spare
-    assert httpx.post(f"{fleet.api}/v1/devices/{fast}/uncordon").json()["eligible"] is True
+    assert http.post(f"{fleet.api}/v1/devices/{fast}/uncordon").json()["eligible"] is True
     assert wait_done(fleet, submit(fleet).json()["id"])["device_id"] == fast  # the faster one again
 
     os.kill(fleet.agents[fast].pid, signal.SIGSTOP)  # alive for TCP, silent for us

@@ -10,10 +10,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import soundfile as sf
-from services import new_cluster
+from services import http, new_cluster
 
 from voicefleet.audio_checks import speechlike
 from voicefleet.broker import MosquittoBroker
@@ -41,7 +40,7 @@ def start(c: Cluster, name: str, **env: str) -> str:
 def upload_voice(c: Cluster) -> str:
     buf = io.BytesIO()
     sf.write(buf, speechlike(5.0, seed=3), 24000, format="WAV", subtype="PCM_16")
-    r = httpx.post(f"{c.api}/v1/voices", files={"file": ("me.wav", buf.getvalue(), "audio/wav")},
+    r = http.post(f"{c.api}/v1/voices", files={"file": ("me.wav", buf.getvalue(), "audio/wav")},
                    data={"transcript": "今天天气很好，我们去公园散步吧。", "consent": "the speaker agreed in writing"},
                    timeout=60)
     assert r.status_code == 201, r.text
@@ -49,11 +48,11 @@ def upload_voice(c: Cluster) -> str:
 
 
 def run(c: Cluster, **spec) -> dict:
-    r = httpx.post(f"{c.api}/v1/jobs", json={"text": "您好，这里是客服中心", **spec})
+    r = http.post(f"{c.api}/v1/jobs", json={"text": "您好，这里是客服中心", **spec})
     assert r.status_code == 201, r.text
     job_id = r.json()["id"]
     for _ in range(400):
-        job = httpx.get(f"{c.api}/v1/jobs/{job_id}").json()
+        job = http.get(f"{c.api}/v1/jobs/{job_id}").json()
         if job["state"] in ("done", "failed"):
             return job
         time.sleep(0.05)
@@ -63,17 +62,17 @@ def run(c: Cluster, **spec) -> dict:
 def test_a_prompt_voice_goes_only_to_a_cloning_agent_and_is_refused_when_none_is_online(fleet: Cluster):
     start(fleet, "hub")
     voice = upload_voice(fleet)
-    refused = httpx.post(f"{fleet.api}/v1/jobs", json={"text": "你好", "voice": voice})
+    refused = http.post(f"{fleet.api}/v1/jobs", json={"text": "你好", "voice": voice})
     assert refused.status_code == 422
     assert f"voice {voice!r}" in refused.json()["error"]["text"] and "clone" in refused.json()["error"]["text"]
-    unknown = httpx.post(f"{fleet.api}/v1/jobs", json={"text": "你好", "voice": "nobody"})
+    unknown = http.post(f"{fleet.api}/v1/jobs", json={"text": "你好", "voice": "nobody"})
     assert unknown.status_code == 422 and "unknown voice 'nobody'" in unknown.json()["error"]["text"]
 
     gpu = start(fleet, "gpu-standin", VOICEFLEET_TIMED_CLONING="1", VOICEFLEET_TIMED_INSTRUCTIONS="1",
                 VOICEFLEET_ROLE="cloud")
     for _ in range(3):
         assert run(fleet, voice=voice)["device_id"] == gpu
-    listed = {v["id"]: v for v in httpx.get(f"{fleet.api}/v1/voices").json()}
+    listed = {v["id"]: v for v in http.get(f"{fleet.api}/v1/voices").json()}
     assert gpu in listed[voice]["servable_by"]
 
 
@@ -87,14 +86,14 @@ def test_dialect_by_name_region_and_instruction(fleet: Cluster):
     assert sichuan["dialect"] is None and sichuan["state"] == "done"
     spoken = run(fleet, instruction="请用广东话说这句话")
     assert (spoken["dialect"], spoken["device_id"]) == ("yue", cantonese)
-    styled = httpx.post(f"{fleet.api}/v1/jobs", json={"text": "你好", "instruction": "用悲伤的语气说"})
+    styled = http.post(f"{fleet.api}/v1/jobs", json={"text": "你好", "instruction": "用悲伤的语气说"})
     assert styled.status_code == 422 and "style instructions" in styled.json()["error"]["text"]
 
 
 def test_malformed_inline_pronunciation_is_refused_with_its_position(fleet: Cluster):
     start(fleet, "mandarin")
     assert run(fleet, text="她[h][ào]干净")["state"] == "done"
-    bad = httpx.post(f"{fleet.api}/v1/jobs", json={"text": "她[x][ào]干净"})
+    bad = http.post(f"{fleet.api}/v1/jobs", json={"text": "她[x][ào]干净"})
     assert bad.status_code == 422
     assert "position 1" in bad.json()["error"]["text"]
 
@@ -120,5 +119,5 @@ def test_a_cloned_voice_job_carries_its_prompt_for_the_cloning_engine(fleet: Clu
     assignment, _ = p.decode("job", seen[0].payload)
     prompt = assignment.prompt
     assert prompt.voice_id == voice and prompt.transcript == "今天天气很好，我们去公园散步吧。"
-    wav = httpx.get(prompt.audio_url).content
+    wav = http.get(prompt.audio_url).content
     assert wav[:4] == b"RIFF" and hashlib.sha256(wav).hexdigest() == prompt.sha256

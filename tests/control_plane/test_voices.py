@@ -15,6 +15,7 @@ import paho.mqtt.client as paho
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
+from services import ADMIN_TOKEN
 
 from control_plane import voices
 from control_plane.app import create_app
@@ -22,6 +23,7 @@ from control_plane.core.config import Settings
 from control_plane.voices import EMBED_DIM, EmbeddingCache, embed, measure_embedding
 from voicefleet.audio_checks import check_prompt, speechlike
 from voicefleet.broker import MosquittoBroker
+from voicefleet.credentials import auth_headers
 from voicefleet.protocol import Capabilities, DeviceState, EngineDescriptor, device_topic, encode
 
 CONSENT = "Recorded by the test suite; synthetic speech, no person's voice"
@@ -43,7 +45,7 @@ def clip(seed: int, **kw) -> bytes:
 def app(mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path}/vf.db", mqtt_url=mqtt_broker.url,
                         control_id=f"cp-{uuid.uuid4().hex[:8]}", redis_url=None)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=auth_headers(ADMIN_TOKEN)) as client:
         yield client
 
 
@@ -283,7 +285,7 @@ def test_two_control_planes_sharing_redis_embed_a_clip_once(redis_url: tuple[str
         home = tmp_path / name
         settings = Settings(home=home, database_url=f"sqlite:///{home}.db", mqtt_url=mqtt_broker.url,
                             control_id=f"cp-{uuid.uuid4().hex[:8]}", redis_url=url)
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(settings), headers=auth_headers(ADMIN_TOKEN)) as client:
             assert upload(client, clip(43)).status_code == 201
             cache = client.app.state.voices.cache
             counts.append((cache.backend, cache.misses, cache.hits))

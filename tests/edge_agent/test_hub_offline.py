@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import httpx
-from services import new_cluster, wait_for
+from services import http, new_cluster, wait_for
 
 from voicefleet.broker import MosquittoBroker, free_port
 
 
 def speak(api: str, text: str) -> httpx.Response:
-    r = httpx.post(f"{api}/v1/speak", json={"text": text}, timeout=30)
+    r = http.post(f"{api}/v1/speak", json={"text": text}, timeout=30)
     assert r.status_code == 200, r.text
     assert r.content[:4] == b"RIFF" and len(r.content) > 44 + 2 * 2400
     return r
@@ -38,8 +38,8 @@ def test_offline_speech_and_reminders_then_history_exactly_once(tmp_path: Path):
         texts = ["现在没有网络。", "提醒功能照常工作。", "这句话来自本地模型。"]
         for text in texts:
             assert speak(local, text).headers["X-Voicefleet-Source"] in ("local", "cache")
-        reminder = httpx.post(f"{local}/v1/reminders", json={"text": "下午三点开会", "at": time.time() + 1}).json()
-        wait_for(lambda: next(r for r in httpx.get(f"{local}/v1/reminders").json()["reminders"]
+        reminder = http.post(f"{local}/v1/reminders", json={"text": "下午三点开会", "at": time.time() + 1}).json()
+        wait_for(lambda: next(r for r in http.get(f"{local}/v1/reminders").json()["reminders"]
                               if r["id"] == reminder["id"])["fired"] >= 1, "the reminder to fire", 15)
         assert asyncio.run(_wyoming_audio_bytes(wyoming, "网络断开时家庭助手照样说话。")) > 2 * 24000
         time.sleep(1.5)  # some telemetry gathered offline
@@ -52,7 +52,7 @@ def test_offline_speech_and_reminders_then_history_exactly_once(tmp_path: Path):
         assert [text for text, _ in spoken[:4]] == ["网络正常的时候说一句。", *texts]
         assert sorted(spoken[4:]) == sorted([("下午三点开会", "local"), ("网络断开时家庭助手照样说话。", "wyoming")])
         assert [r["seq"] for r in history] == sorted(r["seq"] for r in history)
-        all_records = httpx.get(f"{cluster.api}/v1/devices/{hub}/history").json()
+        all_records = http.get(f"{cluster.api}/v1/devices/{hub}/history").json()
         assert len({r["id"] for r in all_records}) == len(all_records)
         assert any(r["record"] == "telemetry" for r in all_records), "offline telemetry was not replayed"
     finally:
@@ -76,7 +76,7 @@ async def _wyoming_audio_bytes(port: int, text: str) -> int:
 
 def _local_jobs(api: str, device: str, count: int) -> list[dict] | None:
     try:
-        records = httpx.get(f"{api}/v1/devices/{device}/history").json()
+        records = http.get(f"{api}/v1/devices/{device}/history").json()
     except httpx.HTTPError:
         return None
     jobs = [r for r in records if r["record"] == "local_job"]
@@ -94,15 +94,15 @@ def test_reminders_set_from_the_control_plane_reach_the_hub(mqtt_broker: Mosquit
         local = f"http://127.0.0.1:{port}"
 
         def on_hub() -> list[dict]:
-            return httpx.get(f"{local}/v1/reminders").json()["reminders"]
+            return http.get(f"{local}/v1/reminders").json()["reminders"]
 
-        sent = httpx.post(f"{cluster.api}/v1/devices/{hub}/reminders", json={"text": "喝水", "every_s": 3600})
+        sent = http.post(f"{cluster.api}/v1/devices/{hub}/reminders", json={"text": "喝水", "every_s": 3600})
         assert sent.status_code == 202, sent.text
         rid = sent.json()["id"]
         wait_for(lambda: any(r["id"] == rid and r["text"] == "喝水" for r in on_hub()), "the reminder on the hub")
-        bad = httpx.post(f"{cluster.api}/v1/devices/{hub}/reminders", json={"text": "喝水"})
+        bad = http.post(f"{cluster.api}/v1/devices/{hub}/reminders", json={"text": "喝水"})
         assert bad.status_code == 422 and "exactly one" in bad.text
-        assert httpx.delete(f"{cluster.api}/v1/devices/{hub}/reminders/{rid}").status_code == 202
+        assert http.delete(f"{cluster.api}/v1/devices/{hub}/reminders/{rid}").status_code == 202
         wait_for(lambda: all(r["id"] != rid for r in on_hub()), "the reminder to go")
     finally:
         cluster.stop()

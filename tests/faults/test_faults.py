@@ -11,10 +11,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from faultlib import Harness, Report, run_scenario
-from services import PostgresServer
+from services import PostgresServer, http
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -75,8 +74,8 @@ def requeued_from(h: Harness, device: str) -> list[dict]:
     """Jobs whose attempt on ``device`` was taken back (device lost, or handed off by hedging when
     it stalled) and that then ran again on a later attempt."""
     out = []
-    for job in httpx.get(f"{h.api}/v1/jobs", params={"limit": 1000}).json():
-        detail = httpx.get(f"{h.api}/v1/jobs/{job['id']}").json()
+    for job in http.get(f"{h.api}/v1/jobs", params={"limit": 1000}).json():
+        detail = http.get(f"{h.api}/v1/jobs/{job['id']}").json()
         lost_on = [e["attempt"] for e in detail["events"] if e["kind"] in ("attempt_failed", "returned")
                    and e["device_id"] == device]
         if lost_on and detail["attempt"] > min(lost_on):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import select
 
 from control_plane import jobs
 from control_plane.api.deps import ServicesDep, SessionDep
+from control_plane.auth import Operator, Reader
 from control_plane.models import Device, DevicePublic, DeviceRecord
 from voicefleet.protocol import ReminderCommand, new_id, now
 
@@ -26,13 +27,13 @@ def _public(dev: Device, inflight: dict[str, int], services) -> DevicePublic:
     return DevicePublic.model_validate(dev, update=extra)
 
 
-@router.get("", response_model=list[DevicePublic])
+@router.get("", response_model=list[DevicePublic], dependencies=[Reader])
 def list_devices(session: SessionDep, services: ServicesDep) -> list[DevicePublic]:
     inflight = jobs.inflight_by_device(session)
     return [_public(d, inflight, services) for d in session.exec(select(Device).order_by(Device.id)).all()]
 
 
-@router.get("/{device_id}", response_model=DevicePublic)
+@router.get("/{device_id}", response_model=DevicePublic, dependencies=[Reader])
 def get_device(device_id: str, session: SessionDep, services: ServicesDep) -> DevicePublic:
     dev = session.get(Device, device_id)
     if dev is None:
@@ -40,11 +41,12 @@ def get_device(device_id: str, session: SessionDep, services: ServicesDep) -> De
     return _public(dev, jobs.inflight_by_device(session), services)
 
 
-@router.get("/{device_id}/history")
-def history(device_id: str, session: SessionDep, limit: int = 1000, after_seq: int = -1) -> list[dict]:
+@router.get("/{device_id}/history", dependencies=[Reader])
+def history(device_id: str, session: SessionDep, limit: int = Query(1000, ge=1, le=10_000),
+            after_seq: int = Query(-1, ge=-1, le=2**62)) -> list[dict]:
     """What the device did on its own (local phrases, reminders, offline telemetry), in its order."""
     rows = session.exec(select(DeviceRecord).where(DeviceRecord.device_id == device_id, DeviceRecord.seq > after_seq)
-                        .order_by(DeviceRecord.seq).limit(max(1, min(limit, 10_000)))).all()
+                        .order_by(DeviceRecord.seq).limit(limit)).all()
     return [{"id": r.id, "seq": r.seq, "record": r.record, "ts": r.ts, "body": r.body, "received_at": r.received_at}
             for r in rows]
 
@@ -65,7 +67,7 @@ class ReminderCreate(BaseModel):
         return self
 
 
-@router.post("/{device_id}/reminders", status_code=202)
+@router.post("/{device_id}/reminders", status_code=202, dependencies=[Operator])
 async def add_reminder(device_id: str, body: ReminderCreate, services: ServicesDep) -> dict:
     """Send a reminder to a hub; it arrives when the hub is (back) online and fires there even offline."""
     reminder_id = new_id()
@@ -75,10 +77,9 @@ async def add_reminder(device_id: str, body: ReminderCreate, services: ServicesD
     return {"id": reminder_id, "device_id": device_id, "status": "sent"}
 
 
-@router.delete("/{device_id}/reminders/{reminder_id}", status_code=202)
-async def delete_reminder(device_id: str, reminder_id: str, services: ServicesDep) -> dict:
-    if not reminder_id.replace("-", "").replace("_", "").isalnum() or len(reminder_id) > 64:
-        raise HTTPException(422, f"reminder id {reminder_id!r} is not one this API gave out")
+@router.delete("/{device_id}/reminders/{reminder_id}", status_code=202, dependencies=[Operator])
+async def delete_reminder(device_id: str, services: ServicesDep,
+                          reminder_id: str = Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")) -> dict:
     cmd = ReminderCommand(op="delete", reminder_id=reminder_id)
     if await services.dispatcher.send(device_id, "reminder", cmd) is None:
         raise HTTPException(404, f"no device {device_id!r}")
@@ -92,19 +93,19 @@ async def _command(kind: str, device_id: str, services) -> DevicePublic:
     return _public(dev, {}, services)
 
 
-@router.post("/{device_id}/cordon", response_model=DevicePublic)
+@router.post("/{device_id}/cordon", response_model=DevicePublic, dependencies=[Operator])
 async def cordon(device_id: str, services: ServicesDep) -> DevicePublic:
     """No new jobs for this device; what it runs finishes."""
     return await _command("cordon", device_id, services)
 
 
-@router.post("/{device_id}/drain", response_model=DevicePublic)
+@router.post("/{device_id}/drain", response_model=DevicePublic, dependencies=[Operator])
 async def drain(device_id: str, services: ServicesDep) -> DevicePublic:
     """Cordon, and put the jobs assigned to it but not started back in the queue."""
     return await _command("drain", device_id, services)
 
 
-@router.post("/{device_id}/uncordon", response_model=DevicePublic)
+@router.post("/{device_id}/uncordon", response_model=DevicePublic, dependencies=[Operator])
 async def uncordon(device_id: str, services: ServicesDep) -> DevicePublic:
     """Let the device take new jobs again."""
     return await _command("uncordon", device_id, services)

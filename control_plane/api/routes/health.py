@@ -1,4 +1,4 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness and readiness (open to all: probes carry no token), and Prometheus metrics (a viewer token)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 from sqlalchemy import text
 
 from control_plane.api.deps import ServicesDep, SessionDep
+from control_plane.auth import Reader
 
 router = APIRouter(tags=["health"])
 
@@ -31,6 +32,7 @@ def _database_ok(session) -> bool:
         return False
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[Reader], response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
 def metrics(services: ServicesDep) -> Response:
     return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from sqlmodel import Session, select
 
 from control_plane import jobs
 from control_plane.api.deps import Services, ServicesDep, SessionDep
+from control_plane.auth import Principal, PrincipalDep, Role, allow
 from control_plane.models import AudioArtifact, Job, JobBatch, JobCreate, JobDetail, JobEventPublic, JobPublic, JobState
 from voicefleet.audio import wav_header
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+Submitter = Annotated[Principal, Depends(allow(Role.operator, Role.client))]
 FOLLOW_POLL_S = 0.5  # a follower re-reads the job at least this often, wake-up or not
 
 
@@ -26,22 +29,22 @@ def _public(job: Job | dict) -> JobPublic:
 
 @router.post("", status_code=201, response_model=JobPublic,
              responses={422: {"description": "invalid or unservable"}, 429: {"description": "queue full"}})
-async def submit_job(spec: JobCreate, services: ServicesDep):
+async def submit_job(spec: JobCreate, services: ServicesDep, who: Submitter):
     """Queue a job; it is durable when this returns (its row is committed)."""
-    return await _submit([spec], services, single=True)
+    return await _submit([spec], services, who, single=True)
 
 
 @router.post("/batch", status_code=201, response_model=list[JobPublic],
              responses={422: {"description": "invalid or unservable"}, 429: {"description": "queue full"}})
-async def submit_jobs(batch: JobBatch, services: ServicesDep):
+async def submit_jobs(batch: JobBatch, services: ServicesDep, who: Submitter):
     """Queue up to 1,000 jobs at once, all or none, in order (for bulk producers such as a
     dubbing pipeline: one request and one commit instead of one per job)."""
-    return await _submit(batch.jobs, services, single=False)
+    return await _submit(batch.jobs, services, who, single=False)
 
 
-async def _submit(specs: list[JobCreate], services: Services, *, single: bool) -> Response:
+async def _submit(specs: list[JobCreate], services: Services, who: Principal, *, single: bool) -> Response:
     try:
-        rows = await services.dispatcher.submit(specs)
+        rows = await services.dispatcher.submit(specs, owner=who.subject)
     except jobs.Unservable as exc:
         return JSONResponse({"error": {"code": "unservable", "text": str(exc)}}, status_code=422)
     except jobs.QueueFull as exc:
@@ -54,19 +57,23 @@ async def _submit(specs: list[JobCreate], services: Services, *, single: bool) -
 
 
 @router.get("", response_model=list[JobPublic])
-def list_jobs(session: SessionDep, state: JobState | None = None, limit: int = 100) -> list[JobPublic]:
-    return [_public(j) for j in jobs.list_jobs(session, state=state, limit=min(max(limit, 1), 1000))]
+def list_jobs(session: SessionDep, who: PrincipalDep, state: JobState | None = None,
+              limit: int = 100) -> list[JobPublic]:
+    """The newest jobs: all of them for viewers, operators and admins, a client's own for a client."""
+    owner = None if who.sees_everything else who.subject
+    return [_public(j) for j in jobs.list_jobs(session, state=state, owner=owner, limit=min(max(limit, 1), 1000))]
 
 
 @router.get("/{job_id}", response_model=JobDetail)
-def get_job(job_id: str, session: SessionDep) -> JobDetail:
-    job = _must(session, job_id)
+def get_job(job_id: str, session: SessionDep, who: PrincipalDep) -> JobDetail:
+    job = _must(session, job_id, who)
     events = [JobEventPublic.model_validate(e) for e in jobs.job_events(session, job_id=job_id)]
     return JobDetail.model_validate(_public(job), update={"events": events})
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
-async def cancel_job(job_id: str, services: ServicesDep) -> JobPublic:
+async def cancel_job(job_id: str, services: ServicesDep, who: Submitter) -> JobPublic:
+    await run_in_threadpool(_visible, services, job_id, who)
     job = await services.dispatcher.cancel(job_id)
     if job is None:
         raise HTTPException(404, f"no job {job_id!r}")
@@ -75,11 +82,14 @@ async def cancel_job(job_id: str, services: ServicesDep) -> JobPublic:
 
 @router.get("/{job_id}/audio", response_class=StreamingResponse,
             responses={200: {"content": {"audio/wav": {}}}, 409: {"description": "job failed or cancelled"}})
-async def job_audio(job_id: str, services: ServicesDep):
-    """The WAV of a finished job; while it is still running, its audio streams as it is made."""
+async def job_audio(job_id: str, services: ServicesDep, who: PrincipalDep):
+    """The WAV of a finished job; while it is still running, its audio streams as it is made. Only
+    its submitter, operators and admins may hear it."""
     job, artifact = await run_in_threadpool(_load, services, job_id)
-    if job is None:
+    if job is None or not who.sees_everything and job.owner != who.subject:
         raise HTTPException(404, f"no job {job_id!r}")
+    if not who.may_read_audio_of(job.owner):
+        raise HTTPException(403, "a job's audio is for its submitter and for operators; this token is a viewer")
     if job.state in (JobState.failed, JobState.cancelled):
         raise HTTPException(409, f"job {job_id} is {job.state}: {job.error_text or 'no audio'}")
     if artifact is not None:
@@ -99,11 +109,18 @@ async def _stored(services: Services, artifact: AudioArtifact, *, offset: int = 
         yield block
 
 
-def _must(session: Session, job_id: str) -> Job:
+def _must(session: Session, job_id: str, who: Principal) -> Job:
+    """The job, if ``who`` may see it (a client sees only its own: others' are 404, not 403, so
+    their ids reveal nothing)."""
     job = jobs.get_job(session, job_id=job_id)
-    if job is None:
+    if job is None or not who.sees_everything and job.owner != who.subject:
         raise HTTPException(404, f"no job {job_id!r}")
     return job
+
+
+def _visible(services: Services, job_id: str, who: Principal) -> None:
+    with Session(services.engine) as session:
+        _must(session, job_id, who)
 
 
 def _load(services: Services, job_id: str) -> tuple[Job | None, AudioArtifact | None]:

@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from sqlmodel import Session, select
 
 from control_plane.api.deps import Services, ServicesDep, SessionDep
+from control_plane.auth import Role, allow, allow_signed_or, authenticate
 from control_plane.models import Device, Voice, VoicePublic, VoiceSimilar
 from control_plane.voices import Preset, VoiceError, VoiceService, cloning_devices, presets
 from voicefleet.audio_checks import ClipError
@@ -58,7 +59,7 @@ def _fleet(session: Session, services: Services) -> tuple[list[Device], Callable
     return list(session.exec(select(Device).order_by(Device.id)).all()), _eligible(services)
 
 
-@router.post("", status_code=201, response_model=VoicePublic,
+@router.post("", status_code=201, response_model=VoicePublic, dependencies=[Depends(allow(Role.operator, Role.client))],
              responses={200: {"description": "the same clip is already a voice: that voice"},
                         413: {"description": "clip too large"}, 422: {"description": "clip or fields refused"}})
 async def add_voice(services: ServicesDep, voices: VoicesDep, file: Annotated[UploadFile | None, File()] = None,
@@ -89,7 +90,7 @@ def _add(services: Services, voices: VoiceService, data: bytes, filename: str | 
         return _prompt_public(voice, cloning_devices(devices, eligible)), created
 
 
-@router.get("", response_model=list[VoicePublic])
+@router.get("", response_model=list[VoicePublic], dependencies=[Depends(authenticate)])
 def list_voices(session: SessionDep, services: ServicesDep,
                 kind: Literal["preset", "prompt"] | None = None) -> list[VoicePublic]:
     """Prompt voices (newest first), then the presets the fleet's engines advertise."""
@@ -117,7 +118,8 @@ def _not_found(voice_id: str) -> JSONResponse:
     return _error("not_found", f"no voice {voice_id!r}; GET /v1/voices lists them", status=404)
 
 
-@router.get("/{voice_id}", response_model=VoicePublic, responses={404: {"description": "no such voice"}})
+@router.get("/{voice_id}", response_model=VoicePublic, responses={404: {"description": "no such voice"}},
+            dependencies=[Depends(authenticate)])
 def get_voice(voice_id: str, session: SessionDep, services: ServicesDep):
     found = _find(session, services, voice_id)
     if found is None:
@@ -127,7 +129,8 @@ def get_voice(voice_id: str, session: SessionDep, services: ServicesDep):
     return _prompt_public(found, cloning_devices(*_fleet(session, services)))
 
 
-@router.get("/{voice_id}/audio", response_class=FileResponse,
+# The prompt clip is a person's voice: operators, and agents holding the signed URL of a job.
+@router.get("/{voice_id}/audio", response_class=FileResponse, dependencies=[Depends(allow_signed_or(Role.operator))],
             responses={200: {"content": {"audio/wav": {}}}, 404: {"description": "no such voice or no audio"}})
 def voice_audio(voice_id: str, session: SessionDep, services: ServicesDep, voices: VoicesDep):
     """The prompt as stored: 24 kHz mono 16-bit WAV, peak at -1 dBFS."""
@@ -144,7 +147,7 @@ def voice_audio(voice_id: str, session: SessionDep, services: ServicesDep, voice
     return FileResponse(path, media_type="audio/wav", filename=f"{found.id}.wav")
 
 
-@router.get("/{voice_id}/similar", response_model=list[VoiceSimilar],
+@router.get("/{voice_id}/similar", response_model=list[VoiceSimilar], dependencies=[Depends(authenticate)],
             responses={404: {"description": "no such voice"}, 422: {"description": "a preset: no embedding"}})
 def similar_voices(voice_id: str, session: SessionDep, services: ServicesDep, voices: VoicesDep,
                    limit: int = Query(5, ge=1, le=100)):

@@ -1,0 +1,113 @@
+"""API tokens and roles on a real control plane: who may submit, cancel, read jobs and hear their
+audio; tokens stored hashed, revoked at once, rate-limited; signed URLs for agents."""
+
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from services import ADMIN_TOKEN, http, wait_job
+from sqlalchemy import create_engine, text
+
+from control_plane.auth import signature_ok, signed_query
+from voicefleet.credentials import auth_headers
+from voicefleet.onebox import Cluster
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path}/voicefleet.db"
+
+
+def token(c: Cluster, role: str, **extra) -> httpx.Client:
+    r = http.post(f"{c.api}/v1/tokens", json={"name": f"test {role}", "role": role, **extra})
+    assert r.status_code == 201, r.text
+    return httpx.Client(base_url=c.api, headers=auth_headers(r.json()["token"]), timeout=30)
+
+
+def test_every_route_but_health_needs_a_valid_token(cluster: Cluster):
+    """Every operation the OpenAPI document lists, called without a token or with a wrong one."""
+    for path in ("/healthz", "/readyz"):
+        assert httpx.get(f"{cluster.api}{path}").status_code == 200
+    paths = http.get(f"{cluster.api}/openapi.json").json()["paths"]
+    checked = 0
+    for path, ops in paths.items():
+        if path in ("/healthz", "/readyz"):
+            continue
+        url = cluster.api + re.sub(r"\{[^}]+\}", "x", path)
+        for method in ops:
+            for headers in ({}, auth_headers("vft_0123456789abcdef_wrong")):
+                r = httpx.request(method, url, json={"text": "你好"}, headers=headers)
+                assert r.status_code == 401, (method, path, r.status_code, r.text)
+                assert "token" in r.json()["error"]["text"]
+            checked += 1
+    assert checked >= 15 and "/v1/tokens" in paths and "/metrics" in paths
+
+
+def test_roles_decide_who_submits_cancels_and_hears_audio(cluster: Cluster):
+    viewer, alice, bob, operator = (token(cluster, r) for r in ("viewer", "client", "client", "operator"))
+    refused = viewer.post("/v1/jobs", json={"text": "你好"})
+    assert refused.status_code == 403 and "client" in refused.json()["error"]["text"]
+
+    job_id = alice.post("/v1/jobs", json={"text": "今天下午三点开会"}).json()["id"]
+    assert wait_job(cluster.api, job_id)["state"] == "done"
+    assert viewer.post(f"/v1/jobs/{job_id}/cancel").status_code == 403
+    assert alice.get(f"/v1/jobs/{job_id}/audio").content[:4] == b"RIFF"
+    assert operator.get(f"/v1/jobs/{job_id}/audio").content[:4] == b"RIFF"
+    assert viewer.get(f"/v1/jobs/{job_id}").status_code == 200  # viewers see jobs, not audio
+    assert viewer.get(f"/v1/jobs/{job_id}/audio").status_code == 403
+    # Another client learns nothing of it: not its audio, not even that it exists.
+    for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/audio"):
+        assert bob.get(path).status_code == 404
+    assert bob.post(f"/v1/jobs/{job_id}/cancel").status_code == 404
+    assert [j["id"] for j in alice.get("/v1/jobs").json()] == [job_id]
+    assert bob.get("/v1/jobs").json() == []
+    assert job_id in [j["id"] for j in viewer.get("/v1/jobs").json()]
+    # Only admins manage tokens.
+    assert operator.post("/v1/tokens", json={"name": "x", "role": "admin"}).status_code == 403
+    assert alice.get("/v1/tokens/me").json()["role"] == "client"
+
+
+def test_tokens_are_stored_hashed_and_revocation_is_immediate(cluster: Cluster, database_url: str):
+    made = http.post(f"{cluster.api}/v1/tokens", json={"name": "ci", "role": "viewer"}).json()
+    secret = made["token"].split("_", 2)[2]
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("select * from apitoken")).all()
+    engine.dispose()
+    assert len(rows) == 2  # the bootstrap admin and this one
+    assert not any(secret in str(row) or ADMIN_TOKEN.split("_", 2)[2] in str(row) for row in rows)
+    client = httpx.Client(base_url=cluster.api, headers=auth_headers(made["token"]))
+    assert client.get("/v1/devices").status_code == 200
+    assert http.delete(f"{cluster.api}/v1/tokens/{made['id']}").json()["revoked_at"] is not None
+    assert client.get("/v1/devices").status_code == 401
+
+
+def test_a_token_over_its_rate_gets_429_with_retry_after(cluster: Cluster):
+    slow = token(cluster, "viewer", rate_per_s=1, burst=3)
+    codes = [slow.get("/v1/devices").status_code for _ in range(6)]
+    assert codes[:3] == [200, 200, 200] and 429 in codes[3:], codes
+    limited = slow.get("/v1/devices")
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    time.sleep(1.1)
+    assert slow.get("/v1/devices").status_code == 200
+    assert all(http.get(f"{cluster.api}/v1/devices").status_code == 200 for _ in range(20))  # others unaffected
+
+
+def test_signed_urls_open_one_path_until_they_expire(cluster: Cluster):
+    secret = b"k" * 32
+    q = parse_qs(signed_query(secret, "/v1/voices/v1/audio", ttl_s=60))
+    exp, sig = q["exp"][0], q["sig"][0]
+    assert signature_ok(secret, "/v1/voices/v1/audio", exp, sig)
+    assert not signature_ok(secret, "/v1/voices/v2/audio", exp, sig)  # another path
+    assert not signature_ok(b"x" * 32, "/v1/voices/v1/audio", exp, sig)  # another key
+    assert not signature_ok(secret, "/v1/voices/v1/audio", str(int(exp) + 1), sig)  # a longer life
+    old = parse_qs(signed_query(secret, "/p", ttl_s=-1))
+    assert not signature_ok(secret, "/p", old["exp"][0], old["sig"][0])
+    # On the API: a prompt clip needs a token or the URL's signature (a wrong one is refused).
+    assert httpx.get(f"{cluster.api}/v1/voices/nobody/audio").status_code == 401
+    forged = httpx.get(f"{cluster.api}/v1/voices/nobody/audio", params={"exp": exp, "sig": sig})
+    assert forged.status_code == 401
