@@ -27,8 +27,10 @@ from firmware_images import rauc
 from firmware_images.lock import read_lock
 from firmware_images.manifest import (
     IMAGE_MANIFEST,
+    PAYLOAD,
     AgentRef,
     Dependencies,
+    FileRef,
     ImageBundleRef,
     ImageListing,
     ImageManifest,
@@ -41,8 +43,8 @@ from firmware_images.verify import verify_image
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEVICE_DIR = Path(__file__).resolve().parent / "device"
 DEFAULT_BUNDLES = (PROJECT_ROOT / "models" / "bundles" / "zh-student",)
-PAYLOAD = "appfs.tar"
 HOOK = "hook"
+ROOTFS_SUFFIXES = (".ext4", ".img", ".tar", ".tar.gz", ".tar.xz", ".tar.bz2", ".tar.zst")
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,21 @@ class Signer:
     keyring: Path | None = None  # CA certificate(s) the devices trust: the result is verified against it
 
 
-def build_image(profile: str | Profile, out: str | Path, signer: Signer, *, bundles: list[Path] | None = None,
-                version: str | None = None, wheel: Path | None = None, with_wheels: bool = False) -> ImageListing:
+@dataclass(frozen=True)
+class Recipe:
+    """What goes into an image besides the profile's defaults."""
+
+    bundles: tuple[Path, ...] = DEFAULT_BUNDLES  # signed model bundles (folders or archives)
+    version: str | None = None  # default: agent version + build time
+    wheel: Path | None = None  # a prebuilt agent wheel; default: pip wheel of this project
+    with_wheels: bool = False  # also every pinned dependency's wheel, for an install with no index
+    rootfs: Path | None = None  # the OS root filesystem image (e.g. from Yocto) for the rootfs slot
+
+
+def build_image(profile: str | Profile, out: str | Path, signer: Signer, recipe: Recipe = Recipe()) -> ImageListing:
     """Write ``out`` (a ``.raucb``) and ``out.json`` beside it; return that listing."""
     profile = profile if isinstance(profile, Profile) else load_profile(profile)
+    rootfs_name = _rootfs_name(recipe.rootfs) if recipe.rootfs else None
     out = Path(out)
     if out.suffix != ".raucb":
         raise ImageError("bad_output", f"{out}: a RAUC bundle's name ends in .raucb")
@@ -70,7 +83,8 @@ def build_image(profile: str | Profile, out: str | Path, signer: Signer, *, bund
         stage, content = Path(tmp) / "slot", Path(tmp) / "content"
         stage.mkdir()
         content.mkdir()
-        manifest = _stage(profile, stage, bundles or list(DEFAULT_BUNDLES), version, wheel, with_wheels)
+        rootfs = shutil.copy(recipe.rootfs, content / rootfs_name) if rootfs_name else None
+        manifest = _stage(profile, stage, recipe, file_ref(Path(rootfs), rootfs_name) if rootfs else None)
         _pack(stage, content / PAYLOAD)
         shutil.copy(DEVICE_DIR / "rauc-hook", content / HOOK)
         (content / "manifest.raucm").write_text(_rauc_manifest(profile, manifest))
@@ -86,15 +100,14 @@ def build_image(profile: str | Profile, out: str | Path, signer: Signer, *, bund
     return listing
 
 
-def _stage(profile: Profile, stage: Path, bundles: list[Path], version: str | None, wheel: Path | None,
-           with_wheels: bool) -> ImageManifest:
+def _stage(profile: Profile, stage: Path, recipe: Recipe, rootfs: FileRef | None) -> ImageManifest:
     (stage / "wheels").mkdir()
-    wheel = shutil.copy(wheel, stage / "wheels") if wheel else build_wheel(stage / "wheels")
+    wheel = shutil.copy(recipe.wheel, stage / "wheels") if recipe.wheel else build_wheel(stage / "wheels")
     agent_version = Path(wheel).name.split("-")[1]
     pins = read_lock(profile)
     shutil.copy(profile.lock_path, stage / "requirements.lock")
-    dep_wheels = download_wheels(profile, stage / "requirements.lock", stage / "wheels") if with_wheels else []
-    refs = [_add_bundle(b, stage, profile) for b in bundles]
+    wheels = download_wheels(profile, stage / "requirements.lock", stage / "wheels") if recipe.with_wheels else []
+    refs = [_add_bundle(b, stage) for b in recipe.bundles]
     student = next((r.path for r in refs if r.engine == "student-onnx"), None)
     env = {"student_bundle": f"{profile.mount_point}/{student}"} if student else {}
     (stage / "config").mkdir()
@@ -102,14 +115,14 @@ def _stage(profile: Profile, stage: Path, bundles: list[Path], version: str | No
     _render_units(profile, stage / "systemd")
     created = datetime.now(UTC)
     manifest = ImageManifest(
-        image_version=version or f"{agent_version}+{created:%Y%m%d.%H%M%S}", profile=profile.name,
+        image_version=recipe.version or f"{agent_version}+{created:%Y%m%d.%H%M%S}", profile=profile.name,
         arch=profile.arch, python=profile.python, compatible=profile.compatible, slot_class=profile.slot_class,
         mount_point=profile.mount_point, created_at=created.isoformat(timespec="seconds"),
         agent=AgentRef(name="voicefleet", version=agent_version,
                        wheel=file_ref(Path(wheel), f"wheels/{Path(wheel).name}")),
         dependencies=Dependencies(lock=file_ref(stage / "requirements.lock", "requirements.lock"), pins=pins,
-                                  wheels=[file_ref(w, f"wheels/{w.name}") for w in dep_wheels]),
-        bundles=refs, config=file_ref(stage / "config" / "agent.env", "config/agent.env"))
+                                  wheels=[file_ref(w, f"wheels/{w.name}") for w in wheels]),
+        bundles=refs, config=file_ref(stage / "config" / "agent.env", "config/agent.env"), rootfs=rootfs)
     (stage / IMAGE_MANIFEST).write_bytes(manifest.to_bytes())
     return manifest
 
@@ -132,16 +145,18 @@ def build_wheel(dest: Path) -> Path:
 def download_wheels(profile: Profile, lock: Path, dest: Path) -> list[Path]:
     """Every pinned wheel for the profile's platform, so the device installs with no index at all."""
     before = set(dest.iterdir())
-    platform = f"manylinux2014_{profile.arch}"
+    newest = int(profile.glibc.split(".")[1])
+    platforms = [f"--platform=manylinux_2_{n}_{profile.arch}" for n in range(17, newest + 1)]
     proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                           f"--platform={platform}", f"--python-version={profile.python}", "-r", str(lock),
-                           "-d", str(dest)], capture_output=True, text=True)
+                           *platforms, f"--python-version={profile.python}", "-r", str(lock), "-d", str(dest)],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
-        raise ImageError("download_failed", f"pip download for {platform} failed: {proc.stderr.strip()[-2000:]}")
+        raise ImageError("download_failed", f"pip download for {profile.arch}, glibc {profile.glibc} failed: "
+                                            f"{proc.stderr.strip()[-2000:]}")
     return sorted(set(dest.iterdir()) - before)
 
 
-def _add_bundle(path: Path, stage: Path, profile: Profile) -> ImageBundleRef:
+def _add_bundle(path: Path, stage: Path) -> ImageBundleRef:
     """Copy a model bundle that verifies with this machine's trusted keys; refuse any other."""
     from voicefleet.bundle import BundleError, open_bundle, trusted_keys_from_env, verify_bundle
 
@@ -157,6 +172,15 @@ def _add_bundle(path: Path, stage: Path, profile: Profile) -> ImageBundleRef:
     return ImageBundleRef(model_id=m.model_id, version=m.version, engine=m.engine, key_id=m.key_id,
                           manifest_sha256=file_ref(dest / "manifest.json", "").sha256,
                           path=f"bundles/{m.model_id}")
+
+
+def _rootfs_name(path: Path) -> str:
+    """RAUC picks how to write an image by its name's ending: keep it."""
+    suffix = next((s for s in ROOTFS_SUFFIXES if path.name.endswith(s)), None)
+    if suffix is None or not path.is_file():
+        raise ImageError("bad_rootfs", f"{path}: a root filesystem image is a file ending in "
+                                       f"{', '.join(ROOTFS_SUFFIXES)}")
+    return f"rootfs{suffix}"
 
 
 def _pack(stage: Path, out: Path) -> None:
@@ -178,4 +202,5 @@ def _rauc_manifest(profile: Profile, m: ImageManifest) -> str:
     return (f"[update]\ncompatible={profile.compatible}\nversion={m.image_version}\n"
             f"description=voicefleet {m.agent.version} for {profile.name}\nbuild={m.created_at}\n\n"
             f"[bundle]\nformat=verity\n\n[hooks]\nfilename={HOOK}\nhooks=install-check\n\n"
-            f"[image.{profile.slot_class}]\nfilename={PAYLOAD}\nhooks=post-install\n")
+            f"[image.{profile.slot_class}]\nfilename={PAYLOAD}\nhooks=post-install\n"
+            + (f"\n[image.{profile.rootfs_slot_class}]\nfilename={m.rootfs.path}\n" if m.rootfs else ""))

@@ -11,10 +11,11 @@ from firmware_images.profile import ImageError, profile_names
 
 
 def cmd_build(args) -> int:
-    from firmware_images.build import Signer, build_image
+    from firmware_images.build import Recipe, Signer, build_image
 
-    listing = build_image(args.profile, args.out, Signer(args.cert, args.key, args.keyring), bundles=args.bundle,
-                          version=args.version, wheel=args.wheel, with_wheels=args.with_wheels)
+    recipe = Recipe(version=args.version, wheel=args.wheel, with_wheels=args.with_wheels, rootfs=args.rootfs,
+                    **({"bundles": tuple(args.bundle)} if args.bundle else {}))
+    listing = build_image(args.profile, args.out, Signer(args.cert, args.key, args.keyring), recipe)
     verified = "verified against " + str(args.keyring) if args.keyring else "NOT verified (no --keyring)"
     print(f"{args.out}: {listing.profile} image {listing.image_version}, {listing.rauc_bundle.size} bytes, "
           f"sha256 {listing.rauc_bundle.sha256}; {verified}")
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--keyring", type=Path, help="PEM CA certificate(s) the devices trust: verify the result")
     b.add_argument("--version", help="image version (default: agent version + build time)")
     b.add_argument("--wheel", type=Path, help="a prebuilt agent wheel (default: pip wheel of this project)")
+    b.add_argument("--rootfs", type=Path, help="the OS root filesystem image (.ext4, .img, .tar.*) for the "
+                   "profile's rootfs slot, e.g. from a Yocto build")
     b.add_argument("--with-wheels", action="store_true",
                    help="also download every pinned wheel for the profile's platform (offline install; large)")
     b.set_defaults(func=cmd_build)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FORMAT = "voicefleet-image/1"
 IMAGE_MANIFEST = "image.json"  # at the root of the slot
+PAYLOAD = "appfs.tar"  # the slot's tree, inside the RAUC bundle
 _SHA256 = r"^[0-9a-f]{64}$"
 
 
@@ -63,6 +64,7 @@ class ImageManifest(_Frozen):
     dependencies: Dependencies
     bundles: list[ImageBundleRef]
     config: FileRef
+    rootfs: FileRef | None = None  # the OS image for the rootfs slot, when the build carried one
 
     def to_bytes(self) -> bytes:
         return (json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2) + "\n").encode()

@@ -30,8 +30,10 @@ class Profile(BaseModel):
     description: str
     arch: Literal["aarch64", "x86_64"]
     python: str = Field(pattern=r"^3\.\d+$")
+    glibc: str = Field(pattern=r"^2\.\d+$")  # the device's C library: the newest manylinux wheels it runs
     compatible: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
     slot_class: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    rootfs_slot_class: str = Field(default="rootfs", pattern=r"^[a-z][a-z0-9_-]{0,31}$")  # for --rootfs
     mount_point: str = Field(pattern=r"^/[A-Za-z0-9_./-]+$")
     lock: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.txt$")
     agent: dict[str, str | int | float | bool] = Field(default_factory=dict)

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from firmware_images import rauc
-from firmware_images.manifest import IMAGE_MANIFEST, ImageListing, ImageManifest, file_ref, listing_path
+from firmware_images.manifest import IMAGE_MANIFEST, PAYLOAD, ImageListing, ImageManifest, file_ref, listing_path
 from firmware_images.profile import ImageError
 
 
@@ -36,14 +36,11 @@ def verify_image(bundle: str | Path, keyring: str | Path) -> VerifiedImage:
 
 
 def _inner_manifest(content: Path, bundle: Path) -> ImageManifest:
-    payloads = sorted(content.glob("*.tar"))
-    if len(payloads) != 1:
-        raise ImageError("bad_payload", f"{bundle} holds {len(payloads)} slot archives, expected one")
     try:
-        with tarfile.open(payloads[0]) as tar, tar.extractfile(IMAGE_MANIFEST) as f:
+        with tarfile.open(content / PAYLOAD) as tar, tar.extractfile(IMAGE_MANIFEST) as f:
             return ImageManifest.model_validate_json(f.read())
-    except (KeyError, tarfile.TarError, ValidationError) as e:
-        raise ImageError("bad_manifest", f"{bundle}: no valid {IMAGE_MANIFEST} in {payloads[0].name}: {e}") from None
+    except (OSError, KeyError, tarfile.TarError, ValidationError) as e:
+        raise ImageError("bad_manifest", f"{bundle}: no valid {IMAGE_MANIFEST} in {PAYLOAD}: {e}") from None
 
 
 def _listing(bundle: Path, manifest: ImageManifest) -> ImageListing | None:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from firmware_images import mark_good
-from firmware_images.build import DEVICE_DIR, Signer, build_image, build_wheel
+from firmware_images.build import DEVICE_DIR, Recipe, Signer, build_image, build_wheel
 from firmware_images.lock import read_lock
 from firmware_images.manifest import ImageListing, ImageManifest, listing_path
 from firmware_images.profile import ImageError, load_profile, profile_names
@@ -154,9 +154,28 @@ def test_image_verifies_with_rauc_and_matches_its_manifests(name: str, images: d
     env = (slot / "config" / "agent.env").read_text().splitlines()
     assert f"VOICEFLEET_STUDENT_BUNDLE={profile.mount_point}/{b.path}" in env
     assert f"VOICEFLEET_MAX_CONCURRENCY={profile.agent['max_concurrency']}" in env
+    assert f"VOICEFLEET_TAGS={profile.agent['tags']}" in env  # rollouts target devices by hw: tag
     unit = (slot / "systemd" / "voicefleet-mark-good.service").read_text()
     assert f"--manifest {profile.mount_point}/image.json" in unit and "@" not in unit
     assert verify_image(image, signer.keyring).listing == listing
+
+
+def test_an_os_image_goes_into_the_rootfs_slot(tmp_path: Path, signer: Signer, wheel: Path) -> None:
+    """With --rootfs the bundle updates the OS and the agent together (the root filesystem here is a
+    small real ext4, made with mkfs.ext4; a device's comes from its Yocto build)."""
+    tree = tmp_path / "tree" / "etc"
+    tree.mkdir(parents=True)
+    (tree / "os-release").write_text('NAME="voicefleet test OS"\n')
+    rootfs = tmp_path / "core-image.ext4"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(tree.parent), str(rootfs), "2M"], check=True, timeout=30)
+    image = tmp_path / "os.raucb"
+    listing = build_image("jetson-orin-nano", image, signer, Recipe(wheel=wheel, rootfs=rootfs, version="2.0.0"))
+    assert listing.rootfs is not None and listing.rootfs.sha256 == sha256(rootfs)
+    info = json.loads(rauc_info(image, signer.keyring).stdout)
+    slots = {k: v for i in info["images"] for k, v in i.items()}
+    assert set(slots) == {"appfs", "rootfs"}
+    assert (slots["rootfs"]["filename"], slots["rootfs"]["checksum"]) == ("rootfs.ext4", sha256(rootfs))
+    assert verify_image(image, signer.keyring).manifest.rootfs == listing.rootfs
 
 
 def test_another_ca_refuses_the_image(images: dict[str, Path], other_ca: Signer) -> None:
@@ -203,9 +222,9 @@ def test_a_listing_that_does_not_match_is_refused(images: dict[str, Path], signe
 
 def test_build_refuses_bad_inputs(tmp_path: Path, signer: Signer, wheel: Path) -> None:
     def refused(code: str, **kw) -> None:
-        args = dict(profile="x86_64-hub", out=tmp_path / "x.raucb", signer=signer, wheel=wheel) | kw
+        args = dict(profile="x86_64-hub", signer=signer) | kw
         with pytest.raises(ImageError) as e:
-            build_image(args.pop("profile"), args.pop("out"), args.pop("signer"), **args)
+            build_image(args.pop("profile"), tmp_path / "x.raucb", args.pop("signer"), Recipe(wheel=wheel, **args))
         assert e.value.code == code, e.value
         assert not (tmp_path / "x.raucb").exists()
 
@@ -215,8 +234,9 @@ def test_build_refuses_bad_inputs(tmp_path: Path, signer: Signer, wheel: Path) -
     vb.write_bundle(untrusted, {"a.onnx": COMMITTED_BUNDLE / "symbols.json"},
                     dict(model_id="m", version="1", engine="student-onnx", languages=["zh"], sample_rate=24000,
                          licence="test"), vb.generate_signing_key(tmp_path / "k.pem"))
-    refused("bad_bundle", bundles=[untrusted])
-    refused("duplicate_bundle", bundles=[COMMITTED_BUNDLE, COMMITTED_BUNDLE])
+    refused("bad_bundle", bundles=(untrusted,))
+    refused("duplicate_bundle", bundles=(COMMITTED_BUNDLE, COMMITTED_BUNDLE))
+    refused("bad_rootfs", rootfs=COMMITTED_BUNDLE / "symbols.json")
     # A certificate from another CA than the keyring: rauc bundle refuses to sign against it.
     other = make_ca(tmp_path / "ca2", "other")
     refused("sign_failed", signer=Signer(other.cert, other.key, signer.keyring))
