@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ def cmd_verify(args) -> int:
     from firmware_images.verify import verify_image
 
     image = verify_image(args.image, args.keyring)
-    print(json.dumps((image.listing or image.manifest).model_dump(mode="json"), indent=2))
+    sys.stdout.write((image.listing or image.manifest).to_bytes().decode())
     return 0
 
 

@@ -27,7 +27,8 @@ def _run(args: list[str], code: str, what: str) -> str:
     require_tools()
     proc = subprocess.run(["rauc", *args], capture_output=True, text=True, timeout=TIMEOUT_S)
     if proc.returncode != 0:
-        detail = " ".join(line for line in proc.stderr.splitlines() if "WARNING" not in line).strip()
+        noise = ("WARNING", "rauc-Message")  # progress and certificate-expiry lines, not the reason
+        detail = " ".join(ln for ln in proc.stderr.splitlines() if not any(n in ln for n in noise)).strip()
         raise ImageError(code, f"{what}: rauc {args[0]} failed: {detail or proc.stdout.strip()}")
     return proc.stdout
 
