@@ -9,8 +9,10 @@ given. SIGTERM drains: no new jobs, unstarted ones handed back, running ones fin
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
+import sys
 import threading
 import uuid
 
@@ -20,7 +22,9 @@ from edge_agent.engines.base import Engine
 from edge_agent.hub import Hub
 from edge_agent.journal import Journal
 from edge_agent.runner import JobRunner
+from edge_agent.slots import SlotStore, boot_engine
 from edge_agent.telemetry import TelemetrySource, default_source
+from edge_agent.updater import Updater
 from voicefleet import __version__
 from voicefleet import protocol as p
 from voicefleet.mqtt import Inbound, MqttClient, Will
@@ -33,7 +37,14 @@ class Agent:
                  telemetry: TelemetrySource | None = None):
         self.settings = settings
         self.device_id = settings.device_id
-        self.engine = engine or load_engine(settings.engine_spec())
+        # Model slots where the student runs (and no engine was handed in): it starts from the active slot.
+        self.slots = SlotStore(settings.slots_dir()) if settings.slots_dir() and engine is None else None
+        self.engine = engine or (boot_engine(settings, self.slots) if self.slots
+                                 else load_engine(settings.engine_spec()))
+        self.updater = self.slots and Updater(self.slots, self.device_id, lambda r: self._emit(r, None),
+                                              self._restart_in_place, pause_after=settings.ota_pause_after,
+                                              settle_s=2 * settings.ota_mark_good_s + 10)
+        self._restart = False
         self.telemetry = telemetry or default_source()
         self.boot_id = uuid.uuid4().hex
         self.runner = JobRunner(self.engine, self._emit, settings.concurrency())
@@ -45,7 +56,8 @@ class Agent:
         will = Will(self._topic("state"), p.encode(p.DeviceState(device_id=self.device_id, status="offline")))
         self.mqtt = MqttClient(
             settings.mqtt_url, self.device_id, inbox=self.inbox,
-            subscriptions=[(self._topic("job"), 1), (self._topic("cancel"), 1), (self._topic("reminder"), 1)],
+            subscriptions=[(self._topic("job"), 1), (self._topic("cancel"), 1), (self._topic("reminder"), 1),
+                           (self._topic("ota"), 1)],
             session_expiry_s=settings.mqtt_session_expiry_s, keepalive_s=settings.mqtt_keepalive_s,
             will=will, on_connected=self._on_connected,
         )
@@ -62,6 +74,9 @@ class Agent:
         self.start()
         self._stopping.wait()
         self.shutdown()
+        if self._restart:  # a new model slot is active: start again in place, on it
+            logging.shutdown()
+            os.execv(sys.executable, sys.orig_argv)
 
     def start(self) -> None:
         self.hub.start()  # first: the hub speaks whether or not the broker answers
@@ -69,11 +84,27 @@ class Agent:
         threading.Thread(target=self._consume, name="inbox", daemon=True).start()
         threading.Thread(target=self._telemetry_loop, name="telemetry", daemon=True).start()
         self.mqtt.start(require=not self.hub.enabled)  # a hub boots and speaks with the router unplugged
+        if self.updater:
+            self.updater.resume()
+            if self.slots.on_trial():
+                timer = threading.Timer(self.settings.ota_mark_good_s, self._mark_good)
+                timer.daemon = True
+                timer.start()
         log.info("agent %s (%s, engine %s, %d slots) is up", self.device_id, self.settings.role,
                  self.engine.descriptor.name, self.runner.concurrency)
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _restart_in_place(self) -> None:
+        """After a switch: drain and exec again, so every part (runner, hub, Wyoming voices, phrase cache
+        keys) starts from the new slot through the same boot path that a power cut takes."""
+        self._restart = True
+        self._stopping.set()
+
+    def _mark_good(self) -> None:
+        if not self._stopping.is_set() and self.slots.mark_good():
+            self.updater.checkpoint("marked_good")
 
     def shutdown(self) -> None:
         self._stopping.set()
@@ -105,6 +136,17 @@ class Agent:
             self.runner.cancel(decoded.job_id, decoded.attempt)
         elif isinstance(decoded, p.ReminderCommand):
             self.hub.apply(decoded)
+        elif isinstance(decoded, p.OtaCommand):
+            self._ota(decoded)
+
+    def _ota(self, cmd: p.OtaCommand) -> None:
+        if self.updater:
+            self.updater.submit(cmd)
+            return
+        self._emit(p.OtaReport(device_id=self.device_id, command_id=cmd.command_id, rollout_id=cmd.rollout_id,
+                               model_id=cmd.model_id, version=cmd.version, stage="failed",
+                               error=p.ErrorInfo(code="no_slots", text="this agent runs no student engine, so it "
+                                                 "has no model slots to update (VOICEFLEET_ENGINE)")), None)
 
     # -- outbound --------------------------------------------------------------------------
 
@@ -146,6 +188,7 @@ class Agent:
             device_id=self.device_id, status=status, role=self.settings.role,
             engine=self.engine.descriptor, capabilities=self.engine.capabilities,
             max_concurrency=self.runner.concurrency, agent_version=__version__, boot_id=self.boot_id,
+            model=self.slots.active_model() if self.slots else None, tags=self.settings.tags,
         )
         return self.mqtt.publish(self._topic("state"), p.encode(state), retain=True)
 

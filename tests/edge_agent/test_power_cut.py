@@ -1,0 +1,165 @@
+"""Power cuts during an update, on a real agent process and the real broker: the update stops after
+each step in turn (VOICEFLEET_OTA_PAUSE_AFTER), the agent is SIGKILLed there and started again. Each
+time it comes up with a working model and speaks a job at once, then finishes the update by itself
+(a download continues where it stopped) and speaks with the new model. A crash loop after the switch
+falls back to the previous model by itself and says why."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from bundles import install_command, make_key, student_bundle
+from range_server import RangeServer
+from services import wait_for
+
+from edge_agent.updater import STEPS
+from voicefleet import protocol as p
+from voicefleet.broker import MosquittoBroker, free_port
+from voicefleet.mqtt import Inbound, MqttClient
+from voicefleet.onebox import Cluster
+
+OLD = "2026.11.27"
+
+
+class Watch:
+    """What a device says on the broker (states and events, in order); sends it commands."""
+
+    def __init__(self, url: str, device_id: str):
+        self.device_id = device_id
+        self.states: list[p.DeviceState] = []
+        self.events: list[p.Message] = []
+        self._inbox: queue.Queue[Inbound] = queue.Queue()
+        self.mqtt = MqttClient(url, f"watch-{uuid.uuid4().hex[:8]}", inbox=self._inbox, session_expiry_s=0,
+                               subscriptions=[(p.device_topic(device_id, "state"), 1),
+                                              (p.device_topic(device_id, "event"), 1)])
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.mqtt.start()
+
+    def _drain(self) -> None:
+        while True:
+            msg = self._inbox.get()
+            _, kind = p.parse_device_topic(msg.topic)
+            decoded, _ = p.decode(kind, msg.payload)
+            (self.states if kind == "state" else self.events).append(decoded)
+
+    def send(self, kind: str, message: p.Message) -> None:
+        self.mqtt.publish(p.device_topic(self.device_id, kind), p.encode(message)).wait_for_publish(5)
+
+    def online(self, after: int = 0, version: str | None = None) -> p.DeviceState:
+        def check():
+            return next((s for s in self.states[after:] if s.status == "online" and s.model is not None
+                         and version in (None, s.model.version)), None)
+        return wait_for(check, f"{self.device_id} online with model {version or 'any'}", 60)
+
+    def ota(self, command_id: str, stage: str) -> p.OtaReport:
+        return wait_for(lambda: next((e for e in self.events if isinstance(e, p.OtaReport)
+                                      and e.command_id == command_id and e.stage == stage), None),
+                        f"ota {stage}", 60)
+
+    def speak(self, text: str = "请在会议前准备好材料。") -> p.JobDone:
+        """A job sent straight to the device; one handed back by an agent restarting for a new model is
+        sent again once it is online (the control plane would dispatch it again the same way)."""
+        for _ in range(3):
+            n, job = len(self.states), p.JobAssign(job_id=uuid.uuid4().hex, attempt=1, text=text)
+            self.send("job", job)
+            end = wait_for(lambda job_id=job.job_id: next((e for e in self.events if isinstance(
+                e, p.JobDone | p.JobFailed | p.JobReturned) and e.job_id == job_id), None), "the job", 30)
+            if not isinstance(end, p.JobReturned):
+                break
+            self.online(after=n)
+        assert isinstance(end, p.JobDone), end
+        assert end.samples > 24000 // 2
+        return end
+
+    def stop(self) -> None:
+        self.mqtt.stop()
+
+
+@pytest.fixture
+def rig(tmp_path: Path, mqtt_broker: MosquittoBroker):
+    """A served v2 bundle, an agent launcher on the shared broker and a watch on the device."""
+    key = make_key(tmp_path / "keys")
+    server = RangeServer(tmp_path / "served").start()
+    student_bundle(server.root / "v2", key, "v2")
+    device_id = f"pc-{uuid.uuid4().hex[:6]}"
+    cluster = Cluster(tmp_path / "home", mqtt_url=mqtt_broker.url, http_port=free_port(),
+                      env={"VOICEFLEET_TRUSTED_KEYS": key.public_hex, "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "30",
+                           "VOICEFLEET_OTA_MARK_GOOD_S": "1", "VOICEFLEET_TAGS": "site:lab, hw:x86"})
+    watch = Watch(mqtt_broker.url, device_id)
+
+    class Rig:
+        pass
+
+    r = Rig()
+    r.server, r.cluster, r.watch, r.device_id = server, cluster, watch, device_id
+    r.models = cluster.home / "agents" / device_id / "models"
+    r.command = install_command(server.root / "v2", f"{server.url}/v2?exp=1&sig=test")
+    r.start = lambda **env: cluster.start_agent(device_id, engine="student", wait=False, **env)
+    try:
+        yield r
+    finally:
+        cluster.stop()
+        watch.stop()
+        server.stop()
+
+
+def kill(proc) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_power_cut_after_each_step_leaves_a_working_model(rig, step: str):
+    w = rig.watch
+    proc = rig.start(VOICEFLEET_OTA_PAUSE_AFTER=step)
+    w.online(version=OLD)
+    w.send("ota", rig.command)
+    wait_for(lambda: (rig.models / "paused").is_file(), f"the update to pause after {step}", 60)
+    kill(proc)
+    state = json.loads((rig.models / "slots.json").read_text())
+    assert state["slots"][state["active"]]["status"] in ("good", "trial")
+
+    n = len(w.states)
+    rig.start()  # the power is back
+    up = w.online(after=n)
+    assert up.model.version in (OLD, "v2") and up.tags == ["site:lab", "hw:x86"]
+    assert w.speak().engine.version == up.model.version  # it speaks at once, before the update finishes
+
+    w.ota(rig.command.command_id, "activated")
+    assert w.online(after=n, version="v2").model.previous_version == OLD
+    assert w.speak().engine.version == "v2"
+    wait_for(lambda: json.loads((rig.models / "slots.json").read_text())["slots"]["b"]["status"] == "good",
+             "the new model to be marked good", 30)
+    served = rig.server.requests
+    if step == "half":  # the download went on from where it stopped
+        assert any(rng and rng != "bytes=0-" for _, rng, _ in served), served
+    total = sum(f.size for f in rig.command.files)
+    # bytes in flight when the power went are fetched again, never a whole bundle
+    assert rig.server.total_sent() < (1.75 if step == "half" else 1.01) * total
+
+
+def test_a_crash_loop_after_the_switch_falls_back_by_itself(rig):
+    w = rig.watch
+    env = {"VOICEFLEET_OTA_MARK_GOOD_S": "600", "VOICEFLEET_OTA_MAX_BOOTS": "2"}
+    proc = rig.start(**env)
+    w.online(version=OLD)
+    w.send("ota", rig.command)
+    w.ota(rig.command.command_id, "activated")  # the agent restarted itself on v2: its first start there
+    for i in range(2):  # it dies before it is marked good, twice more
+        n = len(w.states)
+        w.online(version="v2")
+        kill(proc)
+        proc = rig.start(**env)
+        if i == 0:
+            w.online(after=n, version="v2")
+    back = w.ota(rig.command.command_id, "rolled_back")
+    assert back.error.code == "crash_loop" and "v2" in back.error.text
+    assert back.active.version == OLD
+    w.online(after=n, version=OLD)
+    assert w.speak().engine.version == OLD
