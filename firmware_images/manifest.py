@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -84,9 +85,6 @@ def listing_path(bundle: Path) -> Path:
 
 
 def file_ref(path: Path, name: str) -> FileRef:
-    h, size = hashlib.sha256(), 0
     with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-            size += len(block)
-    return FileRef(path=name, size=size, sha256=h.hexdigest())
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        return FileRef(path=name, size=os.fstat(f.fileno()).st_size, sha256=digest)
