@@ -14,6 +14,7 @@ and the RAUC bundle holds ``manifest.raucm``, ``appfs.tar`` (that tree) and ``ho
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from firmware_images.lock import read_lock
 from firmware_images.manifest import (
     IMAGE_MANIFEST,
     PAYLOAD,
+    VERSION_PATTERN,
     AgentRef,
     Dependencies,
     FileRef,
@@ -70,6 +72,8 @@ def build_image(profile: str | Profile, out: str | Path, signer: Signer, recipe:
     profile = profile if isinstance(profile, Profile) else load_profile(profile)
     rootfs_name = _rootfs_name(recipe.rootfs) if recipe.rootfs else None
     out = Path(out)
+    if recipe.version is not None and not re.fullmatch(VERSION_PATTERN, recipe.version):
+        raise ImageError("bad_version", f"version {recipe.version!r} must match {VERSION_PATTERN}")
     if out.suffix != ".raucb":
         raise ImageError("bad_output", f"{out}: a RAUC bundle's name ends in .raucb")
     if out.exists() or listing_path(out).exists():

@@ -18,6 +18,7 @@ FORMAT = "voicefleet-image/1"
 IMAGE_MANIFEST = "image.json"  # at the root of the slot
 PAYLOAD = "appfs.tar"  # the slot's tree, inside the RAUC bundle
 _SHA256 = r"^[0-9a-f]{64}$"
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+~-]{0,99}$"  # one line of manifest.raucm, one file name part
 
 
 class _Frozen(BaseModel):
@@ -53,7 +54,7 @@ class ImageBundleRef(_Frozen):
 
 class ImageManifest(_Frozen):
     format: Literal["voicefleet-image/1"] = FORMAT
-    image_version: str = Field(min_length=1, max_length=100)
+    image_version: str = Field(pattern=VERSION_PATTERN)
     profile: str
     arch: str
     python: str  # the lock's Python (major.minor); the device's python3 must match

@@ -229,6 +229,7 @@ def test_build_refuses_bad_inputs(tmp_path: Path, signer: Signer, wheel: Path) -
         assert not (tmp_path / "x.raucb").exists()
 
     refused("unknown_profile", profile="raspberry-pi")
+    refused("bad_version", version="1.0\n[hooks]")  # one line of manifest.raucm, nothing more
     refused("missing_cert", signer=Signer(tmp_path / "none.pem", signer.key, signer.keyring))
     untrusted = tmp_path / "untrusted"  # a well-formed bundle signed by a key nobody trusts
     vb.write_bundle(untrusted, {"a.onnx": COMMITTED_BUNDLE / "symbols.json"},
