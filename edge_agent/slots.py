@@ -141,8 +141,9 @@ class SlotStore:
 
     def _seed(self, seed: Path) -> None:
         """Copy the bundle the agent shipped with into slot A (verified by the engine that loads it)."""
-        from voicefleet.bundle import BundleManifest
+        from voicefleet.bundle import BundleManifest, open_bundle
 
+        seed = open_bundle(seed)  # a folder, or a .tar.gz unpacked
         manifest = BundleManifest.model_validate_json((seed / "manifest.json").read_bytes())
         target = self.path("a")
         shutil.rmtree(target, ignore_errors=True)  # a seed cut short before slots.json was written

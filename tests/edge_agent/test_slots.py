@@ -111,3 +111,11 @@ def test_a_good_slot_that_will_not_start_is_an_error_not_a_silent_switch(tmp_pat
     with pytest.raises(Exception, match="student bundle"):
         boot_engine(settings, slots)
     assert slots.state().active == "a"
+
+
+def test_a_configured_bundle_archive_seeds_slot_a_too(tmp_path: Path):
+    from voicefleet.bundle import pack_archive
+
+    archive = pack_archive(COMMITTED, tmp_path / "zh-student.tar.gz")
+    boot = SlotStore(tmp_path / "models").boot(archive, max_boots=3)
+    assert (boot.path / "synth.onnx").read_bytes() == (COMMITTED / "synth.onnx").read_bytes()
