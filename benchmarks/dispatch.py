@@ -39,7 +39,7 @@ import psutil  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
-from benchmarks.report import finite  # noqa: E402
+from benchmarks.report import ADMIN_TOKEN, AUTH, finite  # noqa: E402
 from voicefleet.broker import MosquittoBroker, free_port  # noqa: E402
 from voicefleet.onebox import Cluster, get_json  # noqa: E402
 from voicefleet.settings import mqtt_host_port  # noqa: E402
@@ -196,7 +196,7 @@ class Fleet:
         self.cluster.wait(lambda: self.online() == len(self.device_ids), "all agents online")
 
     def online(self) -> int:
-        devices = get_json(f"{self.api}/v1/devices") or []
+        devices = get_json(f"{self.api}/v1/devices", ADMIN_TOKEN) or []
         return sum(1 for d in devices if d.get("status") == "online" and d.get("id") in self.device_ids)
 
     def pids(self) -> dict[str, list[int]]:
@@ -284,8 +284,9 @@ class LeanPoster:
         self.writer.close()
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        self.writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), self.host.encode(), len(body), body))
+        self.writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAuthorization: %s\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), self.host.encode(),
+                                                             AUTH["Authorization"].encode(), len(body), body))
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
@@ -296,7 +297,7 @@ class LeanPoster:
 async def throughput(api: str, *, jobs: int, conc: int, meter: CpuMeter, batch: int = 1) -> dict[str, Any]:
     """``batch`` 1 posts each job alone to /v1/jobs; more posts that many per /v1/jobs/batch request."""
     limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
-    async with httpx.AsyncClient(base_url=api, limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=api, limits=limits, timeout=60, headers=AUTH) as client:
         before = await _terminal_count(client)
         base_terminal = sum(before.get(s, 0) for s in TERMINAL)
         ids: list[str] = []
@@ -364,7 +365,7 @@ async def throughput(api: str, *, jobs: int, conc: int, meter: CpuMeter, batch: 
 
 
 async def latency(api: str, *, count: int, warmup: int) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=api, timeout=30, headers=AUTH) as client:
         ids: list[str] = []
         client_total: list[float] = []
         for i in range(warmup + count):

@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 
 from benchmarks.dispatch import CpuMeter, LeanPoster, _terminal_count, pct  # noqa: E402
-from benchmarks.report import finite  # noqa: E402
+from benchmarks.report import ADMIN_TOKEN, AUTH, finite  # noqa: E402
 from voicefleet.broker import MosquittoBroker, free_port  # noqa: E402
 from voicefleet.onebox import Cluster, ClusterError, get_json  # noqa: E402
 from voicefleet.processes import terminate  # noqa: E402
@@ -152,7 +152,7 @@ async def wait_finished(api: str, accepted: int, timeout_s: float) -> None:
     """Until every accepted job is final, ``timeout_s`` passed, or none finished for STALL_S."""
     deadline = time.monotonic() + timeout_s
     last, last_change = -1, time.monotonic()
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=api, timeout=30, headers=AUTH) as client:
         while time.monotonic() < deadline:
             counts = await _terminal_count(client)
             finished = sum(counts.get(s, 0) for s in TERMINAL)
@@ -169,7 +169,7 @@ async def wait_finished(api: str, accepted: int, timeout_s: float) -> None:
 
 async def fetch_jobs(api: str, ids: list[str]) -> list[dict[str, Any]]:
     """The job rows: the list endpoint (newest 1000) first, one GET each for the rest."""
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=api, timeout=30, headers=AUTH) as client:
         r = await client.get("/v1/jobs", params={"limit": 1000})
         rows = {j["id"]: j for j in r.json()} if r.status_code == 200 else {}
         sem = asyncio.Semaphore(8)
@@ -219,7 +219,7 @@ class Run:
         self.cluster.wait(lambda: self._online(ids) == len(ids), f"{len(ids)} agents online")
 
     def _online(self, ids: set[str]) -> int:
-        devices = get_json(f"{self.cluster.api}/v1/devices") or []
+        devices = get_json(f"{self.cluster.api}/v1/devices", ADMIN_TOKEN) or []
         return sum(1 for d in devices if d.get("id") in ids and d.get("status") == "online")
 
     def cpu_meter(self) -> CpuMeter:

@@ -352,7 +352,7 @@ class Dispatcher:
             for i, spec in enumerate(specs):
                 try:
                     jobs.check_voice(session, spec, presets)
-                    jobs.check_servable(spec, fleet, self.stats)
+                    jobs.check_servable(spec, fleet, self.stats, grace_s=self.settings.offline_grace_s)
                 except jobs.Unservable as exc:
                     raise jobs.Unservable(f"jobs[{i}]: {exc}" if len(specs) > 1 else str(exc)) from None
             self._check_room(specs)
@@ -633,6 +633,7 @@ class Dispatcher:
                                                       max_concurrency=dev.max_concurrency)
         view.status, view.capabilities, view.max_concurrency = dev.status, caps, dev.max_concurrency
         view.role, view.cordoned, view.telemetry = dev.role, dev.cordoned, dev.telemetry
+        view.last_seen_at = dev.last_seen_at
 
     def _reload_fleet(self) -> None:
         """The database is the truth: rebuild the in-memory fleet, its work in flight and the queue

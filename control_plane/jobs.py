@@ -99,9 +99,10 @@ def check_voice(session: Session, spec: JobCreate, presets: set[str]) -> None:
                          "an uploaded voice (POST /v1/voices)")
 
 
-def check_servable(spec: JobCreate, fleet: list[DeviceView], stats: FleetStats) -> None:
-    """Raise Unservable when no capable device is online and healthy (busy is fine: it queues)."""
-    reason = unservable_reason(needs_of(spec), fleet, stats)
+def check_servable(spec: JobCreate, fleet: list[DeviceView], stats: FleetStats, *, grace_s: float = 0.0) -> None:
+    """Raise Unservable when no capable device is online and healthy, nor away for less than
+    ``grace_s`` (busy is fine: it queues)."""
+    reason = unservable_reason(needs_of(spec), fleet, stats, grace_s, now())
     if reason:
         raise Unservable(reason)
 

@@ -60,6 +60,13 @@ class DeviceView:
     confirmed: bool = True  # a live (not retained) message arrived since it came online
     telemetry: dict[str, Any] | None = None
     running: dict[str, Running] = field(default_factory=dict)
+    last_seen_at: float | None = None
+
+    def returning(self, grace_s: float, at: float) -> bool:
+        """Away (offline, or not yet confirmed after a reconnect) for less than ``grace_s``: a broker
+        restart or a short network cut, after which it comes back to the jobs queued meanwhile."""
+        away = self.status == "offline" or not self.confirmed
+        return away and not self.cordoned and self.last_seen_at is not None and at - self.last_seen_at < grace_s
 
     def gate(self, stats: FleetStats | None = None) -> str | None:
         """Why this device may not take new jobs now, or None."""
@@ -270,17 +277,19 @@ class Planner:
         return Decision(pick.id, reason, considered, self.policy)
 
 
-def unservable_reason(needs: JobNeeds, fleet: list[DeviceView], stats: FleetStats | None = None) -> str | None:
+def unservable_reason(needs: JobNeeds, fleet: list[DeviceView], stats: FleetStats | None = None,
+                      grace_s: float = 0.0, at: float = 0.0) -> str | None:
     """Why no device could serve this job now (4xx at submit), or None if one could.
 
-    Busy is fine (the job queues); what counts is a capable device that is online and healthy.
+    Busy is fine (the job queues); what counts is a capable device that is online and healthy, or
+    one that went away less than ``grace_s`` ago (it is likely back in moments: the job waits for it).
     """
     if not fleet:
         return "no device has registered yet"
     capable = [d for d in fleet if needs.missing_on(d.capabilities) is None]
     if not capable:
         return f"no device in the fleet offers {needs.missing_on(fleet[0].capabilities)}"
-    if any(d.gate(stats) is None for d in capable):
+    if any(d.gate(stats) is None or d.returning(grace_s, at) for d in capable):
         return None
     shown = ", ".join(f"{d.id} ({d.gate(stats)})" for d in sorted(capable, key=lambda d: d.id)[:5])
     return f"{describe(needs)} is served only by devices that cannot take jobs now: {shown}"

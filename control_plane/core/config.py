@@ -29,6 +29,9 @@ class Settings(CommonSettings):
     max_attempts: int = 3  # a job fails after this many attempts, with every attempt's reason
     lease_s: float = 120.0  # an assignment not finished by then is taken back
     heartbeat_timeout_s: float = 30.0  # no state/telemetry for this long: device offline
+    # Submit still accepts (and queues) jobs that only devices away for less than this can serve, so
+    # a broker restart or a short network cut does not turn into refusals; 0 refuses at once.
+    offline_grace_s: float = 60.0
     max_queued_jobs: int = 100_000  # submit answers 429 past this (all tiers together)
     max_queued_interactive: int = 20_000  # and past these per tier
     max_queued_batch: int = 100_000

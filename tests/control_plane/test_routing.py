@@ -21,7 +21,7 @@ from voicefleet.onebox import Cluster
 @pytest.fixture
 def fleet(mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[Cluster]:
     """A control plane with quick heartbeats and no agents yet; ids unique per test."""
-    c = new_cluster(tmp_path, mqtt_broker.url, VOICEFLEET_HEARTBEAT_TIMEOUT_S="2",
+    c = new_cluster(tmp_path, mqtt_broker.url, VOICEFLEET_HEARTBEAT_TIMEOUT_S="2", VOICEFLEET_OFFLINE_GRACE_S="2",
                     VOICEFLEET_TELEMETRY_INTERVAL_S="0.3")
     try:
         c.start_control_plane()
@@ -70,12 +70,14 @@ def test_a_cantonese_job_never_reaches_a_mandarin_only_agent(fleet: Cluster):
 
 
 def test_a_job_whose_only_capable_agent_is_down_is_refused_naming_it(fleet: Cluster):
+    """Within the grace period (2 s here) the job is accepted and waits; after it, refused."""
     agent(fleet, "mandarin")
     cantonese = agent(fleet, "cantonese", dialects="yue")
     fleet.agents[cantonese].send_signal(signal.SIGKILL)  # its last will marks it offline
     wait_for(lambda: device_info(fleet, cantonese)["status"] == "offline", "the last will")
-    refused = submit(fleet, dialect="yue")
-    assert refused.status_code == 422
+    waiting = submit(fleet, dialect="yue")
+    assert waiting.status_code == 201 and waiting.json()["state"] == "queued"
+    refused = wait_for(lambda: (r := submit(fleet, dialect="yue")).status_code == 422 and r, "the end of the grace", 10)
     assert f"{cantonese} (offline)" in refused.json()["error"]["text"]
 
 

@@ -175,6 +175,19 @@ def test_unservable_says_what_is_missing_or_who_is_down() -> None:
     assert unservable_reason(JobNeeds(lang="zh"), busy) is None  # busy is fine: it queues
 
 
+def test_a_device_away_for_less_than_the_grace_still_counts() -> None:
+    """A broker restart makes every device look away for seconds: submit keeps accepting."""
+    yue = JobNeeds(lang="zh", dialect="yue")
+    away = [device("c", caps=CANTONESE, status="offline", last_seen_at=100.0)]
+    assert unservable_reason(yue, away, grace_s=60, at=130) is None
+    assert "c (offline)" in unservable_reason(yue, away, grace_s=60, at=161)
+    assert "c (offline)" in unservable_reason(yue, away, grace_s=0, at=100.5)
+    unconfirmed = [device("c", caps=CANTONESE, confirmed=False, last_seen_at=100.0)]
+    assert unservable_reason(yue, unconfirmed, grace_s=60, at=101) is None
+    cordoned = [device("c", caps=CANTONESE, status="offline", cordoned=True, last_seen_at=100.0)]
+    assert unservable_reason(yue, cordoned, grace_s=60, at=101) is not None
+
+
 # ----------------------------------------------------------------------------- learning
 
 

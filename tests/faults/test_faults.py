@@ -51,8 +51,8 @@ def test_control_plane_sigkill_and_restart(harness: Harness):
 
 
 def test_broker_restart(harness: Harness):
-    # While the broker is down every device is offline, so submit refuses (422, nothing promised):
-    # submit for longer so that plenty are accepted after it is back.
+    # While the broker is down every device looks away; within VOICEFLEET_OFFLINE_GRACE_S submit
+    # still accepts and the jobs wait. Submit for longer so that plenty run after it is back.
     report = run_scenario(harness, jobs=JOBS, interval_s=0.25, faults=[(2.0, "broker_restart")], seed=3)
     assert_promise_kept(report, harness, {"broker_restart"})
 
