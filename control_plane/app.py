@@ -151,18 +151,36 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 
 
 class BodyLimit:
-    """Refuse oversized bodies before reading them (plain ASGI: no per-request overhead)."""
+    """Refuse oversized bodies: by Content-Length before reading them; a chunked body (no length) is
+    read up to the limit, then passed on (plain ASGI: no per-request overhead otherwise)."""
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            limit, hint = BODY_LIMITS.get(scope["path"], (MAX_BODY_BYTES, "send less"))
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        limit, hint = BODY_LIMITS.get(scope["path"], (MAX_BODY_BYTES, "send less"))
+        too_large = JSONResponse({"error": {"code": "too_large", "text": f"request body over {limit} bytes; {hint}"}},
+                                 status_code=413)
+        if length is not None:
             if length.isdigit() and int(length) > limit:
-                resp = JSONResponse({"error": {"code": "too_large",
-                                               "text": f"request body over {limit} bytes; {hint}"}},
-                                    status_code=413)
-                return await resp(scope, receive, send)
-        return await self.app(scope, receive, send)
+                return await too_large(scope, receive, send)
+            return await self.app(scope, receive, send)
+        parts, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
+            if size > limit:
+                return await too_large(scope, receive, send)
+            more = message.get("more_body", False)
+        replay = [{"type": "http.request", "body": b"".join(parts), "more_body": False}]
+
+        async def buffered():
+            return replay.pop() if replay else await receive()
+
+        return await self.app(scope, buffered, send)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from voicefleet.audio import SAMPLE_WIDTH, WAV_HEADER_BYTES, wav_header
+from voicefleet.protocol import SAFE_ID_RE
 
 
 class AudioIntegrityError(Exception):
@@ -57,10 +58,10 @@ class LocalAudioStore:
         self._dirs: set[Path] = set()  # final folders known to exist
 
     def partial_path(self, job_id: str, attempt: int) -> Path:
-        return self.root / "partial" / f"{job_id}.{attempt}.pcm"
+        return self.root / "partial" / f"{_safe(job_id)}.{int(attempt)}.pcm"
 
     def final_key(self, job_id: str) -> str:
-        return f"jobs/{job_id[:2]}/{job_id}.wav"
+        return f"jobs/{job_id[:2]}/{_safe(job_id)}.wav"
 
     def append(self, job_id: str, attempt: int, seq: int, pcm: bytes) -> bool:
         """Store one chunk; True when it was new."""
@@ -157,3 +158,10 @@ class LocalAudioStore:
         bookkeeping was in memory); those attempts fail their checksum and are retried."""
         shutil.rmtree(self.root / "partial", ignore_errors=True)
         (self.root / "partial").mkdir(parents=True, exist_ok=True)
+
+
+def _safe(job_id: str) -> str:
+    """A job id fit for a file name (the protocol already refuses others: this is the last line)."""
+    if not SAFE_ID_RE.fullmatch(job_id):
+        raise ValueError(f"job id {job_id!r} is not a storage-safe id")
+    return job_id

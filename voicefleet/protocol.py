@@ -21,6 +21,9 @@ MAX_PAYLOAD_BYTES = 1 << 20  # a larger message on any topic is dropped unread
 MAX_TEXT_CHARS = 5000  # texts of this length or longer are refused at submit
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
+# Ids that end up in file names (stored audio, partial files, caches): no separators, no "..".
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+SAFE_ID_RE = re.compile(ID_PATTERN)
 
 # Device subtree topic kinds: (kind, direction, qos). See docs/protocol.md.
 TO_DEVICE = ("job", "cancel", "ota", "reminder")
@@ -148,7 +151,7 @@ class VoicePrompt(BaseModel):
     """A cloned voice's prompt, for engines that clone (CosyVoice3): the clip and its words."""
 
     model_config = ConfigDict(frozen=True)
-    voice_id: str
+    voice_id: str = Field(pattern=ID_PATTERN)
     transcript: str
     audio_url: str  # the control plane's GET /v1/voices/{id}/audio (24 kHz mono WAV)
     sha256: str  # of that WAV file, so a device can cache prompts and check what it fetched
@@ -158,7 +161,7 @@ class JobAssign(Message):
     """control -> device ``job``: synthesise this text. ``(job_id, attempt)`` is unique."""
 
     type: Literal["job"] = "job"
-    job_id: str
+    job_id: str = Field(pattern=ID_PATTERN)
     attempt: int = Field(ge=1)
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS - 1)
     lang: str = "zh"
@@ -218,7 +221,7 @@ class ActiveModel(BaseModel):
 
 class JobCancel(Message):
     type: Literal["cancel"] = "cancel"
-    job_id: str
+    job_id: str = Field(pattern=ID_PATTERN)
     attempt: int | None = None  # None cancels every attempt of the job
     reason: str = ""
 
@@ -269,7 +272,7 @@ class ErrorInfo(BaseModel):
 class JobEventBase(Message):
     type: Literal["event"] = "event"
     event_id: str = Field(default_factory=new_id)
-    job_id: str
+    job_id: str = Field(pattern=ID_PATTERN)
     attempt: int = Field(ge=1)
     ts: float = Field(default_factory=now)
 
@@ -319,7 +322,7 @@ class DeviceRecord(Message):
     type: Literal["event"] = "event"
     kind: Literal["record"] = "record"
     device_id: str
-    record_id: str = Field(min_length=8, max_length=64)
+    record_id: str = Field(min_length=8, max_length=64, pattern=ID_PATTERN)
     seq: int = Field(ge=0)  # the device's journal order
     record: Literal["local_job", "telemetry"]
     ts: float

@@ -260,3 +260,12 @@ def test_store_creates_its_folders(tmp_path: Path) -> None:
     LocalAudioStore(root)
     assert (root / "partial").is_dir()
     assert (root / "jobs").is_dir()
+
+
+@pytest.mark.parametrize("job_id", ["../../etc/passwd", "a/b", "..", "", ".hidden", "x" * 65])
+def test_ids_that_could_leave_the_store_are_refused(tmp_path, job_id):
+    store = LocalAudioStore(tmp_path)
+    with pytest.raises(ValueError, match="storage-safe"):
+        store.final_key(job_id)
+    with pytest.raises(ValueError, match="storage-safe"):
+        store.partial_path(job_id, 1)

@@ -90,6 +90,12 @@ def test_malformed_requests_and_unservable_jobs(cluster: Cluster):
     assert r.status_code == 422 and "JSON" in r.json()["error"]["text"]
     r = http.post(f"{api}/v1/jobs", content=b"x" * (2 << 20), headers={"content-type": "application/json"})
     assert r.status_code == 413
+    chunked = http.post(f"{api}/v1/jobs", content=iter([b"x" * (256 << 10)] * 8),  # no Content-Length
+                        headers={"content-type": "application/json"})
+    assert chunked.status_code == 413 and "1048576 bytes" in chunked.json()["error"]["text"]
+    small = http.post(f"{api}/v1/jobs", content=iter([b'{"text": ', b'"\u4f60\u597d"}']),
+                      headers={"content-type": "application/json"})
+    assert small.status_code == 201, small.text
     r = http.post(f"{api}/v1/jobs", json={"text": "你好", "dialect": "sichuan"})
     assert r.status_code == 422 and "dialect 'sichuan'" in r.json()["error"]["text"]
     assert http.get(f"{api}/v1/jobs/nope").status_code == 404

@@ -115,7 +115,14 @@ def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
 
 
 _TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), min_size=1, max_size=300)
-_ID = st.text(alphabet=st.characters(exclude_categories=("Cs",)), min_size=1, max_size=80)
+_ID = st.from_regex(p.ID_PATTERN, fullmatch=True)
+
+
+@pytest.mark.parametrize("job_id", ["../x", "a/b", "", "x" * 65, ".", "id with space"])
+def test_ids_that_are_not_file_safe_are_refused_on_the_wire(job_id: str) -> None:
+    raw = p.JobCancel(job_id="ok").model_dump() | {"job_id": job_id}
+    with pytest.raises(p.ProtocolError, match="job_id"):
+        p.decode("cancel", json.dumps(raw).encode())
 
 
 @settings(max_examples=150, deadline=None)
