@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from packaging.utils import canonicalize_name
 
 from firmware_images import mark_good
 from firmware_images.build import DEVICE_DIR, Recipe, Signer, build_image, build_wheel
@@ -265,6 +266,25 @@ def test_install_check_hook_refuses_another_board_or_cpu(images: dict[str, Path]
             assert same.returncode == 0, same.stderr
         else:
             assert same.returncode == 10 and f"this CPU is {host}" in same.stderr
+
+
+@pytest.mark.slow  # about 20 s: it installs the whole edge environment (onnxruntime, numpy, ...)
+def test_post_install_hook_installs_exactly_the_lock(images: dict[str, Path], signer: Signer,
+                                                    tmp_path: Path) -> None:
+    """The slot's own venv gets the agent and exactly the pinned versions, from the package index
+    pip is configured with (the image carries no dependency wheels without --with-wheels)."""
+    image = images["x86_64-hub" if os.uname().machine == "x86_64" else "jetson-orin-nano"]
+    slot = slot_files(image, signer.keyring, tmp_path)
+    proc = _hook("slot-post-install", tmp_path / "content", RAUC_SLOT_MOUNT_POINT=str(slot))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    listed = subprocess.run([str(slot / "venv" / "bin" / "python"), "-c", "import importlib.metadata as m; "
+                             "print('\\n'.join(f'{d.name} {d.version}' for d in m.distributions()))"],
+                            capture_output=True, text=True, check=True).stdout.split("\n")
+    installed = {canonicalize_name(n): v for n, v in (line.split() for line in listed if line)}
+    for seeded in ("pip", "setuptools"):  # the venv's own, from ensurepip
+        installed.pop(seeded, None)
+    listing = ImageListing.model_validate_json(listing_path(image).read_bytes())
+    assert installed == {**listing.dependencies.pins, "voicefleet": listing.agent.version}
 
 
 @pytest.fixture
