@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from packaging.utils import canonicalize_name
 
 from firmware_images import mark_good
-from firmware_images.build import DEVICE_DIR, Recipe, Signer, build_image, build_wheel
+from firmware_images.build import Recipe, Signer, build_image, build_wheel
 from firmware_images.lock import read_lock
 from firmware_images.manifest import ImageListing, ImageManifest, listing_path
 from firmware_images.profile import ImageError, load_profile, profile_names
@@ -248,8 +248,9 @@ def test_build_refuses_bad_inputs(tmp_path: Path, signer: Signer, wheel: Path) -
 
 
 def _hook(step: str, content: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(DEVICE_DIR / "rauc-hook"), step], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "RAUC_BUNDLE_MOUNT_POINT": str(content), **env})
+    """The bundle's hook as RAUC runs it: from the bundle's folder, with RAUC_* variables."""
+    return subprocess.run([str(content / "hook"), step], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
 
 
 def test_install_check_hook_refuses_another_board_or_cpu(images: dict[str, Path], signer: Signer,
