@@ -86,9 +86,9 @@ class SimDevice:
             self.client.loop_stop()
             self.client = None
 
-    def publish(self, kind: str, message: p.Message, data: bytes | None = None, retain: bool = False) -> None:
+    def publish(self, kind: str, message: p.Message, data: bytes | None = None, retain: bool = False):
         if self.client is not None:
-            self.client.publish(p.device_topic(self.id, kind), p.encode(message, data), qos=1, retain=retain)
+            return self.client.publish(p.device_topic(self.id, kind), p.encode(message, data), qos=1, retain=retain)
 
     def publish_state(self) -> None:
         model = p.ActiveModel(model_id=self.fleet.model_id, version=self.active, previous_version=self.previous)
@@ -191,7 +191,8 @@ class SimFleet:
     def stop(self) -> None:
         self._stop.set()
         for d in self.devices.values():
-            if d.client is not None:
+            if d.client is not None:  # leave no retained "online" behind on a shared broker
+                d.publish("state", p.DeviceState(device_id=d.id, status="offline"), retain=True).wait_for_publish(5)
                 d.client.disconnect()
                 d.client.loop_stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -235,7 +236,7 @@ def make_bundle(out_dir: Path, key, *, model_id: str, version: str, size: int) -
     return pack_archive(folder, out_dir / f"{model_id}-{version}.tar.gz")
 
 
-def test_key(folder: Path):
+def signing_key(folder: Path):
     """A signing key made here (the project's is not available) and its public hex, to trust."""
     folder.mkdir(parents=True, exist_ok=True)
     key = generate_signing_key(folder / "bench.pem")
@@ -276,7 +277,7 @@ def roll(api: httpx.Client, fleet: SimFleet, cpu: CpuMeter, *, version: str, pla
 def run(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="vf-rollout-bench-") as tmp:
         tmp = Path(tmp)
-        key, public = test_key(tmp / "keys")
+        key, public = signing_key(tmp / "keys")
         archives = {v: make_bundle(tmp / "bundles", key, model_id=MODEL_ID, version=v, size=int(args.mb * 1e6))
                     for v in ("2.0.0", "3.0.0")}
         with MosquittoBroker(tmp / "broker") as broker:

@@ -209,8 +209,8 @@ class Rollouts:
         dm = session.get(DeviceModel, device_id)
         if dm is None or dm.model_id != model_id:
             raise RolloutError(404, f"device {device_id!r} does not report running {model_id!r}")
-        if version is not None and self.registry.get(session, dm.model_id, version) is None:
-            raise RolloutError(404, f"no version {version!r} of {dm.model_id!r} in the registry")
+        if version not in (None, dm.version) and self.registry.get(session, dm.model_id, version) is None:
+            raise RolloutError(404, f"no version {version!r} of {dm.model_id!r} in the registry (nor on the device)")
         dm.pinned_version = version
         dm.updated_at = p.now()
         session.add(dm)
@@ -241,7 +241,8 @@ class Rollouts:
             self._record_model(dm, st.model)
         dm.updated_at = p.now()
         session.add(dm)
-        if dm.pinned_version and dm.version != dm.pinned_version:
+        if dm.pinned_version and dm.version != dm.pinned_version and self.registry.get(session, dm.model_id,
+                                                                                       dm.pinned_version):
             self._install(publish, dm.model_id, dm.pinned_version, device_id, command_id=p.new_id(), rollout_id=None,
                           session=session)
         self.due = True
@@ -435,12 +436,12 @@ class Rollouts:
 
     def _undo(self, session: Session, rollout: Rollout, state: str, reason: str, kind: str | None = None) -> None:
         """Stop, and roll back every device this rollout updated (offline ones when they return)."""
+        self._set(session, rollout, state, reason, kind=kind)
         for t in self._targets(session, rollout.id):
             if t.state == "pending":
                 self._target(session, rollout, t, "skipped", error=reason)
             elif t.state == "activated" and t.from_version and t.command_id:
                 self._target(session, rollout, t, "rollback")
-        self._set(session, rollout, state, reason, kind=kind)
         log.warning("rollout %s of %s %s: %s", rollout.id, rollout.model_id, state, reason)
 
     @staticmethod
