@@ -162,13 +162,15 @@ def download_wheels(profile: Profile, lock: Path, dest: Path) -> list[Path]:
 
 def _add_bundle(path: Path, stage: Path) -> ImageBundleRef:
     """Copy a model bundle that verifies with this machine's trusted keys; refuse any other."""
-    from voicefleet.bundle import BundleError, open_bundle, trusted_keys_from_env, verify_bundle
+    from voicefleet.bundle import FILE_NAME_PATTERN, BundleError, open_bundle, trusted_keys_from_env, verify_bundle
 
     try:
         verified = verify_bundle(open_bundle(path), trusted_keys_from_env())
     except BundleError as e:
         raise ImageError("bad_bundle", f"model bundle {path}: {e.text}") from None
     m = verified.manifest
+    if not re.fullmatch(FILE_NAME_PATTERN, m.model_id):  # it names the bundle's folder in the slot
+        raise ImageError("bad_bundle", f"model bundle {path}: model id {m.model_id!r} must match {FILE_NAME_PATTERN}")
     dest = stage / "bundles" / m.model_id
     if dest.exists():
         raise ImageError("duplicate_bundle", f"two bundles of model {m.model_id!r}; an image carries one of each")
