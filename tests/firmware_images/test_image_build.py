@@ -269,7 +269,7 @@ def test_install_check_hook_refuses_another_board_or_cpu(images: dict[str, Path]
             assert same.returncode == 10 and f"this CPU is {host}" in same.stderr
 
 
-@pytest.mark.slow  # about 20 s: it installs the whole edge environment (onnxruntime, numpy, ...)
+@pytest.mark.slow  # 20-30 s: it installs the whole edge environment (onnxruntime, numpy, ...)
 def test_post_install_hook_installs_exactly_the_lock(images: dict[str, Path], signer: Signer,
                                                     tmp_path: Path) -> None:
     """The slot's own venv gets the agent and exactly the pinned versions, from the package index
