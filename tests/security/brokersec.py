@@ -8,6 +8,7 @@ import datetime
 import ipaddress
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,9 +73,10 @@ class Client:
 
     def wait(self, kind: str, timeout_s: float = 5.0):
         """The next event of ``kind`` (connect, disconnect, puback, suback, message), or None."""
+        deadline = time.monotonic() + timeout_s
         try:
             while True:
-                got_kind, value = self.events.get(timeout=timeout_s)
+                got_kind, value = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
                 if got_kind == kind:
                     return value
         except queue.Empty:

@@ -1,0 +1,80 @@
+"""End to end on a secured broker over TLS: a control plane that maintains the broker's logins, an
+agent that enrols with a one-time token and serves a job, and a revocation that cuts it off."""
+
+from __future__ import annotations
+
+import stat
+import time
+from pathlib import Path
+
+from brokersec import connect, make_pki
+from services import http, wait_for, wait_job
+
+from voicefleet.broker import BrokerTls, MosquittoBroker, free_port
+from voicefleet.onebox import Cluster
+
+CONTROL_PASSWORD = "cp-secret-for-this-test"
+
+
+def test_enrolled_agent_serves_jobs_over_tls_until_revoked(tmp_path: Path):
+    pki = make_pki(tmp_path / "pki")
+    with MosquittoBroker(tmp_path / "broker", secured=True, tls=BrokerTls(pki.cert_file, pki.key_file)) as broker:
+        assert broker.url.startswith("mqtts://")
+        _plain_and_anonymous_clients_are_refused(broker, pki.ca_file)
+        cluster = Cluster(tmp_path / "home", mqtt_url=broker.url, http_port=free_port(),
+                          env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/cp.db",
+                               "VOICEFLEET_CA_FILE": str(pki.ca_file), "VOICEFLEET_TELEMETRY_INTERVAL_S": "0.5"})
+        try:
+            cluster.start_control_plane(VOICEFLEET_BROKER_DIR=str(broker.workdir),
+                                        VOICEFLEET_BROKER_PID_FILE=str(broker.pid_path),
+                                        VOICEFLEET_MQTT_PASSWORD=CONTROL_PASSWORD)
+            _serve_and_revoke(cluster, broker)
+        finally:
+            cluster.stop()
+
+
+def _plain_and_anonymous_clients_are_refused(broker: MosquittoBroker, ca_file: Path) -> None:
+    plain = connect(broker.url.replace("mqtts://", "mqtt://"), None, None, client_id="plain", wait=False)
+    assert plain.wait("connect", timeout_s=2.0) is None, "a plain-TCP client got a CONNACK from the TLS port"
+    plain.stop()
+    untrusted = connect(broker.url, None, None, client_id="untrusted", wait=False)  # system CAs only
+    assert untrusted.wait("connect", timeout_s=2.0) is None, "TLS accepted a certificate from an unknown CA"
+    untrusted.stop()
+    anonymous = connect(broker.url, None, None, client_id="anon", ca_file=ca_file, wait=False)
+    assert anonymous.wait("connect") == "Not authorized"
+    anonymous.stop()
+
+
+def _serve_and_revoke(cluster: Cluster, broker: MosquittoBroker) -> None:
+    api = cluster.api
+    made = http.post(f"{api}/v1/enrolment-tokens", json={"device_id": "hub-tls", "tags": ["site:lab"]})
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    assert http.post(f"{api}/v1/enrol", json={"token": token, "device_id": "hub-other"}).status_code == 409
+    cluster.start_agent("hub-tls", VOICEFLEET_ENROL_TOKEN=token, VOICEFLEET_API_URL=api)
+    creds = cluster.home / "agents" / "hub-tls" / "mqtt-credentials.json"
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+    again = http.post(f"{api}/v1/enrol", json={"token": token, "device_id": "hub-tls"})
+    assert again.status_code == 401 and "already used" in again.json()["error"]["text"]
+    assert http.post(f"{api}/v1/enrol", json={"token": token, "device_id": "hub-tls"},
+                     headers={"Authorization": ""}).status_code == 401  # no API token needed, the token still fails
+
+    # A restarted agent logs in with its stored credentials (the token is spent).
+    cluster.agents.pop("hub-tls").terminate()
+    wait_for(lambda: cluster.device_status("hub-tls") == "offline", "the agent to go")
+    cluster.start_agent("hub-tls")
+    job = http.post(f"{api}/v1/jobs", json={"text": "你好"}).json()
+    done = wait_job(api, job["id"])
+    assert (done["state"], done["device_id"]) == ("done", "hub-tls"), done
+
+    revoked = http.post(f"{api}/v1/devices/hub-tls/revoke")
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None, revoked.text
+    assert cluster.device_status("hub-tls") == "offline" or wait_for(
+        lambda: cluster.device_status("hub-tls") == "offline", "the revoked device to be offline", 5)
+    # It keeps trying (telemetry every 0.5 s) but is never heard from again, and cannot log back in.
+    time.sleep(2.0)
+    assert cluster.agents["hub-tls"].poll() is None and cluster.device_status("hub-tls") == "offline"
+    log = broker.log_path.read_text()
+    assert "Client hub-tls disconnected" in log and "disconnected, not authorised" in log, log[-2000:]
+    users = {u["username"]: u for u in http.get(f"{api}/v1/mqtt-users").json()}
+    assert users["hub-tls"]["revoked_at"] is not None and users["control"]["kind"] == "control"
