@@ -16,6 +16,7 @@ import sys
 import threading
 import uuid
 
+from edge_agent import enrolment
 from edge_agent.config import AgentSettings
 from edge_agent.engines import load_engine
 from edge_agent.engines.base import Engine
@@ -59,7 +60,7 @@ class Agent:
             subscriptions=[(self._topic("job"), 1), (self._topic("cancel"), 1), (self._topic("reminder"), 1),
                            (self._topic("ota"), 1)],
             session_expiry_s=settings.mqtt_session_expiry_s, keepalive_s=settings.mqtt_keepalive_s,
-            will=will, on_connected=self._on_connected,
+            will=will, on_connected=self._on_connected, login=enrolment.mqtt_login(settings),
         )
 
     def _topic(self, kind: str) -> str:
