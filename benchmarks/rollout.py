@@ -119,6 +119,9 @@ class SimDevice:
             self.active, self.previous = self.previous, self.active
             self.report(cmd, "rolled_back")
             return self.publish_state()
+        if self.id in self.fleet.busy_once:  # as the updater answers while another update runs
+            self.fleet.busy_once.discard(self.id)
+            return self.report(cmd, "failed", error=p.ErrorInfo(code="busy", text="another update is running"))
         total = sum(f.size for f in cmd.files)
         self.report(cmd, "downloading", bytes_total=total)
         for f in cmd.files:
@@ -175,6 +178,7 @@ class SimFleet:
         self.boot_id = p.new_id()
         self.broken_versions: set[str] = set()  # install fails its test synthesis
         self.bad_job_versions: set[str] = set()  # jobs fail on this version
+        self.busy_once: set[str] = set()  # these devices answer their next install "busy"
         self.figures: dict[str, dict[str, float]] = {}  # test figures per version (default TEST_FIGURES)
         self.devices = {d: SimDevice(self, d, version, tags(d)) for d in device_ids}
         self.work: queue.Queue = queue.Queue()

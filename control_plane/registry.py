@@ -9,6 +9,7 @@ bytes again are a no-op, different bytes under the same version are refused.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -48,6 +49,9 @@ class Registry:
             except b.BundleError as exc:
                 raise RegistryError(exc.code, exc.text) from None
             m = verified.manifest
+            if bad := [x for x in (m.model_id, m.version) if not re.fullmatch(b.FILE_NAME_PATTERN, x)]:
+                raise RegistryError("bad_manifest", f"model id and version name folders and URL paths: {bad} must "
+                                                    f"match {b.FILE_NAME_PATTERN}; rebuild the bundle")
             files = [{"name": n, "size": e.size, "sha256": e.sha256} for n, e in sorted(m.files.items())]
             files += [_entry(verified.path / name) for name in (b.MANIFEST, b.SIGNATURE)]
             existing = self.get(session, m.model_id, m.version)

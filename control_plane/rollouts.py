@@ -43,6 +43,8 @@ IN_FLIGHT = ("sent", "downloading", "verified", "tested")  # an install the devi
 UNDO = ("rollback", "rolling_back")  # to be rolled back / rollback sent
 STAGE_STATE = {"downloading": "downloading", "verified": "verified", "tested": "tested", "activated": "activated",
                "failed": "failed", "rolled_back": "rolled_back"}
+# Refusals that say "not now" rather than "this version is bad": the install is sent again later.
+DEFERRED = ("busy", "trial_running")
 # Job failures that say nothing about the model (the device went away, a lease ran out).
 NOT_MODEL_ERRORS = ("device_lost", "lease_expired", "audio_incomplete")
 
@@ -78,6 +80,7 @@ class Plan(BaseModel):
     soak_s: float = Field(default=300.0, ge=0)  # after each phase, before the next
     max_in_flight: int = Field(default=10, ge=1)
     command_timeout_s: float = Field(default=300.0, gt=0)  # no report for this long: send the command again
+    retry_s: float = Field(default=10.0, ge=0)  # a device busy with another update is asked again after this
     gates: Gates = Field(default_factory=Gates)
 
     @field_validator("waves")
@@ -155,6 +158,8 @@ class Rollouts:
                                            .order_by(DeviceModel.device_id)).all() if spec.selector.picks(dm)]
         if unknown := set(spec.selector.device_ids) - {dm.device_id for dm in fleet}:
             raise RolloutError(422, f"devices {sorted(unknown)[:10]} do not report running {spec.model_id}")
+        if unknown := set(spec.plan.canary_ids) - {dm.device_id for dm in fleet}:
+            raise RolloutError(422, f"canaries {sorted(unknown)[:10]} are not among the devices the selector picks")
         if not fleet:
             raise RolloutError(422, f"no device running {spec.model_id} matches the selector")
         online = _online(session, [dm.device_id for dm in fleet])
@@ -271,7 +276,9 @@ class Rollouts:
             target.activated_at = r.ts
             if rollout.state not in ("running", "paused", "completed", "aborted"):
                 state = "rollback"  # it finished installing after the rollout halted: undo it too
-        if r.stage in ("failed", "rolled_back") and target.state in UNDO:
+        if r.stage == "failed" and r.error and r.error.code in DEFERRED and target.state in IN_FLIGHT:
+            state = "pending"  # the device is busy with another update: try again in a while
+        elif r.stage in ("failed", "rolled_back") and target.state in UNDO:
             state = "rolled_back" if r.active is None or r.active.version == target.from_version else "failed"
         elif r.stage == "rolled_back":
             state = "failed"  # it fell back on its own: the install did not hold
@@ -286,7 +293,9 @@ class Rollouts:
         """Move every active rollout as far as it can go now."""
         self.due = False
         session.flush()  # the dispatcher's session does not autoflush: queries must see this batch
-        for rollout in session.exec(select(Rollout).where(col(Rollout.state).in_(ACTIVE))).all():
+        # Replicas on one PostgreSQL: each rollout is moved by one of them at a time (SQLite ignores this).
+        active = select(Rollout).where(col(Rollout.state).in_(ACTIVE)).with_for_update(skip_locked=True)
+        for rollout in session.exec(active).all():
             targets = self._targets(session, rollout.id)
             online = _online(session, [t.device_id for t in targets])
             if rollout.state in ("running", "paused"):
@@ -350,7 +359,9 @@ class Rollouts:
         for target in targets:
             if room <= 0:
                 return
-            if target.state == "pending" and target.phase <= rollout.phase and target.device_id in online:
+            deferred = target.sent_at is not None and t - target.sent_at < plan.retry_s
+            if target.state == "pending" and target.phase <= rollout.phase and target.device_id in online \
+                    and not deferred:
                 dm = session.get(DeviceModel, target.device_id)
                 if dm is not None and dm.pinned_version is not None:
                     self._target(session, rollout, target, "skipped", error=f"pinned to {dm.pinned_version}")

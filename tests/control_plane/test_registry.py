@@ -100,6 +100,9 @@ def test_uploads_that_do_not_verify_are_refused(registry_plane, tmp_path: Path):
     assert answer.status_code == 422 and "not trusted" in answer.text
 
     assert api.post("/v1/models", content=b"not an archive").status_code == 422
+    escaping = make_bundle(tmp_path / "escaping", key, model_id="..", version="3.0.0", size=10)  # names a folder
+    answer = api.post("/v1/models", content=escaping.read_bytes())
+    assert answer.status_code == 422 and "bad_manifest" in answer.text
     assert api.get("/v1/models", params={"model_id": MODEL}).json() == []  # nothing was stored
     assert api.post("/v1/models", content=good.read_bytes()).status_code == 201
     other = make_bundle(tmp_path / "other", key, model_id=MODEL, version="3.0.0", size=6000)

@@ -130,6 +130,22 @@ def test_job_error_rate_on_updated_devices_halts_and_rolls_them_back(plane):
     assert kinds.index("halted") < kinds.index("device_rollback") < kinds.index("device_rolled_back")
 
 
+def test_a_busy_device_is_asked_again_later_and_bad_requests_are_refused(plane):
+    pl = plane(2)
+    pl.fleet.busy_once.add(pl.ids[0])
+    r = pl.start("2.0.0", plan={"canary_ids": [pl.ids[0]], "waves": [100], "soak_s": 0, "retry_s": 1})
+    done = pl.wait(r["id"])
+    assert done["state"] == "completed" and set(pl.fleet.versions().values()) == {"2.0.0"}, done
+    canary = [e["kind"] for e in pl.events(r["id"]) if e["device_id"] == pl.ids[0]]
+    assert canary[:2] == ["device_sent", "device_pending"] and canary.count("device_sent") == 2
+    refused = [({"version": "9.9.9"}, 404), ({"selector": {"device_ids": ["nobody"]}}, 422),
+               ({"plan": {"canary_ids": ["nobody"]}}, 422), ({"plan": {"waves": [50, 80]}}, 422)]
+    for fields, status in refused:
+        answer = pl.api.post("/v1/rollouts", json={"model_id": pl.model, "version": "3.0.0", **fields})
+        assert answer.status_code == status, (fields, answer.text)
+    assert pl.api.get("/v1/rollouts", params={"state": "running"}).json() == []  # nothing half-made
+
+
 def test_rtf_regression_against_the_previous_version_halts(plane):
     pl = plane(4)
     first = pl.start("2.0.0", plan={"canary": 1, "waves": [100], "soak_s": 0, "max_in_flight": 4})
