@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -68,6 +69,12 @@ class Cluster:
         devices = get_json(f"{self.api}/v1/devices", self.token) or []
         return next((d["status"] for d in devices if d.get("id") == device_id), None)
 
+    def enrol_env(self, device_id: str) -> dict[str, str]:
+        """What an agent needs to enrol here: a one-time token naming it (an agent that already holds
+        its login ignores it, and the token expires unused)."""
+        made = post_json(f"{self.api}/v1/enrolment-tokens", {"device_id": device_id, "ttl_s": 600}, self.token)
+        return {"VOICEFLEET_ENROL_TOKEN": made["token"], "VOICEFLEET_API_URL": self.api}
+
     def processes(self) -> list[subprocess.Popen]:
         return [p for p in [self.control, *self.agents.values()] if p is not None]
 
@@ -93,6 +100,20 @@ class Cluster:
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
+def post_json(url: str, body: dict, token: str | None = None) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", **auth_headers(token)})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def broker_login_env(broker: MosquittoBroker) -> dict[str, str]:
+    """What a control plane needs to maintain a secured broker's logins (docs/security.md); its own
+    password is new on each start."""
+    return {"VOICEFLEET_BROKER_DIR": str(broker.workdir), "VOICEFLEET_BROKER_PID_FILE": str(broker.pid_path),
+            "VOICEFLEET_MQTT_PASSWORD": secrets.token_urlsafe(24)}
+
+
 def get_json(url: str, token: str | None = None):
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=auth_headers(token)), timeout=2) as resp:
@@ -105,15 +126,17 @@ def run_one_box(port: int | None = None) -> int:
     common = CommonSettings()
     port = port or int(os.environ.get("VOICEFLEET_HTTP_PORT", "8750"))
     host = os.environ.get("VOICEFLEET_HTTP_HOST", "127.0.0.1")
-    broker = None if "VOICEFLEET_MQTT_URL" in os.environ else MosquittoBroker(common.home / "broker").start()
+    # Our own broker is secured: the control plane keeps its logins, each agent enrols for its own.
+    broker = None if "VOICEFLEET_MQTT_URL" in os.environ else MosquittoBroker(common.home / "broker",
+                                                                               secured=True).start()
     cluster = Cluster(common.home, mqtt_url=broker.url if broker else common.mqtt_url, http_port=port, http_host=host)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        cluster.start_control_plane()
+        cluster.start_control_plane(**(broker_login_env(broker) if broker else {}))
         for device_id, role in AGENTS:
-            cluster.start_agent(device_id, role=role, engine=None)
+            cluster.start_agent(device_id, role=role, engine=None, **(cluster.enrol_env(device_id) if broker else {}))
         print(f"voicefleet is up: API at {cluster.api} (interactive docs at {cluster.api}/docs)\n"
               f"  broker {cluster.env['VOICEFLEET_MQTT_URL']}, data and logs in {common.home}\n"
               f"  try: voicefleet say \"今天下午三点提醒我开会\" -o reminder.wav", flush=True)

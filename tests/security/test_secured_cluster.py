@@ -11,9 +11,7 @@ from brokersec import connect, make_pki
 from services import http, wait_for, wait_job
 
 from voicefleet.broker import BrokerTls, MosquittoBroker, free_port
-from voicefleet.onebox import Cluster
-
-CONTROL_PASSWORD = "cp-secret-for-this-test"
+from voicefleet.onebox import Cluster, broker_login_env
 
 
 def test_enrolled_agent_serves_jobs_over_tls_until_revoked(tmp_path: Path):
@@ -25,9 +23,7 @@ def test_enrolled_agent_serves_jobs_over_tls_until_revoked(tmp_path: Path):
                           env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/cp.db",
                                "VOICEFLEET_CA_FILE": str(pki.ca_file), "VOICEFLEET_TELEMETRY_INTERVAL_S": "0.5"})
         try:
-            cluster.start_control_plane(VOICEFLEET_BROKER_DIR=str(broker.workdir),
-                                        VOICEFLEET_BROKER_PID_FILE=str(broker.pid_path),
-                                        VOICEFLEET_MQTT_PASSWORD=CONTROL_PASSWORD)
+            cluster.start_control_plane(**broker_login_env(broker))
             _serve_and_revoke(cluster, broker)
         finally:
             cluster.stop()
@@ -78,3 +74,25 @@ def _serve_and_revoke(cluster: Cluster, broker: MosquittoBroker) -> None:
     assert "Client hub-tls disconnected" in log and "disconnected, not authorised" in log, log[-2000:]
     users = {u["username"]: u for u in http.get(f"{api}/v1/mqtt-users").json()}
     assert users["hub-tls"]["revoked_at"] is not None and users["control"]["kind"] == "control"
+
+
+def test_one_box_secures_its_broker_and_enrols_its_agents(tmp_path: Path):
+    """What ``voicefleet up`` does: its own secured broker, agents enrolled through the API, and a
+    control plane that comes back with a new password of its own."""
+    with MosquittoBroker(tmp_path / "broker", secured=True) as broker:
+        cluster = Cluster(tmp_path / "home", mqtt_url=broker.url, http_port=free_port(),
+                          env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/cp.db"})
+        try:
+            cluster.start_control_plane(**broker_login_env(broker))
+            for device_id, role in (("edge-1", "edge"), ("cloud-1", "cloud")):
+                cluster.start_agent(device_id, role=role, **cluster.enrol_env(device_id))
+            cluster.control.terminate()
+            cluster.control.wait(30)
+            cluster.start_control_plane(**broker_login_env(broker))
+            job = http.post(f"{cluster.api}/v1/jobs", json={"text": "你好"}).json()
+            assert wait_job(cluster.api, job["id"])["state"] == "done"
+            users = http.get(f"{cluster.api}/v1/mqtt-users").json()
+            assert sorted((u["username"], u["kind"]) for u in users) == [
+                ("cloud-1", "device"), ("control", "control"), ("edge-1", "device")]
+        finally:
+            cluster.stop()
