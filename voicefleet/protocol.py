@@ -395,7 +395,10 @@ def decode(kind: str, payload: bytes) -> tuple[Message, bytes | None]:
     if type(raw.get("v")) is not int or raw["v"] != SCHEMA_VERSION:
         raise ProtocolError("bad_version", f"schema version {raw.get('v')!r}, expected {SCHEMA_VERSION}")
     try:
-        msg = schema.validate_python(raw) if isinstance(schema, TypeAdapter) else schema.model_validate(raw)
+        # strict: a field must have its JSON type ("1" is not an attempt number); unknown fields are
+        # ignored so that a newer peer can add some within this schema version
+        msg = (schema.validate_python(raw, strict=True) if isinstance(schema, TypeAdapter)
+               else schema.model_validate(raw, strict=True))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "kind"
