@@ -129,19 +129,22 @@ def test_a_power_cut_after_each_step_leaves_a_working_model(rig, step: str):
     rig.start()  # the power is back
     up = w.online(after=n)
     assert up.model.version in (OLD, "v2") and up.tags == ["site:lab", "hw:x86"]
-    assert w.speak().engine.version == up.model.version  # it speaks at once, before the update finishes
+    # it speaks at once (with the model it came up with, or the new one if the update, going on by itself,
+    # restarted it first and the job was handed back and sent again)
+    assert w.speak().engine.version in (up.model.version, "v2")
 
     w.ota(rig.command.command_id, "activated")
     assert w.online(after=n, version="v2").model.previous_version == OLD
     assert w.speak().engine.version == "v2"
     wait_for(lambda: json.loads((rig.models / "slots.json").read_text())["slots"]["b"]["status"] == "good",
              "the new model to be marked good", 30)
-    served = rig.server.requests
-    if step == "half":  # the download went on from where it stopped
-        assert any(rng and rng != "bytes=0-" for _, rng, _ in served), served
     total = sum(f.size for f in rig.command.files)
-    # bytes in flight when the power went are fetched again, never a whole bundle
-    assert rig.server.total_sent() < (1.75 if step == "half" else 1.01) * total
+    resumed = [rng for _, rng, _ in rig.server.requests if rng]
+    if step == "half":  # the download went on from where it stopped: synth.onnx (fetched last) at least half done
+        synth = next(f for f in rig.command.files if f.name == "synth.onnx")
+        assert len(resumed) == 1 and int(resumed[0][6:-1]) >= total // 2 - (total - synth.size), rig.server.requests
+    else:
+        assert resumed == [] and rig.server.total_sent() == total
 
 
 def test_a_crash_loop_after_the_switch_falls_back_by_itself(rig):
