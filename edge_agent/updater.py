@@ -32,6 +32,9 @@ BLOCK = 64 * 1024
 FETCH_TRIES = 6  # per file; each try continues from what the last one wrote
 FETCH_TIMEOUT_S = 30.0
 PROGRESS_EVERY_S = 0.25
+# A refused link (HTTP 401/403: its signature expired while the device was off) waits this long for the
+# command again with a fresh one; the control plane resends a command it has no answer to (rollouts.py).
+LINK_WAIT_S = 600.0
 SLOT_ENGINE = "student-onnx"  # what the slots hold: bundles the student engine loads
 TEST_TEXT = "今天下午三点提醒我开会，请准备好材料。"
 # Test synthesis: seconds of audio per Chinese character (Mandarin runs near 0.2-0.3), the quietest
@@ -48,6 +51,11 @@ class UpdateFailed(Exception):
         self.code, self.text = code, text
 
 
+class LinkRefused(UpdateFailed):
+    def __init__(self, text: str):
+        super().__init__("link_expired", text)
+
+
 def file_url(base_url: str, name: str) -> str:
     """``{base_url}/{name}``, the name appended to the path; a signed query string stays as it is."""
     parts = urlsplit(base_url)
@@ -56,7 +64,8 @@ def file_url(base_url: str, name: str) -> str:
 
 class Updater:
     def __init__(self, slots: SlotStore, device_id: str, report: Callable[[p.OtaReport], None],
-                 switched: Callable[[], None], *, pause_after: str | None = None, settle_s: float = 120.0):
+                 switched: Callable[[], None], *, pause_after: str | None = None, settle_s: float = 120.0,
+                 link_wait_s: float = LINK_WAIT_S):
         """``report`` sends an OtaReport; ``switched`` restarts the agent on the newly active slot.
         ``pause_after`` (tests only) blocks the update for good after that step of STEPS, so a test
         can SIGKILL the agent there. ``settle_s``: how long an install waits for a trial slot to be
@@ -65,29 +74,35 @@ class Updater:
             raise ValueError(f"VOICEFLEET_OTA_PAUSE_AFTER must be one of {', '.join(STEPS)}")
         self.slots, self.device_id = slots, device_id
         self._report, self._switched = report, switched
-        self.pause_after, self.settle_s = pause_after, settle_s
+        self.pause_after, self.settle_s, self.link_wait_s = pause_after, settle_s, link_wait_s
         self._queue: queue.Queue[p.OtaCommand] = queue.Queue()
         self._current: str | None = None
+        self._link: str | None = None  # the running command's newest base_url (a redelivery may refresh it)
         self._lock = threading.Lock()
+        self._relinked = threading.Condition(self._lock)
         threading.Thread(target=self._work, name="updater", daemon=True).start()
 
     # -- intake ----------------------------------------------------------------------------
 
     def submit(self, cmd: p.OtaCommand) -> None:
-        """A command from the control plane: done before → its last report again; running → ignored;
-        another one running → refused (one update at a time)."""
+        """A command from the control plane: done before → its last report again; running → its link
+        refreshed; another one running → refused (one update at a time)."""
         state = self.slots.state()
         if done := state.finished.get(cmd.command_id):
             self._report(p.OtaReport.model_validate(done))
             return
         with self._lock:
             if self._current == cmd.command_id:
+                if cmd.base_url and cmd.base_url != self._link:
+                    self._link = cmd.base_url
+                    self.slots.update(lambda s: _relink(s, cmd))  # a restart resumes with it too
+                    self._relinked.notify_all()
                 return
             if self._current is not None:
                 self._send(cmd, "failed", error=p.ErrorInfo(
                     code="busy", text=f"update {self._current} is still running; send this one when it is done"))
                 return
-            self._current = cmd.command_id
+            self._current, self._link = cmd.command_id, cmd.base_url
         self._queue.put(cmd)
 
     def resume(self) -> None:
@@ -118,7 +133,7 @@ class Updater:
                 self._finish(cmd, "failed", error=p.ErrorInfo(code="internal", text=f"{type(exc).__name__}: {exc}"))
             finally:
                 with self._lock:
-                    self._current = None
+                    self._current = self._link = None
 
     def _run(self, cmd: p.OtaCommand) -> None:
         state = self.slots.state()
@@ -213,11 +228,10 @@ class Updater:
                 progress.add(f.size)
                 continue
             part = target / f"{f.name}.part"
-            url = file_url(cmd.base_url or "", f.name)
             for fresh in (False, True):  # a resumed file that does not hash right: once more from zero
                 if fresh:
                     part.unlink(missing_ok=True)
-                fetch(url, part, f.size, progress.add, self._half_hook(total, progress))
+                url = self._fetch(f, part, progress.add, self._half_hook(total, progress))
                 digest = _sha256(part)
                 if digest == f.sha256:
                     break
@@ -229,6 +243,21 @@ class Updater:
             part.rename(final)
         fsync_dir(target)
         progress.flush()
+
+    def _fetch(self, f: p.OtaFile, part: Path, progress: Callable[[int], None], hook: Callable[[], None]) -> str:
+        """``fetch`` from the newest link; a refused link waits for the command again with a fresh one."""
+        while True:
+            with self._lock:
+                link = self._link or ""
+            try:
+                fetch(file_url(link, f.name), part, f.size, progress, hook)
+                return file_url(link, f.name)
+            except LinkRefused as exc:
+                log.warning("%s; waiting up to %.0fs for a fresh link", exc.text, self.link_wait_s)
+                with self._relinked:
+                    if not self._relinked.wait_for(lambda old=link: self._link != old, self.link_wait_s):
+                        raise UpdateFailed(exc.code, f"{exc.text}; no fresh link came within "
+                                                     f"{self.link_wait_s:.0f}s") from exc
 
     def _half_hook(self, total: int, progress: _Progress) -> Callable[[], None]:
         def hook() -> None:
@@ -332,6 +361,8 @@ def fetch(url: str, part: Path, size: int, progress: Callable[[int], None],
                         progress(len(block))
                         after_block()
         except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise LinkRefused(f"{url}: HTTP {exc.code} {exc.reason}") from exc
             if exc.code not in (408, 429) and exc.code < 500:
                 raise UpdateFailed("download_failed", f"{url}: HTTP {exc.code} {exc.reason}") from exc
             log.warning("%s: HTTP %s, retrying", url, exc.code)
@@ -398,6 +429,11 @@ def _check_command(cmd: p.OtaCommand) -> None:
 
 def _pend(s: SlotsState, cmd: p.OtaCommand) -> None:
     s.pending = cmd.model_dump(mode="json")
+
+
+def _relink(s: SlotsState, cmd: p.OtaCommand) -> None:
+    if s.pending and s.pending["command_id"] == cmd.command_id:
+        s.pending["base_url"] = cmd.base_url
 
 
 def _sha256(path: Path) -> str:

@@ -1,6 +1,7 @@
 """A real HTTP file server for download tests: serves a folder with Range support on a free loopback
-port, counts the body bytes it sends per file, records each request's Range header, and can cut a
-connection part way through a file (once), the way a flaky link does."""
+port, counts the body bytes it sends per file, records each request's Range header, can cut a
+connection part way through a file (once), the way a flaky link does, and can refuse a link (403) the
+way a control plane refuses an expired signed URL."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class RangeServer:
         self.bytes_sent: Counter[str] = Counter()  # path (under root) -> body bytes written
         self.requests: list[tuple[str, str | None, int]] = []  # (path, Range header, status)
         self._cuts: dict[str, int] = {}
+        self.refused_queries: set[str] = set()  # a request with one of these query strings gets 403
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -54,7 +56,10 @@ class RangeServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                rel = unquote(urlsplit(self.path).path).lstrip("/")
+                url = urlsplit(self.path)
+                rel = unquote(url.path).lstrip("/")
+                if url.query in server.refused_queries:
+                    return self._status(rel, 403)
                 file = (server.root / rel).resolve()
                 if server.root.resolve() not in file.parents or not file.is_file():
                     return self._status(rel, 404)

@@ -30,8 +30,8 @@ class Device:
         self.switched = threading.Event()
         self.updater = self._updater()
 
-    def _updater(self) -> Updater:
-        return Updater(self.slots, "dev-1", self.reports.append, self.switched.set, settle_s=5)
+    def _updater(self, **options) -> Updater:
+        return Updater(self.slots, "dev-1", self.reports.append, self.switched.set, settle_s=5, **options)
 
     def restart(self) -> None:
         self.slots.boot(COMMITTED, max_boots=3)
@@ -167,6 +167,28 @@ def test_one_update_at_a_time(tmp_path: Path, key, server: RangeServer):
     device.updater.submit(second)
     refusal = device.final(second.command_id)
     assert (refusal.stage, refusal.error.code) == ("failed", "busy") and first.command_id in refusal.error.text
+
+
+def test_a_refused_link_waits_for_the_command_again_with_a_fresh_one(tmp_path: Path, key, server: RangeServer):
+    student_bundle(server.root / "v2", key, "v2")
+    server.refused_queries.add("exp=1&sig=old")  # expired while the device was off
+    cmd = install_command(server.root / "v2", f"{server.url}/v2?exp=1&sig=old")
+    device = Device(tmp_path / "models")
+    device.updater.submit(cmd)
+    wait_for(lambda: any(status == 403 for *_, status in server.requests), "the refused link")
+    device.updater.submit(cmd.model_copy(update={"base_url": f"{server.url}/v2?exp=2&sig=new"}))  # resent
+    wait_for(device.switched.is_set, "the switch")
+    assert device.slots.state().pending["base_url"].endswith("sig=new")  # a restart would resume with it
+    device.restart()
+    assert device.final(cmd.command_id).stage == "activated"
+    assert [s for *_, s in server.requests].count(403) == 1
+
+    device = Device(tmp_path / "other")
+    device.updater = device._updater(link_wait_s=0.2)
+    again = install_command(server.root / "v2", f"{server.url}/v2?exp=1&sig=old")
+    device.updater.submit(again)
+    final = device.final(again.command_id)
+    assert (final.stage, final.error.code) == ("failed", "link_expired") and "403" in final.error.text
 
 
 def test_file_urls_keep_a_signed_query():
