@@ -26,6 +26,7 @@ from sqlmodel import Session
 from control_plane import enrolment
 from control_plane.models import MqttUser
 from voicefleet import protocol as p
+from voicefleet.broker import ACL_FILE, PASSWORD_FILE, PID_FILE
 
 log = logging.getLogger(__name__)
 BROKER_GROUP = "mosquitto"  # Debian's broker drops to this user: the files must be readable by it
@@ -52,15 +53,7 @@ class BrokerFiles:
 
     def __init__(self, folder: Path, pid_file: Path | None = None):
         self.folder = Path(folder)
-        self.pid_file = Path(pid_file) if pid_file else self.folder / "mosquitto.pid"
-
-    @property
-    def password_path(self) -> Path:
-        return self.folder / "passwd"
-
-    @property
-    def acl_path(self) -> Path:
-        return self.folder / "acl"
+        self.pid_file = Path(pid_file) if pid_file else self.folder / PID_FILE
 
     def sync(self, engine: Engine) -> None:
         """Write both files from the database and make the broker reload them. Serialised by a lock
@@ -70,8 +63,8 @@ class BrokerFiles:
             fcntl.flock(lock, fcntl.LOCK_EX)
             with Session(engine) as session:
                 users = enrolment.active_users(session)
-            _write_atomically(self.password_path, password_file_text(users))
-            _write_atomically(self.acl_path, acl_text(users))
+            _write_atomically(self.folder / PASSWORD_FILE, password_file_text(users))
+            _write_atomically(self.folder / ACL_FILE, acl_text(users))
             self.reload()
 
     def reload(self) -> bool:

@@ -30,6 +30,9 @@ MAX_PACKET_SIZE = 2 * 1024 * 1024
 MAX_QUEUED_MESSAGES = 100_000
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+# A secured broker's files in its work directory: logins and ACLs (written by the control plane,
+# control_plane/broker_auth.py) and the pid it is told to reload by.
+PASSWORD_FILE, ACL_FILE, PID_FILE = "passwd", "acl", "mosquitto.pid"
 _START_ATTEMPTS = 3  # a port picked by free_port() can be taken by someone else before we bind
 
 
@@ -123,16 +126,16 @@ class MosquittoBroker:
 
     @property
     def password_path(self) -> Path:
-        return self.workdir / "passwd"
+        return self.workdir / PASSWORD_FILE
 
     @property
     def acl_path(self) -> Path:
-        return self.workdir / "acl"
+        return self.workdir / ACL_FILE
 
     @property
     def pid_path(self) -> Path:
         """Written by us (mosquitto writes its own only when it daemonises): whom to SIGHUP."""
-        return self.workdir / "mosquitto.pid"
+        return self.workdir / PID_FILE
 
     @property
     def pid(self) -> int | None:
