@@ -74,10 +74,12 @@ class Agent:
         signal.signal(signal.SIGINT, lambda *_: self._stopping.set())
         self.start()
         self._stopping.wait()
-        self.shutdown()
-        if self._restart:  # a new model slot is active: start again in place, on it
-            logging.shutdown()
-            os.execv(sys.executable, sys.orig_argv)
+        try:
+            self.shutdown()
+        finally:
+            if self._restart:  # a new model slot is active: start again in place, on it (broker or not)
+                logging.shutdown()
+                os.execv(sys.executable, sys.orig_argv)
 
     def start(self) -> None:
         self.hub.start()  # first: the hub speaks whether or not the broker answers

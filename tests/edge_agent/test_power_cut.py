@@ -166,3 +166,45 @@ def test_a_crash_loop_after_the_switch_falls_back_by_itself(rig):
     assert back.active.version == OLD
     w.online(after=n, version=OLD)
     assert w.speak().engine.version == OLD
+
+
+def test_a_hub_finishes_an_update_the_power_cut_left_pending_with_the_broker_gone(tmp_path: Path):
+    """Restarted with no broker, a hub goes on with the download (from the control plane's files, still
+    reachable), switches and restarts itself on the new model; its local API speaks with it."""
+    import httpx
+
+    key = make_key(tmp_path / "keys")
+    broker = MosquittoBroker(tmp_path / "mqtt").start()
+    server = RangeServer(tmp_path / "served").start()
+    student_bundle(server.root / "v2", key, "v2")
+    hub, port = f"hub-{uuid.uuid4().hex[:6]}", free_port()
+    cluster = Cluster(tmp_path / "home", mqtt_url=broker.url, http_port=free_port(),
+                      env={"VOICEFLEET_TRUSTED_KEYS": key.public_hex, "VOICEFLEET_LOCAL_API_PORT": str(port)})
+    models = cluster.home / "agents" / hub / "models"
+    watch = Watch(broker.url, hub)
+    try:
+        proc = cluster.start_agent(hub, engine="student", wait=False, VOICEFLEET_OTA_PAUSE_AFTER="received")
+        watch.online(version=OLD)
+        watch.send("ota", install_command(server.root / "v2", f"{server.url}/v2"))
+        wait_for(lambda: (models / "paused").is_file(), "the update to pause", 60)
+        kill(proc)
+        watch.stop()
+        broker.stop()  # the router is unplugged as the power comes back
+
+        cluster.start_agent(hub, engine="student", wait=False)
+        local = f"http://127.0.0.1:{port}"
+
+        def engine_version():
+            try:
+                return httpx.get(f"{local}/healthz", timeout=2).json()["engine"]["version"]
+            except httpx.HTTPError:
+                return None
+
+        wait_for(lambda: engine_version() == "v2", "the hub on the new model", 60)
+        spoken = httpx.post(f"{local}/v1/speak", json={"text": "新模型离线也能说话。"}, timeout=30)
+        assert spoken.status_code == 200 and len(spoken.content) > 44 + 24000
+        assert json.loads((models / "slots.json").read_text())["active"] == "b"
+    finally:
+        cluster.stop()
+        server.stop()
+        broker.stop()
