@@ -41,6 +41,7 @@ def test_control_plane_over_https_and_an_agent_enrolling_through_it(tmp_path: Pa
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
         with pytest.raises(httpx.ConnectError):  # nor does a client that does not trust the CA
             httpx.get(f"{api}/healthz", timeout=2)
+        _only_admins_manage_enrolment(client, api)
         token = client.post(f"{api}/v1/enrolment-tokens", json={"device_id": "hub-https"}).json()["token"]
 
         settings = AgentSettings(home=tmp_path / "agent", device_id="hub-https", api_url=api, enrol_token=token,
@@ -56,6 +57,16 @@ def test_control_plane_over_https_and_an_agent_enrolling_through_it(tmp_path: Pa
     finally:
         client.close()
         terminate(proc, 20)
+
+
+def _only_admins_manage_enrolment(admin: httpx.Client, api: str) -> None:
+    operator = admin.post(f"{api}/v1/tokens", json={"name": "ops", "role": "operator"}).json()["token"]
+    for method, path in (("POST", "/v1/enrolment-tokens"), ("GET", "/v1/enrolment-tokens"),
+                         ("GET", "/v1/mqtt-users"), ("POST", "/v1/devices/hub-https/revoke")):
+        body = {} if method == "POST" else None
+        assert admin.request(method, f"{api}{path}", json=body, headers={"Authorization": ""}).status_code == 401
+        as_operator = admin.request(method, f"{api}{path}", json=body, headers=auth_headers(operator))
+        assert as_operator.status_code == 403, (path, as_operator.text)
 
 
 def _ready(client: httpx.Client, api: str) -> bool:
