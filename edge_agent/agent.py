@@ -114,7 +114,11 @@ class Agent:
         self._publish_state("draining")
         self.runner.drain(self.settings.drain_timeout_s)
         self.hub.stop()
-        self._publish_state("offline").wait_for_publish(5)
+        if self.mqtt.connected.is_set():  # offline (a hub without its broker) there is no one to tell
+            try:
+                self._publish_state("offline").wait_for_publish(5)
+            except (RuntimeError, ValueError) as exc:  # the link dropped meanwhile: the last will says it
+                log.warning("could not publish the offline state: %s", exc)
         self.mqtt.stop()
         log.info("agent %s stopped", self.device_id)
 
