@@ -435,6 +435,7 @@ class Dispatcher:
             dev.max_concurrency = st.max_concurrency
             dev.agent_version = st.agent_version
             dev.boot_id = st.boot_id
+            dev.image = st.image.model_dump() if st.image else None
         session.add(dev)
         if st.status == "offline" or restarted:
             self._take_back(session, device_id, "device went offline" if st.status == "offline"

@@ -47,6 +47,7 @@ class DeviceBase(SQLModel):
     agent_version: str = ""
     last_seen_at: float | None = None
     telemetry: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
+    image: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))  # its RAUC image
 
 
 class Device(DeviceBase, table=True):

@@ -26,6 +26,7 @@ from edge_agent.runner import JobRunner
 from edge_agent.slots import SlotStore, boot_engine
 from edge_agent.telemetry import TelemetrySource, default_source
 from edge_agent.updater import Updater
+from firmware_images.mark_good import image_report
 from voicefleet import __version__
 from voicefleet import protocol as p
 from voicefleet.mqtt import Inbound, MqttClient, Will
@@ -196,6 +197,7 @@ class Agent:
             engine=self.engine.descriptor, capabilities=self.engine.capabilities,
             max_concurrency=self.runner.concurrency, agent_version=__version__, boot_id=self.boot_id,
             model=self.slots.active_model() if self.slots else None, tags=self.settings.tags,
+            image=image_report(self.settings.image_status_file),
         )
         return self.mqtt.publish(self._topic("state"), p.encode(state), retain=True)
 

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
+from firmware_images.mark_good import STATUS_FILE
 from voicefleet.settings import CommonSettings
 
 
@@ -34,6 +35,7 @@ class AgentSettings(CommonSettings):
     journal_max_entries: int = 50_000  # offline journal bound (oldest telemetry goes first)
     drain_timeout_s: float = 30.0  # on SIGTERM: how long running jobs may take to finish
     tags: Annotated[list[str], NoDecode] = Field(default_factory=list)  # comma-separated: site:berlin,hw:orin-nano
+    image_status_file: Path = STATUS_FILE  # written by the image's mark-good step
     # Model slots and updates (edge_agent/slots.py, docs/updates.md); slots exist where the student runs.
     student_bundle: Path | None = None  # seeds slot A on first start (default: the committed zh-student)
     ota_mark_good_s: float = 60.0  # a new model that stays up this long is kept as the one to fall back to

@@ -219,6 +219,18 @@ class ActiveModel(BaseModel):
     previous_version: str | None = None
 
 
+class ImageState(BaseModel):
+    """The device image a box booted (firmware_images/): its version, and whether its mark-good
+    check passed (``state`` good | bad), as firmware_images/mark_good.py recorded it."""
+
+    model_config = ConfigDict(frozen=True)
+    image_version: str | None = None
+    profile: str | None = None
+    slot: str | None = None
+    state: str | None = None
+    checked_at: str | None = None
+
+
 class JobCancel(Message):
     type: Literal["cancel"] = "cancel"
     job_id: str = Field(pattern=ID_PATTERN)
@@ -239,7 +251,8 @@ class DeviceState(Message):
     agent_version: str = ""
     boot_id: str = ""
     model: ActiveModel | None = None  # the installed model bundle, where the device has slots
-    tags: list[str] = Field(default_factory=list, max_length=32)  # "site:berlin", "hw:orin-nano", "customer:acme"
+    tags: list[str] = Field(default_factory=list, max_length=32)
+    image: ImageState | None = None  # where the device runs from a RAUC image  # "site:berlin", "hw:orin-nano", "customer:acme"
     ts: float = Field(default_factory=now)
 
 
