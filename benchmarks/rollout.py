@@ -119,6 +119,9 @@ class SimDevice:
             self.active, self.previous = self.previous, self.active
             self.report(cmd, "rolled_back")
             return self.publish_state()
+        if self.id in self.fleet.deaf_once:  # as if the command never arrived
+            self.fleet.deaf_once.discard(self.id)
+            return None
         if self.id in self.fleet.busy_once:  # as the updater answers while another update runs
             self.fleet.busy_once.discard(self.id)
             return self.report(cmd, "failed", error=p.ErrorInfo(code="busy", text="another update is running"))
@@ -179,6 +182,7 @@ class SimFleet:
         self.broken_versions: set[str] = set()  # install fails its test synthesis
         self.bad_job_versions: set[str] = set()  # jobs fail on this version
         self.busy_once: set[str] = set()  # these devices answer their next install "busy"
+        self.deaf_once: set[str] = set()  # these devices ignore their next command
         self.figures: dict[str, dict[str, float]] = {}  # test figures per version (default TEST_FIGURES)
         self.devices = {d: SimDevice(self, d, version, tags(d)) for d in device_ids}
         self.work: queue.Queue = queue.Queue()

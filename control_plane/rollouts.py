@@ -135,6 +135,10 @@ class Rollouts:
         self.api_url = api_url
         self.url_secret = url_secret
         self.due = False  # something moved: tick at the end of this batch, not at the next housekeeping
+        # Devices whose outstanding commands go out again at the next tick (same command_id: harmless),
+        # because the command may never have left: a control plane killed between its commit and its
+        # publish (all of them, after a start), or a device that was away and has just come back.
+        self._resend: set[str] | None = None  # None: every device
 
     # -- operators' requests (run on the dispatcher thread through ``command``) --------------
 
@@ -238,6 +242,8 @@ class Rollouts:
         if st.status == "offline":
             self.due = True  # its in-flight work may now block a phase: let the tick look
             return
+        if self._resend is not None and st.status == "online":
+            self._resend.add(device_id)
         if st.model is None and not st.tags:
             return
         dm = session.get(DeviceModel, device_id) or DeviceModel(device_id=device_id)
@@ -295,6 +301,7 @@ class Rollouts:
         session.flush()  # the dispatcher's session does not autoflush: queries must see this batch
         # Replicas on one PostgreSQL: each rollout is moved by one of them at a time (SQLite ignores this).
         active = select(Rollout).where(col(Rollout.state).in_(ACTIVE)).with_for_update(skip_locked=True)
+        resend, self._resend = self._resend, set()
         for rollout in session.exec(active).all():
             targets = self._targets(session, rollout.id)
             online = _online(session, [t.device_id for t in targets])
@@ -305,7 +312,7 @@ class Rollouts:
                     targets = self._targets(session, rollout.id)
             if rollout.state == "running":
                 self._advance(session, rollout, targets, online, publish)
-            self._send(session, rollout, targets, online, publish)
+            self._send(session, rollout, targets, online, publish, resend)
             if rollout.state in ("halting", "rolling_back") and not any(
                     t.state in UNDO + IN_FLIGHT for t in targets):
                 self._set(session, rollout, "halted" if rollout.state == "halting" else "rolled_back", rollout.reason,
@@ -341,13 +348,14 @@ class Rollouts:
                                                               "percent": plan.waves[rollout.phase - 1]})
 
     def _send(self, session: Session, rollout: Rollout, targets: list[RolloutTarget], online: set[str],
-              publish: Publish) -> None:
+              publish: Publish, resend: set[str] | None = frozenset()) -> None:
         """Installs for this phase's pending online devices up to the in-flight limit, rollbacks where due,
         and again any command whose report has not come within the timeout."""
         plan = Plan.model_validate(rollout.plan)
         t = p.now()
         for target in targets:  # repeats first: they hold in-flight places already
-            stale = target.sent_at is not None and t - target.sent_at > plan.command_timeout_s
+            stale = target.sent_at is not None and (t - target.sent_at > plan.command_timeout_s or resend is None
+                                                    or target.device_id in resend)
             if target.device_id in online and stale and target.state in IN_FLIGHT + ("rolling_back",):
                 self._command(session, rollout, target, publish, again=True)
         for target in targets:

@@ -178,6 +178,24 @@ def test_survives_a_control_plane_restart_mid_wave_and_an_offline_device_catches
     assert "device_sent" in [e["kind"] for e in pl.events(r["id"]) if e["device_id"] == away]
 
 
+def test_a_command_lost_before_a_restart_goes_out_again_at_start(plane):
+    """The command a control plane committed but never got to publish (killed in between) is sent
+    again when it starts (and hears the device's state), not after command_timeout_s."""
+    pl = plane(2)
+    lost = pl.ids[0]
+    pl.fleet.deaf_once.add(lost)
+    r = pl.start("2.0.0", plan={"canary_ids": [lost], "waves": [100], "soak_s": 0, "command_timeout_s": 600})
+    wait_for(lambda: pl.get(r["id"])["targets"].get("sent") == 1, "the install sent")
+    time.sleep(1.0)
+    assert pl.get(r["id"])["targets"] == {"sent": 1, "pending": 1}  # it never arrived
+    pl.cluster.control.kill()
+    pl.cluster.control.wait()
+    pl.cluster.start_control_plane()
+    done = pl.wait(r["id"], timeout_s=20)
+    assert done["state"] == "completed" and set(pl.fleet.versions().values()) == {"2.0.0"}, done
+    assert "resent" in [e["kind"] for e in pl.events(r["id"]) if e["device_id"] == lost]
+
+
 def test_operator_pause_resume_pin_abort_and_rollback(plane):
     pl = plane(5)
     pinned = pl.ids[0]
