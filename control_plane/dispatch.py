@@ -198,9 +198,12 @@ class Dispatcher:
             out = _Outbox(reschedule=woken)
             if batch:
                 self._handle_batch(batch, out)
-            if time.monotonic() >= next_housekeeping:
+            housekept = time.monotonic() >= next_housekeeping
+            if housekept:
                 self._housekeeping(out)
                 next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+            if housekept or self.rollouts.due:  # soaks end with no message; a report moves a rollout at once
+                self._tick_rollouts(out)
             if out.reschedule:
                 with self._session() as session:
                     self._schedule(session, out)
@@ -246,8 +249,6 @@ class Dispatcher:
                 loaded = jobs.jobs_by_id(session, {d.msg.job_id for d in decoded if isinstance(d.msg, p.JobEventBase)})
                 for d in decoded:
                     self._handle(session, d, out)
-                if self.rollouts.due:  # a rollout moved: its next step goes out with this commit
-                    self.rollouts.tick(session, out.publish)
                 if out.reschedule:  # in the same transaction: one commit from submit to assignment
                     jobs.write_pending(session)
                     self._schedule(session, out)
@@ -679,11 +680,22 @@ class Dispatcher:
                 self._take_back(session, dev.id, "device missed its heartbeats", out)
                 out.reschedule = True
             self._hedge(session, out)
-            self.rollouts.tick(session, out.publish)
             jobs.commit(session)
         self._reload_fleet()
         if self.queued:
             out.reschedule = True
+
+    def _tick_rollouts(self, out: _Outbox) -> None:
+        """Rollouts move in a transaction of their own: a fault there is logged, never stops this loop."""
+        publish: list[tuple[str, bytes]] = []
+        try:
+            with self._session() as session:
+                self.rollouts.tick(session, publish)
+                session.commit()
+        except Exception:
+            log.exception("rollout tick failed; trying again at the next housekeeping")
+            return
+        out.publish += publish
 
     def _hedge(self, session: Session, out: _Outbox) -> None:
         """Take a job off a device where it runs far longer than expected, when another device is
