@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, select
 
 from control_plane.auth import signed_query
-from control_plane.models import Device, DeviceModel, JobEvent, Rollout, RolloutEvent, RolloutTarget
+from control_plane.models import Device, DeviceModel, JobEvent, MqttUser, Rollout, RolloutEvent, RolloutTarget
 from control_plane.registry import Registry, ota_files
 from voicefleet import protocol as p
 
@@ -247,7 +247,7 @@ class Rollouts:
         if st.model is None and not st.tags:
             return
         dm = session.get(DeviceModel, device_id) or DeviceModel(device_id=device_id)
-        dm.tags = list(st.tags)
+        dm.tags = _trusted_tags(session, device_id, st.tags)
         if st.model is not None:
             self._record_model(dm, st.model)
         dm.updated_at = p.now()
@@ -534,3 +534,12 @@ def _version_figures(session: Session, model_id: str) -> dict[str, dict[str, flo
 def _event(session: Session, rollout: Rollout, kind: str, device_id: str | None = None,
            detail: dict | None = None) -> None:
     session.add(RolloutEvent(rollout_id=rollout.id, kind=kind, device_id=device_id, detail=detail))
+
+
+def _trusted_tags(session: Session, device_id: str, reported: list[str]) -> list[str]:
+    """An enrolled device's tags are the ones an admin gave it at enrolment (a device must not tag
+    itself into another customer's rollout); only a device on an open broker reports its own."""
+    login = session.get(MqttUser, device_id)
+    if login is not None and login.kind == "device":
+        return list(login.tags)
+    return list(reported)

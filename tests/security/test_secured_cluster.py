@@ -3,12 +3,14 @@ agent that enrols with a one-time token and serves a job, and a revocation that 
 
 from __future__ import annotations
 
+import json
 import stat
 import time
 from pathlib import Path
 
 from brokersec import connect, make_pki
 from services import http, wait_for, wait_job
+from sqlalchemy import create_engine, text
 
 from voicefleet.broker import BrokerTls, MosquittoBroker, free_port
 from voicefleet.onebox import Cluster, broker_login_env
@@ -58,7 +60,8 @@ def _serve_and_revoke(cluster: Cluster, broker: MosquittoBroker) -> None:
     # A restarted agent logs in with its stored credentials (the token is spent).
     cluster.agents.pop("hub-tls").terminate()
     wait_for(lambda: cluster.device_status("hub-tls") == "offline", "the agent to go")
-    cluster.start_agent("hub-tls")
+    cluster.start_agent("hub-tls", VOICEFLEET_TAGS="customer:acme")  # a tag it gives itself counts for nothing
+    wait_for(lambda: _tags(cluster, "hub-tls") == ["site:lab"], "the enrolled tags on the device")
     job = http.post(f"{api}/v1/jobs", json={"text": "你好"}).json()
     done = wait_job(api, job["id"])
     assert (done["state"], done["device_id"]) == ("done", "hub-tls"), done
@@ -96,3 +99,14 @@ def test_one_box_secures_its_broker_and_enrols_its_agents(tmp_path: Path):
                 ("cloud-1", "device"), ("control", "control"), ("edge-1", "device")]
         finally:
             cluster.stop()
+
+
+def _tags(cluster: Cluster, device_id: str) -> list[str] | None:
+    """The tags rollouts select this device by (control_plane/rollouts.py keeps them per device)."""
+    engine = create_engine(cluster.env["VOICEFLEET_DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("select tags from devicemodel where device_id = :d"), {"d": device_id}).first()
+    finally:
+        engine.dispose()
+    return json.loads(row[0]) if row and isinstance(row[0], str) else (row[0] if row else None)
