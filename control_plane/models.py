@@ -65,6 +65,8 @@ class DevicePublic(DeviceBase):
     gate: str | None = None  # why not, when it may not
     rtf: float | None = None  # real-time factor the scheduler expects of it
     rtt_s: float | None = None  # measured round trip
+    model: dict[str, Any] | None = None  # the bundle it runs from its slots: model_id, version, slot, pin
+    tags: list[str] = []  # what rollouts select it by
 
 
 # ------------------------------------------------------------------------------------- jobs

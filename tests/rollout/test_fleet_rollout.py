@@ -71,6 +71,8 @@ def fleet(tmp_path: Path, mqtt_broker):
 
 def versions(api: httpx.Client, ids: list[str]) -> dict[str, str]:
     running = {d["device_id"]: d["version"] for d in api.get(f"/v1/models/{MODEL}/devices").json()}
+    fleet = {d["id"]: (d["model"] or {}).get("version") for d in api.get("/v1/devices").json()}
+    assert {d: fleet.get(d) for d in ids} == {d: running.get(d) for d in ids}  # the fleet view agrees
     return {d: running.get(d) for d in ids}
 
 

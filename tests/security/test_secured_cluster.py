@@ -62,6 +62,7 @@ def _serve_and_revoke(cluster: Cluster, broker: MosquittoBroker) -> None:
     wait_for(lambda: cluster.device_status("hub-tls") == "offline", "the agent to go")
     cluster.start_agent("hub-tls", VOICEFLEET_TAGS="customer:acme")  # a tag it gives itself counts for nothing
     wait_for(lambda: _tags(cluster, "hub-tls") == ["site:lab"], "the enrolled tags on the device")
+    assert http.get(f"{api}/v1/devices/hub-tls").json()["tags"] == ["site:lab"]
     job = http.post(f"{api}/v1/jobs", json={"text": "你好"}).json()
     done = wait_job(api, job["id"])
     assert (done["state"], done["device_id"]) == ("done", "hub-tls"), done

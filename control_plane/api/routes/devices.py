@@ -9,14 +9,15 @@ from sqlmodel import select
 from control_plane import jobs
 from control_plane.api.deps import ServicesDep, SessionDep
 from control_plane.auth import Operator, Reader
-from control_plane.models import Device, DevicePublic, DeviceRecord
+from control_plane.models import Device, DeviceModel, DevicePublic, DeviceRecord
 from voicefleet.protocol import ReminderCommand, new_id, now
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
 
-def _public(dev: Device, inflight: dict[str, int], services) -> DevicePublic:
-    """The stored device plus what only the scheduler knows: may it take jobs, and its estimates."""
+def _public(dev: Device, inflight: dict[str, int], services, dm: DeviceModel | None = None) -> DevicePublic:
+    """The stored device plus what only the scheduler knows (may it take jobs, its estimates) and
+    what rollouts know (the model it runs, its tags)."""
     dispatcher = services.dispatcher
     view = dispatcher.device_view(dev.id)
     gate = view.gate(dispatcher.stats) if view is not None else dev.status
@@ -24,13 +25,20 @@ def _public(dev: Device, inflight: dict[str, int], services) -> DevicePublic:
     if view is not None:
         extra |= {"rtf": round(dispatcher.stats.device_rtf(view, now()), 4),
                   "rtt_s": round(dispatcher.stats.rtt_of(dev.id), 4)}
+    if dm is not None:
+        extra["tags"] = dm.tags or []
+        if dm.model_id:
+            extra["model"] = {"model_id": dm.model_id, "version": dm.version, "slot": dm.slot,
+                              "previous_version": dm.previous_version, "pinned_version": dm.pinned_version}
     return DevicePublic.model_validate(dev, update=extra)
 
 
 @router.get("", response_model=list[DevicePublic], dependencies=[Reader])
 def list_devices(session: SessionDep, services: ServicesDep) -> list[DevicePublic]:
     inflight = jobs.inflight_by_device(session)
-    return [_public(d, inflight, services) for d in session.exec(select(Device).order_by(Device.id)).all()]
+    models = {dm.device_id: dm for dm in session.exec(select(DeviceModel)).all()}
+    return [_public(d, inflight, services, models.get(d.id))
+            for d in session.exec(select(Device).order_by(Device.id)).all()]
 
 
 @router.get("/{device_id}", response_model=DevicePublic, dependencies=[Reader])
@@ -38,7 +46,7 @@ def get_device(device_id: str, session: SessionDep, services: ServicesDep) -> De
     dev = session.get(Device, device_id)
     if dev is None:
         raise HTTPException(404, f"no device {device_id!r}")
-    return _public(dev, jobs.inflight_by_device(session), services)
+    return _public(dev, jobs.inflight_by_device(session), services, session.get(DeviceModel, device_id))
 
 
 @router.get("/{device_id}/history", dependencies=[Reader])
