@@ -19,16 +19,12 @@ from sqlmodel import Session, select
 
 from control_plane.models import DeviceModel, ModelVersion
 from voicefleet import bundle as b
+from voicefleet.errors import CodedError
 from voicefleet.protocol import OtaFile
 
 
-class RegistryError(ValueError):
+class RegistryError(CodedError):
     """An upload or lookup the registry refuses; ``code`` for machines, ``text`` says what to do."""
-
-    def __init__(self, code: str, text: str):
-        super().__init__(f"{code}: {text}")
-        self.code = code
-        self.text = text
 
 
 class Registry:

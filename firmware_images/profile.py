@@ -9,19 +9,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from voicefleet.errors import CodedError
+
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 LOCKS_DIR = Path(__file__).resolve().parent / "locks"
 # Settings the agent reads outside AgentSettings (edge_agent/engines/student.py, voicefleet/bundle.py).
 DIRECT_AGENT_ENV = ("student_bundle", "trusted_keys")
 
 
-class ImageError(ValueError):
+class ImageError(CodedError):
     """An image that cannot be built or verified; ``code`` is for machines, ``text`` says what to fix."""
-
-    def __init__(self, code: str, text: str):
-        super().__init__(f"{code}: {text}")
-        self.code = code
-        self.text = text
 
 
 class Profile(BaseModel):

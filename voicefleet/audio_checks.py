@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voicefleet.errors import CodedError
+
 STORE_SR = 24_000
 EMBED_SR = 16_000
 MIN_S, MAX_S = 3.0, 30.0
@@ -50,13 +52,8 @@ PEAK_DBFS = -1.0
 _NOISE_FLOOR_POWER = 1e-10  # -100 dBFS, about int16's quantisation floor
 
 
-class ClipError(ValueError):
+class ClipError(CodedError):
     """A clip that cannot be a voice prompt: ``code`` for programs, ``text`` for people."""
-
-    def __init__(self, code: str, text: str):
-        super().__init__(f"{code}: {text}")
-        self.code = code
-        self.text = text
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from voicefleet.errors import CodedError
+
 FORMAT = "voicefleet-bundle/1"
 MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"
 FILE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"  # plain names: no folders, no "..", no dot files
@@ -41,13 +43,8 @@ def _bad_names(names: Iterable[str]) -> list[str]:
     return [n for n in names if not _NAME_RE.fullmatch(n) or n in (MANIFEST, SIGNATURE)]
 
 
-class BundleError(ValueError):
+class BundleError(CodedError):
     """A bundle that cannot be used; ``code`` is for machines, ``text`` says what is wrong and what to do."""
-
-    def __init__(self, code: str, text: str):
-        super().__init__(f"{code}: {text}")
-        self.code = code
-        self.text = text
 
 
 class FileEntry(BaseModel):

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from voicefleet.errors import CodedError
+
 SCHEMA_VERSION = 1
 TOPIC_ROOT = "vf/v1"
 MAX_PAYLOAD_BYTES = 1 << 20  # a larger message on any topic is dropped unread
@@ -64,13 +66,8 @@ DIALECTS: dict[str, str] = {
 }
 
 
-class ProtocolError(ValueError):
+class ProtocolError(CodedError):
     """A message that cannot be accepted; ``code`` is for machines, ``text`` for people."""
-
-    def __init__(self, code: str, text: str):
-        super().__init__(f"{code}: {text}")
-        self.code = code
-        self.text = text
 
 
 def now() -> float:
@@ -251,8 +248,8 @@ class DeviceState(Message):
     agent_version: str = ""
     boot_id: str = ""
     model: ActiveModel | None = None  # the installed model bundle, where the device has slots
-    tags: list[str] = Field(default_factory=list, max_length=32)
-    image: ImageState | None = None  # where the device runs from a RAUC image  # "site:berlin", "hw:orin-nano", "customer:acme"
+    tags: list[str] = Field(default_factory=list, max_length=32)  # "site:berlin", "hw:orin-nano", "customer:acme"
+    image: ImageState | None = None  # where the device runs from a RAUC image
     ts: float = Field(default_factory=now)
 
 

@@ -8,16 +8,15 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error  # noqa: E402  (after the project imports: optional extra)
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 from services import ADMIN_TOKEN
 
 from voicefleet.broker import MosquittoBroker, free_port
 from voicefleet.credentials import auth_headers
 from voicefleet.onebox import Cluster
-
-from schemathesis.checks import not_a_server_error  # noqa: E402  (after the project imports: optional extra)
 
 EXAMPLES_PER_OPERATION = 30
 

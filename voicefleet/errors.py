@@ -1,0 +1,11 @@
+"""The one shape of our domain errors: a ``code`` for programs and a ``text`` for people that says
+what is wrong and what to do. Modules subclass it to name their own kind of failure."""
+
+from __future__ import annotations
+
+
+class CodedError(ValueError):
+    def __init__(self, code: str, text: str):
+        super().__init__(f"{code}: {text}")
+        self.code = code
+        self.text = text
