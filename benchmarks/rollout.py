@@ -35,7 +35,7 @@ import httpx  # noqa: E402
 import paho.mqtt.client as paho  # noqa: E402
 
 from benchmarks.dispatch import CpuMeter  # noqa: E402
-from benchmarks.report import finite  # noqa: E402
+from benchmarks.report import AUTH, finite  # noqa: E402
 from voicefleet import protocol as p  # noqa: E402
 from voicefleet.broker import MosquittoBroker, free_port  # noqa: E402
 from voicefleet.bundle import generate_signing_key, pack_archive, write_bundle  # noqa: E402
@@ -289,14 +289,12 @@ def run(args) -> dict:
         archives = {v: make_bundle(tmp / "bundles", key, model_id=MODEL_ID, version=v, size=int(args.mb * 1e6))
                     for v in ("2.0.0", "3.0.0")}
         with MosquittoBroker(tmp / "broker") as broker:
-            token = os.environ.get("VOICEFLEET_ADMIN_TOKEN") or f"vft_{os.urandom(8).hex()}_{os.urandom(16).hex()}"
             cluster = Cluster(tmp / "home", mqtt_url=broker.url, http_port=free_port(),
-                              env={"VOICEFLEET_TRUSTED_KEYS": public, "VOICEFLEET_ADMIN_TOKEN": token,
-                                   "VOICEFLEET_HEARTBEAT_TIMEOUT_S": "60"})
+                              env={"VOICEFLEET_TRUSTED_KEYS": public, "VOICEFLEET_HEARTBEAT_TIMEOUT_S": "60"})
             fleet = None
             try:
                 cluster.start_control_plane()
-                api = httpx.Client(base_url=cluster.api, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+                api = httpx.Client(base_url=cluster.api, headers=AUTH, timeout=60)
                 for archive in archives.values():
                     api.post("/v1/models", content=archive.read_bytes()).raise_for_status()
                 ids = [f"sim-{i:04d}" for i in range(args.devices)]
