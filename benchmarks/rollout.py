@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
 import queue
@@ -128,7 +129,7 @@ class SimDevice:
         total = sum(f.size for f in cmd.files)
         self.report(cmd, "downloading", bytes_total=total)
         for f in cmd.files:
-            digest = self.download(f"{cmd.base_url}/{f.name}")
+            digest = self.download(f"{cmd.base_url}/{f.name}", f.size)
             if digest != f.sha256:
                 return self.report(cmd, "failed", error=p.ErrorInfo(code="checksum_mismatch", text=f.name))
         self.report(cmd, "verified", bytes_done=total, bytes_total=total)
@@ -139,13 +140,28 @@ class SimDevice:
         self.report(cmd, "activated")
         self.publish_state()
 
-    def download(self, url: str) -> str:
-        h = hashlib.sha256()
+    def download(self, url: str, size: int, tries: int = 40) -> str:
+        """The file's sha256, fetched again from the start when the link drops or the body ends short
+        (http.client does not raise on a short body; the real updater resumes with Range instead).
+        A control plane restarting mid-download is back within a few seconds."""
+        for _ in range(tries - 1):
+            try:
+                got, digest = self._fetch(url)
+                if got == size:
+                    return digest
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.25)
+        return self._fetch(url)[1]
+
+    def _fetch(self, url: str) -> tuple[int, str]:
+        h, got = hashlib.sha256(), 0
         with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 (the control plane's URL)
             while block := resp.read(1 << 16):
                 h.update(block)
-                self.bytes += len(block)
-        return h.hexdigest()
+                got += len(block)
+        self.bytes += got
+        return got, h.hexdigest()
 
     def report(self, cmd: p.OtaCommand, stage: str, **fields) -> None:
         r = p.OtaReport(device_id=self.id, command_id=cmd.command_id, rollout_id=cmd.rollout_id,

@@ -43,8 +43,9 @@ IN_FLIGHT = ("sent", "downloading", "verified", "tested")  # an install the devi
 UNDO = ("rollback", "rolling_back")  # to be rolled back / rollback sent
 STAGE_STATE = {"downloading": "downloading", "verified": "verified", "tested": "tested", "activated": "activated",
                "failed": "failed", "rolled_back": "rolled_back"}
-# Refusals that say "not now" rather than "this version is bad": the install is sent again later.
-DEFERRED = ("busy", "trial_running")
+# Refusals that say "not now" or "not this link" rather than "this version is bad": the install is
+# sent again later (with a fresh signed link).
+DEFERRED = ("busy", "trial_running", "link_expired", "download_failed")
 # Job failures that say nothing about the model (the device went away, a lease ran out).
 NOT_MODEL_ERRORS = ("device_lost", "lease_expired", "audio_incomplete")
 
