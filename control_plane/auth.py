@@ -211,7 +211,8 @@ def signed_query(secret: bytes, path: str, ttl_s: float = SIGNED_URL_TTL_S) -> s
 
 
 def signature_ok(secret: bytes, path: str, exp: str | None, sig: str | None) -> bool:
-    if not exp or not sig or not exp.isdigit() or int(exp) < time.time():
+    # isascii: str.isdigit() also holds for "¹" and other digits int() refuses
+    if not exp or not sig or not (exp.isascii() and exp.isdigit()) or int(exp) < time.time():
         return False
     return hmac.compare_digest(_mac(secret, path, int(exp)), sig)
 

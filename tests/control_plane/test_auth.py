@@ -114,6 +114,7 @@ def test_signed_urls_open_one_path_until_they_expire(cluster: Cluster):
     assert not signature_ok(secret, "/v1/voices/v2/audio", exp, sig)  # another path
     assert not signature_ok(b"x" * 32, "/v1/voices/v1/audio", exp, sig)  # another key
     assert not signature_ok(secret, "/v1/voices/v1/audio", str(int(exp) + 1), sig)  # a longer life
+    assert not signature_ok(secret, "/v1/voices/v1/audio", "\u00b9", sig)  # a digit to str, not to int()
     old = parse_qs(signed_query(secret, "/p", ttl_s=-1))
     assert not signature_ok(secret, "/p", old["exp"][0], old["sig"][0])
     # On the API: a prompt clip needs a token or the URL's signature (a wrong one is refused).
