@@ -17,7 +17,6 @@ import grp
 import logging
 import os
 import signal
-import tempfile
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -27,6 +26,7 @@ from control_plane import enrolment
 from control_plane.models import MqttUser
 from voicefleet import protocol as p
 from voicefleet.broker import ACL_FILE, PASSWORD_FILE, PID_FILE
+from voicefleet.files import write_atomic
 
 log = logging.getLogger(__name__)
 BROKER_GROUP = "mosquitto"  # Debian's broker drops to this user: the files must be readable by it
@@ -63,8 +63,8 @@ class BrokerFiles:
             fcntl.flock(lock, fcntl.LOCK_EX)
             with Session(engine) as session:
                 users = enrolment.active_users(session)
-            _write_atomically(self.folder / PASSWORD_FILE, password_file_text(users))
-            _write_atomically(self.folder / ACL_FILE, acl_text(users))
+            _write(self.folder / PASSWORD_FILE, password_file_text(users))
+            _write(self.folder / ACL_FILE, acl_text(users))
             self.reload()
 
     def reload(self) -> bool:
@@ -79,20 +79,9 @@ class BrokerFiles:
         return True
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-            os.fchmod(f.fileno(), 0o640)  # owner writes, the broker's group reads, nobody else
-            if os.geteuid() == 0:
-                os.fchown(f.fileno(), 0, _broker_gid())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write(path: Path, text: str) -> None:
+    """Owner writes, the broker's group reads (Mosquitto drops to its own user), nobody else."""
+    write_atomic(path, text, mode=0o640, owner=(0, _broker_gid()) if os.geteuid() == 0 else None)
 
 
 def _broker_gid() -> int:

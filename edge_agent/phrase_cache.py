@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voicefleet.audio import WAV_HEADER_BYTES, wav_header
+from voicefleet.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,8 @@ class PhraseCache:
         if size > self.max_bytes:
             return False
         with self._lock:
-            _atomic_write(self._wav(key), wav_header(rate, len(pcm)) + pcm)
-            _atomic_write(self._meta(key), body)  # last: its presence marks the entry complete
+            write_atomic(self._wav(key), wav_header(rate, len(pcm)) + pcm)
+            write_atomic(self._meta(key), body)  # last: its presence marks the entry complete
             self._index[key] = _Entry(size, time.time())
             self._evict()
         return True
@@ -132,12 +133,3 @@ class PhraseCache:
             total -= self._index[key].size
             self._drop(key)
             self._evictions += 1
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -17,7 +17,6 @@ start falls back to the other slot, which stayed ``good`` for exactly this (see 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -28,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from voicefleet import protocol as p
+from voicefleet.files import fsync_dir, fsync_file, write_atomic
 
 log = logging.getLogger(__name__)
 Slot = Literal["a", "b"]
@@ -99,17 +99,7 @@ class SlotStore:
     def save(self, state: SlotsState) -> None:
         """Replace slots.json in one rename, its bytes on disk first (safe against a power cut)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{STATE_FILE}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(state.model_dump_json(indent=1).encode())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.root / STATE_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        fsync_dir(self.root)
+        write_atomic(self.root / STATE_FILE, state.model_dump_json(indent=1), durable=True)
 
     def update(self, change) -> SlotsState:
         """Read, change (a function of the state, in place), save, under the lock."""
@@ -205,19 +195,6 @@ class SlotStore:
                 del s.finished[old]
 
         self.update(change)
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _mkdir(path: Path) -> Path:

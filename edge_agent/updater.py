@@ -24,8 +24,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 
-from edge_agent.slots import SlotsState, SlotStore, fsync_dir, fsync_file, other
+from edge_agent.slots import SlotsState, SlotStore, other
 from voicefleet import protocol as p
+from voicefleet.files import fsync_dir, fsync_file
 
 log = logging.getLogger(__name__)
 BLOCK = 64 * 1024

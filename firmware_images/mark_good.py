@@ -17,6 +17,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from voicefleet.files import write_atomic
+
 STATUS_FILE = Path("/var/lib/voicefleet/image-status.json")
 TEST_PHRASE = "系统更新完成。"
 MIN_AUDIO_BYTES = 44 + 2 * 8000  # a WAV header and at least half a second at 16 kHz
@@ -61,9 +63,7 @@ def rauc_mark(good: bool) -> None:
 
 def write_status(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, sort_keys=True, indent=2) + "\n")
-    tmp.replace(path)  # the agent never reads half a file
+    write_atomic(path, json.dumps(record, sort_keys=True, indent=2) + "\n")  # the agent never reads half a file
 
 
 def check_image(manifest_path: Path, port: int, status_path: Path, wait_s: float) -> dict:

@@ -19,6 +19,8 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+from voicefleet.files import write_atomic
+
 
 def cache_path() -> Path:
     from importlib.metadata import version
@@ -35,17 +37,13 @@ def build(path: Path) -> None:
     def reading(text: str) -> str:
         return " ".join(lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True))
 
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # several agents may build it at once
-    with open(tmp, "w", encoding="utf-8") as out:
-        for code in PINYIN_DICT:
-            out.write(f"C\t{chr(code)}\t{reading(chr(code))}\n")
-        prefixes = set()
-        for phrase in PHRASES_DICT:
-            out.write(f"P\t{phrase}\t{reading(phrase)}\n")
-            prefixes.update(phrase[:n] for n in range(2, len(phrase)))
-        for prefix in sorted(prefixes - PHRASES_DICT.keys()):
-            out.write(f"X\t{prefix}\t\n")
-    tmp.replace(path)
+    lines = [f"C\t{chr(code)}\t{reading(chr(code))}\n" for code in PINYIN_DICT]
+    prefixes = set()
+    for phrase in PHRASES_DICT:
+        lines.append(f"P\t{phrase}\t{reading(phrase)}\n")
+        prefixes.update(phrase[:n] for n in range(2, len(phrase)))
+    lines += [f"X\t{prefix}\t\n" for prefix in sorted(prefixes - PHRASES_DICT.keys())]
+    write_atomic(path, "".join(lines))  # several agents may build it at once: each renames a whole file
 
 
 class Lexicon:
