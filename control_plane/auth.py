@@ -77,16 +77,18 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def new_token() -> tuple[str, str, str]:
-    """(token id, secret, the token as given to its holder)."""
+def new_token(prefix: str = PREFIX) -> tuple[str, str, str]:
+    """(token id, secret, the token as given to its holder: ``<prefix>_<id>_<secret>``). API and
+    enrolment tokens share this form; only hash_secret(secret) is ever stored."""
     token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-    return token_id, secret, f"{PREFIX}_{token_id}_{secret}"
+    return token_id, secret, f"{prefix}_{token_id}_{secret}"
 
 
-def split_token(token: str) -> tuple[str, str] | None:
-    prefix, _, rest = token.partition("_")
+def split_token(token: str, prefix: str = PREFIX) -> tuple[str, str] | None:
+    """(token id, secret) of a token of this kind, or None for anything else."""
+    kind, _, rest = token.partition("_")
     token_id, _, secret = rest.partition("_")
-    if prefix != PREFIX or len(token_id) != 16 or not secret:
+    if kind != prefix or len(token_id) != 16 or not secret:
         return None
     return token_id, secret
 

@@ -20,6 +20,7 @@ import secrets
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from control_plane.auth import hash_secret, new_token, split_token
 from control_plane.models import EnrolmentToken, MqttUser
 from voicefleet.protocol import now
 
@@ -61,23 +62,19 @@ def password_matches(password: str, hashed: str) -> bool:
     return seven == "7" and hmac.compare_digest(expected, hashed)
 
 
-def _sha256(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 # ---------------------------------------------------------------------------------- tokens
 
 
 def create_token(session: Session, *, device_id: str | None, tags: list[str], ttl_s: float
                  ) -> tuple[EnrolmentToken, str]:
     """A new one-time token; its plain form is returned once and never stored."""
-    token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-    row = EnrolmentToken(id=token_id, secret_hash=_sha256(secret), device_id=device_id, tags=list(tags),
+    token_id, secret, token = new_token(TOKEN_PREFIX)
+    row = EnrolmentToken(id=token_id, secret_hash=hash_secret(secret), device_id=device_id, tags=list(tags),
                          expires_at=now() + ttl_s)
     session.add(row)
     session.commit()
     session.refresh(row)
-    return row, f"{TOKEN_PREFIX}_{token_id}_{secret}"
+    return row, token
 
 
 def list_tokens(session: Session) -> list[EnrolmentToken]:
@@ -85,10 +82,9 @@ def list_tokens(session: Session) -> list[EnrolmentToken]:
 
 
 def _redeemable(session: Session, token: str) -> EnrolmentToken:
-    prefix, _, rest = token.partition("_")
-    token_id, _, secret = rest.partition("_")
-    row = session.get(EnrolmentToken, token_id) if prefix == TOKEN_PREFIX and secret else None
-    if row is None or not hmac.compare_digest(row.secret_hash, _sha256(secret)):
+    token_id, secret = split_token(token, TOKEN_PREFIX) or ("", "")
+    row = session.get(EnrolmentToken, token_id) if token_id else None
+    if row is None or not hmac.compare_digest(row.secret_hash, hash_secret(secret)):
         raise _invalid()
     if row.used_at is not None or row.expires_at < now():
         raise _invalid()
