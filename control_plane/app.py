@@ -26,11 +26,15 @@ from control_plane.audio_store import LocalAudioStore
 from control_plane.auth import Tokens, bootstrap_admin, url_secret
 from control_plane.core.config import Settings
 from control_plane.core.db import make_engine, upgrade, wait_for_database
-from control_plane.dispatch import Dispatcher
+from control_plane.dispatch import Context, Dispatcher, Inbox
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
 from control_plane.models import Device
+from control_plane.registry import Registry
+from control_plane.rollouts import Rollouts
 from control_plane.voices import VoiceService
+from voicefleet import protocol as p
+from voicefleet.mqtt import MqttClient
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1 << 20
@@ -115,10 +119,25 @@ def build_services(settings: Settings) -> Services:
     bootstrap_admin(tokens, settings.admin_token, settings.home)
     secret = url_secret(settings.url_secret, settings.home)
     broker_auth.install(settings, engine)  # the broker must know our login before we connect
-    dispatcher = Dispatcher(engine=engine, settings=settings, store=store, watch=watch, metrics=metrics,
-                            url_secret=secret)
+    dispatcher = build_dispatcher(settings, engine=engine, store=store, watch=watch, metrics=metrics,
+                                  url_secret=secret)
     return Services(settings=settings, engine=engine, store=store, watch=watch, metrics=metrics,
-                    dispatcher=dispatcher, tokens=tokens, url_secret=secret)
+                    dispatcher=dispatcher, tokens=tokens, url_secret=secret, registry=dispatcher.ctx.rollouts.registry)
+
+
+def build_dispatcher(settings: Settings, *, engine, store: LocalAudioStore, watch: JobWatch, metrics: Metrics,
+                     url_secret: bytes) -> Dispatcher:
+    """The dispatcher with its parts: the MQTT client delivering into its inbox, and the rollouts."""
+    inbox = Inbox()
+    mqtt = MqttClient(settings.mqtt_url, settings.control_id, inbox=inbox,
+                      subscriptions=[(t, 1) for t in p.control_subscriptions()],
+                      session_expiry_s=settings.mqtt_session_expiry_s, keepalive_s=settings.mqtt_keepalive_s,
+                      manual_ack=True, login=settings.mqtt_login())
+    rollouts = Rollouts(registry=Registry(settings.home / "models"), api_url=settings.api_url(),
+                        url_secret=url_secret)
+    ctx = Context(engine=engine, settings=settings, store=store, watch=watch, metrics=metrics, rollouts=rollouts,
+                  url_secret=url_secret)
+    return Dispatcher(ctx, mqtt=mqtt, inbox=inbox)
 
 
 def _snapshot(engine) -> dict:

@@ -16,6 +16,7 @@ from control_plane.core.config import Settings
 from control_plane.dispatch import Dispatcher
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
+from control_plane.registry import Registry
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Services:
     dispatcher: Dispatcher
     tokens: Tokens
     url_secret: bytes  # signs the URLs agents fetch prompt clips and bundle files from
+    registry: Registry  # the model registry the dispatcher's rollouts read
 
 
 def get_services(request: Request) -> Services:

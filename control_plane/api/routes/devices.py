@@ -9,8 +9,9 @@ from sqlmodel import select
 from control_plane import jobs
 from control_plane.api.deps import ServicesDep, SessionDep
 from control_plane.auth import Operator, Reader
+from control_plane.dispatch import Send, SteerDevice
 from control_plane.models import Device, DeviceModel, DevicePublic, DeviceRecord
-from voicefleet.protocol import ReminderCommand, new_id, now
+from voicefleet.protocol import ReminderCommand, new_id
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -18,13 +19,11 @@ router = APIRouter(prefix="/v1/devices", tags=["devices"])
 def _public(dev: Device, inflight: dict[str, int], services, dm: DeviceModel | None = None) -> DevicePublic:
     """The stored device plus what only the scheduler knows (may it take jobs, its estimates) and
     what rollouts know (the model it runs, its tags)."""
-    dispatcher = services.dispatcher
-    view = dispatcher.device_view(dev.id)
-    gate = view.gate(dispatcher.stats) if view is not None else dev.status
-    extra = {"inflight": inflight.get(dev.id, 0), "eligible": view is not None and gate is None, "gate": gate}
-    if view is not None:
-        extra |= {"rtf": round(dispatcher.stats.device_rtf(view, now()), 4),
-                  "rtt_s": round(dispatcher.stats.rtt_of(dev.id), 4)}
+    seen = services.dispatcher.snapshot.get(dev.id)
+    gate = seen.gate if seen is not None else dev.status
+    extra = {"inflight": inflight.get(dev.id, 0), "eligible": seen is not None and seen.eligible, "gate": gate}
+    if seen is not None:
+        extra |= {"rtf": seen.rtf, "rtt_s": seen.rtt_s}
     if dm is not None:
         extra["tags"] = dm.tags or []
         if dm.model_id:
@@ -80,7 +79,7 @@ async def add_reminder(device_id: str, body: ReminderCreate, services: ServicesD
     """Send a reminder to a hub; it arrives when the hub is (back) online and fires there even offline."""
     reminder_id = new_id()
     cmd = ReminderCommand(op="add", reminder_id=reminder_id, **body.model_dump())
-    if await services.dispatcher.send(device_id, "reminder", cmd) is None:
+    if await services.dispatcher.ask(Send(device_id, "reminder", cmd)) is None:
         raise HTTPException(404, f"no device {device_id!r}")
     return {"id": reminder_id, "device_id": device_id, "status": "sent"}
 
@@ -89,13 +88,13 @@ async def add_reminder(device_id: str, body: ReminderCreate, services: ServicesD
 async def delete_reminder(device_id: str, services: ServicesDep,
                           reminder_id: str = Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")) -> dict:
     cmd = ReminderCommand(op="delete", reminder_id=reminder_id)
-    if await services.dispatcher.send(device_id, "reminder", cmd) is None:
+    if await services.dispatcher.ask(Send(device_id, "reminder", cmd)) is None:
         raise HTTPException(404, f"no device {device_id!r}")
     return {"id": reminder_id, "device_id": device_id, "status": "sent"}
 
 
 async def _command(kind: str, device_id: str, services) -> DevicePublic:
-    dev = await services.dispatcher.device_command(kind, device_id)
+    dev = await services.dispatcher.ask(SteerDevice(device_id, kind))
     if dev is None:
         raise HTTPException(404, f"no device {device_id!r}")
     return _public(dev, {}, services)

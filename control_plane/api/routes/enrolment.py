@@ -10,6 +10,7 @@ from sqlmodel import Session
 from control_plane import broker_auth, enrolment
 from control_plane.api.deps import Services, ServicesDep, SessionDep
 from control_plane.auth import Admin
+from control_plane.dispatch import MarkOffline, SteerDevice
 from control_plane.models import (
     EnrolmentTokenCreate,
     EnrolmentTokenPublic,
@@ -17,7 +18,6 @@ from control_plane.models import (
     EnrolResponse,
     MqttUserPublic,
 )
-from voicefleet import protocol as p
 
 router = APIRouter(prefix="/v1", tags=["enrolment"])
 STATUS = {"invalid_token": 401, "wrong_device": 409, "device_taken": 409}
@@ -59,11 +59,10 @@ async def revoke(device_id: str, services: ServicesDep) -> MqttUserPublic:
     user = await run_in_threadpool(_revoke, services, device_id)
     if user is None:
         raise HTTPException(404, f"no enrolled device {device_id!r}")
-    await services.dispatcher.device_command("cordon", device_id)  # no-op if it never came online
+    await services.dispatcher.ask(SteerDevice(device_id, "cordon"))  # no-op if it never came online
     # Its own last will may be refused now that its ACL is gone: say "offline" for it, so that the
     # jobs it holds are taken back at once and its retained state stops claiming it is online.
-    offline = p.DeviceState(device_id=device_id, status="offline")
-    services.dispatcher.mqtt.publish(p.device_topic(device_id, "state"), p.encode(offline), retain=True)
+    await services.dispatcher.ask(MarkOffline(device_id))
     return MqttUserPublic.model_validate(user)
 
 

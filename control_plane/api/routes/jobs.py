@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 from control_plane import jobs
 from control_plane.api.deps import Services, ServicesDep, SessionDep
 from control_plane.auth import Principal, PrincipalDep, Role, allow
+from control_plane.dispatch import Cancel, Submit
 from control_plane.models import AudioArtifact, Job, JobBatch, JobCreate, JobDetail, JobEventPublic, JobPublic, JobState
 from voicefleet.audio import wav_header
 
@@ -44,7 +45,7 @@ async def submit_jobs(batch: JobBatch, services: ServicesDep, who: Submitter):
 
 async def _submit(specs: list[JobCreate], services: Services, who: Principal, *, single: bool) -> Response:
     try:
-        rows = await services.dispatcher.submit(specs, owner=who.subject)
+        rows = await services.dispatcher.ask(Submit(specs, owner=who.subject))
     except jobs.Unservable as exc:
         return JSONResponse({"error": {"code": "unservable", "text": str(exc)}}, status_code=422)
     except jobs.QueueFull as exc:
@@ -75,7 +76,7 @@ def get_job(job_id: str, session: SessionDep, who: PrincipalDep) -> JobDetail:
 async def cancel_job(job_id: str, services: ServicesDep, who: Submitter) -> JobPublic:
     if not who.sees_everything:  # a client may cancel only its own jobs
         await run_in_threadpool(_visible, services, job_id, who)
-    job = await services.dispatcher.cancel(job_id)
+    job = await services.dispatcher.ask(Cancel(job_id))
     if job is None:
         raise HTTPException(404, f"no job {job_id!r}")
     return _public(job)

@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from control_plane.api.deps import ServicesDep, SessionDep
 from control_plane.auth import Operator, Reader, Role, allow_signed_or, signature_ok
+from control_plane.dispatch import PinModel
 from control_plane.models import DeviceModelPublic, ModelVersion, ModelVersionPublic
 from control_plane.registry import Registry, RegistryError, running
 from control_plane.rollouts import RolloutError, files_path
@@ -25,7 +26,7 @@ TOO_LARGE_HINT = f"a bundle archive may be at most {MAX_UPLOAD_BYTES >> 30} GiB"
 
 
 def _registry(services: ServicesDep) -> Registry:
-    return services.dispatcher.rollouts.registry
+    return services.registry
 
 
 def _public(row: ModelVersion, counts: Counter, detail: bool = False) -> ModelVersionPublic:
@@ -102,7 +103,7 @@ async def unpin(model_id: str, device_id: str, services: ServicesDep) -> DeviceM
 
 async def _pin(services, model_id: str, device_id: str, version: str | None) -> DeviceModelPublic:
     try:
-        dm = await services.dispatcher.rollout("pin", device_id=device_id, model_id=model_id, version=version)
+        dm = await services.dispatcher.ask(PinModel(device_id=device_id, model_id=model_id, version=version))
     except RolloutError as exc:
         raise HTTPException(exc.status, exc.text) from None
     return DeviceModelPublic.model_validate(dm)

@@ -10,6 +10,14 @@ from sqlmodel import Session, select
 
 from control_plane.api.deps import ServicesDep, SessionDep
 from control_plane.auth import Operator, PrincipalDep, Reader
+from control_plane.dispatch import (
+    AbortRollout,
+    CreateRollout,
+    PauseRollout,
+    ResumeRollout,
+    RollbackRollout,
+    RolloutCommand,
+)
 from control_plane.models import (
     Rollout,
     RolloutEvent,
@@ -31,9 +39,9 @@ def _public(session: Session, rollout: Rollout, detail: bool = False) -> Rollout
     return RolloutPublic.model_validate(rollout, update=extra)
 
 
-async def _ask(services, op: str, **kw) -> Rollout:
+async def _ask(services, command: RolloutCommand) -> Rollout:
     try:
-        return await services.dispatcher.rollout(op, **kw)
+        return await services.dispatcher.ask(command)
     except RolloutError as exc:
         raise HTTPException(exc.status, exc.text) from None
 
@@ -41,7 +49,7 @@ async def _ask(services, op: str, **kw) -> Rollout:
 @router.post("", status_code=201, response_model=RolloutPublic, dependencies=[Operator])
 async def create(body: RolloutCreate, who: PrincipalDep, services: ServicesDep, session: SessionDep) -> RolloutPublic:
     """Start rolling a registry version out: canaries first, then the waves (docs/rollouts.md)."""
-    rollout = await _ask(services, "create", spec=body, by=who.subject)
+    rollout = await _ask(services, CreateRollout(spec=body, by=who.subject))
     return _public(session, session.get(Rollout, rollout.id), detail=True)
 
 
@@ -76,31 +84,31 @@ class Reason(BaseModel):
 async def pause(rollout_id: str, services: ServicesDep, session: SessionDep,
                body: Reason | None = None) -> RolloutPublic:
     """Send no more installs; what devices are installing finishes, and gates still apply."""
-    return await _steer(services, session, "pause", rollout_id, reason=(body or Reason()).reason)
+    return await _steer(services, session, PauseRollout(rollout_id, reason=(body or Reason()).reason))
 
 
 @router.post("/{rollout_id}/resume", response_model=RolloutPublic, dependencies=[Operator])
 async def resume(rollout_id: str, services: ServicesDep, session: SessionDep) -> RolloutPublic:
-    return await _steer(services, session, "resume", rollout_id)
+    return await _steer(services, session, ResumeRollout(rollout_id))
 
 
 @router.post("/{rollout_id}/abort", response_model=RolloutPublic, dependencies=[Operator])
 async def abort(rollout_id: str, services: ServicesDep, session: SessionDep,
                body: Reason | None = None) -> RolloutPublic:
     """Stop here: devices not yet updated are left alone, updated ones keep the new version."""
-    return await _steer(services, session, "abort", rollout_id, reason=(body or Reason()).reason)
+    return await _steer(services, session, AbortRollout(rollout_id, reason=(body or Reason()).reason))
 
 
 @router.post("/{rollout_id}/rollback", response_model=RolloutPublic, dependencies=[Operator])
 async def rollback(rollout_id: str, services: ServicesDep, session: SessionDep,
                    body: Reason | None = None) -> RolloutPublic:
     """Stop, and return every device this rollout updated to the version it ran before."""
-    return await _steer(services, session, "rollback", rollout_id, reason=(body or Reason()).reason)
+    return await _steer(services, session, RollbackRollout(rollout_id, reason=(body or Reason()).reason))
 
 
-async def _steer(services, session: Session, op: str, rollout_id: str, **kw) -> RolloutPublic:
-    await _ask(services, op, rollout_id=rollout_id, **kw)
-    return _public(session, _get(session, rollout_id), detail=True)
+async def _steer(services, session: Session, command: RolloutCommand) -> RolloutPublic:
+    await _ask(services, command)
+    return _public(session, _get(session, command.rollout_id), detail=True)
 
 
 def _get(session: Session, rollout_id: str) -> Rollout:

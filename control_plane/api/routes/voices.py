@@ -36,13 +36,7 @@ def _error(code: str, text: str, status: int = 422) -> JSONResponse:
 
 def _eligible(services: Services) -> Callable[[str], bool]:
     """May this device take a job now (the scheduler's health gate, as /v1/devices reports it)?"""
-    dispatcher = services.dispatcher
-
-    def ok(device_id: str) -> bool:
-        view = dispatcher.device_view(device_id)
-        return view is not None and view.gate(dispatcher.stats) is None
-
-    return ok
+    return services.dispatcher.snapshot.eligible
 
 
 def _prompt_public(voice: Voice, cloners: list[str]) -> VoicePublic:

@@ -1,0 +1,37 @@
+"""What every dispatch step works with, built once at start-up and passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from control_plane.audio_store import LocalAudioStore
+from control_plane.core.config import Settings
+from control_plane.dispatch.fleet import Fleet
+from control_plane.live import JobWatch
+from control_plane.metrics import Metrics
+from control_plane.rollouts import Rollouts
+
+
+@dataclass
+class Context:
+    engine: Engine
+    settings: Settings
+    store: LocalAudioStore
+    watch: JobWatch
+    metrics: Metrics
+    rollouts: Rollouts
+    url_secret: bytes = b""
+    fleet: Fleet = field(default_factory=Fleet)
+    prompt_hashes: dict[str, str] = field(default_factory=dict)  # cloned voices' prompt files, by storage key
+
+    def session(self) -> Session:
+        # No autoflush: within a batch we know what we changed; nothing expires on commit so
+        # objects handed to HTTP handlers stay readable.
+        return Session(self.engine, autoflush=False, expire_on_commit=False)
+
+    def reload_fleet(self) -> None:
+        with self.session() as session:
+            self.fleet.reload(session)

@@ -1,0 +1,175 @@
+"""Device messages turned into database transitions: presence (state, telemetry), journal
+records, OTA reports, and the events of a job's live attempt (started, chunk, done, failed,
+returned). Stale or repeated job events (another attempt, another device) are ignored."""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+from sqlmodel import Session
+
+from control_plane import jobs
+from control_plane.audio_store import AudioIntegrityError
+from control_plane.dispatch import attempts
+from control_plane.dispatch.context import Context
+from control_plane.dispatch.outbox import Outbox
+from control_plane.models import AudioArtifact, Device, DeviceRecord, Job
+from voicefleet import protocol as p
+from voicefleet.mqtt import Inbound
+
+log = logging.getLogger(__name__)
+
+
+class Decoded(NamedTuple):
+    """A device message parsed once (topic and payload); ``msg`` is None when it was malformed."""
+
+    item: Inbound
+    device_id: str | None = None
+    msg: p.Message | None = None
+    data: bytes | None = None
+
+
+def decode(ctx: Context, item: Inbound) -> Decoded:
+    """A malformed message is logged, counted by reason and comes back with no ``msg``."""
+    try:
+        device_id, kind = p.parse_device_topic(item.topic)
+        msg, data = p.decode(kind, item.payload)
+    except p.ProtocolError as exc:
+        log.warning("dropped message on %s: %s", item.topic, exc)
+        ctx.metrics.dropped.labels(exc.code).inc()
+        return Decoded(item)
+    return Decoded(item, device_id, msg, data)
+
+
+def handle(ctx: Context, session: Session, d: Decoded, out: Outbox) -> None:
+    item, device_id, msg, data = d
+    if msg is None:
+        return
+    if isinstance(msg, p.DeviceState):
+        _on_state(ctx, session, device_id, msg, out, retained=item.retained)
+    elif isinstance(msg, p.Telemetry):
+        _on_telemetry(ctx, session, device_id, msg)
+    elif isinstance(msg, p.DeviceRecord):
+        _on_record(ctx, session, device_id, msg)
+    elif isinstance(msg, p.OtaReport):
+        ctx.rollouts.on_report(session, device_id, msg, out.publish)
+    elif type(msg) in JOB_EVENTS:
+        job = jobs.current_attempt(session, job_id=msg.job_id, attempt=msg.attempt, device_id=device_id)
+        if job is None:
+            log.debug("ignored %s for %s attempt %s from %s (stale or repeated)", msg.kind, msg.job_id,
+                      msg.attempt, device_id)
+            return
+        JOB_EVENTS[type(msg)](ctx, session, job, msg, data, out)
+
+
+# -- presence -----------------------------------------------------------------------------
+
+
+def _on_state(ctx: Context, session: Session, device_id: str, st: p.DeviceState, out: Outbox, *,
+              retained: bool = False) -> None:
+    dev = session.get(Device, device_id) or Device(id=device_id)
+    came_back = st.status == "online" and dev.status != "online"
+    restarted = bool(st.boot_id) and bool(dev.boot_id) and dev.boot_id != st.boot_id
+    dev.status = st.status
+    dev.last_seen_at = p.now()
+    if st.status != "offline":
+        dev.role = st.role
+        dev.engine = st.engine.model_dump() if st.engine else None
+        dev.capabilities = st.capabilities.model_dump() if st.capabilities else None
+        dev.max_concurrency = st.max_concurrency
+        dev.agent_version = st.agent_version
+        dev.boot_id = st.boot_id
+        dev.image = st.image.model_dump() if st.image else None
+    session.add(dev)
+    if st.status == "offline" or restarted:
+        attempts.take_back(ctx, session, device_id, "device went offline" if st.status == "offline"
+                           else "device restarted", out)
+    ctx.fleet.update(dev)
+    ctx.rollouts.on_state(session, device_id, st, out.publish)
+    if came_back:
+        # A retained "online" is old news (it may predate a crash): wait for a live message.
+        ctx.fleet.devices[device_id].confirmed = not retained
+    out.reschedule = True
+    log.info("device %s is %s", device_id, st.status)
+
+
+def _on_telemetry(ctx: Context, session: Session, device_id: str, t: p.Telemetry) -> None:
+    dev = session.get(Device, device_id)
+    if dev is None:
+        return  # telemetry before the first state message: nothing to attach it to
+    dev.telemetry = t.model_dump(exclude={"v", "type", "device_id"})
+    dev.last_seen_at = p.now()
+    if dev.status == "offline":  # we timed it out, but it was only paused or cut off: it is back
+        log.info("device %s is heard from again", device_id)
+        dev.status = "online"
+    session.add(dev)
+    ctx.fleet.update(dev)
+    view = ctx.fleet.devices.get(device_id)
+    if view is not None:
+        view.confirmed = True
+
+
+def _on_record(ctx: Context, session: Session, device_id: str, rec: p.DeviceRecord) -> None:
+    """Keep a replayed journal record once, whatever number of times it arrives."""
+    if rec.device_id != device_id:
+        log.warning("dropped a record from %s claiming to be %s", device_id, rec.device_id)
+        ctx.metrics.dropped.labels("wrong_device").inc()
+        return
+    session.flush()  # a redelivery within this batch must see the first copy
+    if session.get(DeviceRecord, rec.record_id) is None:
+        session.add(DeviceRecord(id=rec.record_id, device_id=device_id, seq=rec.seq, record=rec.record,
+                                 ts=rec.ts, body=rec.body))
+
+
+# -- job events (for the live attempt only) -----------------------------------------------
+
+
+def _on_started(ctx: Context, session: Session, job: Job, ev: p.JobStarted, data, out: Outbox) -> None:
+    jobs.mark_started(session, job, ts=ev.ts)
+    out.notify.add(job.id)
+
+
+def _on_chunk(ctx: Context, session: Session, job: Job, ev: p.AudioChunk, data: bytes, out: Outbox) -> None:
+    ctx.store.append(job.id, job.attempt, ev.seq, data)
+    if job.first_chunk_at is None:
+        jobs.mark_first_chunk(session, job, sample_rate=ev.sample_rate)
+        ctx.metrics.first_chunk.observe(job.first_chunk_at - job.created_at)
+    out.notify.add(job.id)
+
+
+def _on_done(ctx: Context, session: Session, job: Job, ev: p.JobDone, data, out: Outbox) -> None:
+    try:
+        stored = ctx.store.finalize(job.id, job.attempt, sample_rate=ev.sample_rate, chunks=ev.chunks,
+                                    sha256=ev.sha256)
+    except AudioIntegrityError as exc:
+        attempts.fail(ctx, session, job, code="audio_incomplete", text=str(exc), retryable=True, out=out,
+                      event_id=ev.event_id)
+        return
+    device_id = job.device_id
+    job.sample_rate = ev.sample_rate
+    jobs.pending(session, AudioArtifact).append(
+        {"job_id": job.id, "key": stored.key, "sample_rate": ev.sample_rate, "samples": stored.samples,
+         "bytes": stored.bytes, "sha256": stored.sha256, "engine": ev.engine.name, "model": ev.engine.model,
+         "created_at": p.now()})
+    rtt = None
+    if ev.first_chunk_s is not None and job.first_chunk_at is not None and job.assigned_at is not None:
+        rtt = (job.first_chunk_at - job.assigned_at) - ev.first_chunk_s
+    ctx.fleet.stats.observe_done(device_id, lang=job.lang, chars=jobs.spoken_chars(job.text),
+                                 audio_s=ev.samples / ev.sample_rate, synth_s=ev.synth_s, rtt_s=rtt)
+    jobs.mark_done(session, job, event_id=ev.event_id)
+    ctx.metrics.total.observe(job.finished_at - job.created_at)
+    attempts.ended(ctx, job, device_id, out)
+
+
+def _on_failed(ctx: Context, session: Session, job: Job, ev: p.JobFailed, data, out: Outbox) -> None:
+    attempts.fail(ctx, session, job, code=ev.error.code, text=ev.error.text, retryable=ev.retryable, out=out,
+                  event_id=ev.event_id)
+
+
+def _on_returned(ctx: Context, session: Session, job: Job, ev: p.JobReturned, data, out: Outbox) -> None:
+    attempts.hand_back(ctx, session, job, reason=ev.reason, event_id=ev.event_id, out=out)
+
+
+JOB_EVENTS = {p.JobStarted: _on_started, p.AudioChunk: _on_chunk, p.JobDone: _on_done, p.JobFailed: _on_failed,
+              p.JobReturned: _on_returned}

@@ -1,0 +1,148 @@
+"""The control plane's single writer: one thread that records submissions and cancels, turns
+device messages into database transitions, and hands queued jobs to devices with free slots.
+
+Everything arrives on one bounded inbox (HTTP handlers and the MQTT callback only enqueue) and
+is handled in batches, one transaction a batch (group commit). A command is answered, and a
+device message acked to the broker, only after its batch committed, so a crash loses nothing
+accepted (the broker redelivers what was not acked). Announcements (assignments, cancels,
+wake-ups of HTTP followers) go out only after the commit that they announce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+from control_plane import jobs
+from control_plane.dispatch import device_events, requests
+from control_plane.dispatch.commands import Ask, Command
+from control_plane.dispatch.context import Context
+from control_plane.dispatch.device_events import Decoded
+from control_plane.dispatch.housekeeping import housekeeping, tick_rollouts
+from control_plane.dispatch.inbox import Inbox
+from control_plane.dispatch.outbox import Outbox, announce
+from control_plane.dispatch.placement import schedule
+from control_plane.dispatch.snapshot import FleetSnapshot
+from voicefleet import protocol as p
+from voicefleet.mqtt import Inbound, MqttClient
+
+log = logging.getLogger(__name__)
+HOUSEKEEPING_S = 1.0
+
+
+class Dispatcher:
+    """Owns the loop; ``ctx`` (settings, stores, rollouts, the fleet) and the MQTT client, whose
+    messages arrive on ``inbox``, are built at start-up and passed in."""
+
+    def __init__(self, ctx: Context, *, mqtt: MqttClient, inbox: Inbox):
+        self.ctx = ctx
+        self.mqtt = mqtt
+        self.inbox = inbox
+        self.snapshot = FleetSnapshot()  # replaced, never changed: routes read it from any thread
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, mqtt_timeout_s: float = 10.0) -> None:
+        self.ctx.store.clear_partials()
+        self.ctx.reload_fleet()
+        self.snapshot = self.ctx.fleet.snapshot()
+        self._thread.start()
+        self.mqtt.start(mqtt_timeout_s)
+        self.inbox.wake()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.inbox.wake()
+        self._thread.join(timeout=10)
+        self.mqtt.stop()
+
+    @property
+    def connected(self) -> bool:
+        return self.mqtt.connected.is_set()
+
+    async def ask(self, command: Command) -> Any:
+        """Run ``command`` on the dispatcher thread; returns its answer once its batch committed
+        (raises what the command refused with, or InboxFull)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.inbox.offer(Ask(command, loop, future))
+        return await future
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        ctx = self.ctx
+        next_housekeeping = time.monotonic()
+        while not self._stop.is_set():
+            batch, woken = self.inbox.drain(timeout=0.25)
+            out = Outbox(reschedule=woken)
+            if batch:
+                self._handle_batch(batch, out)
+            housekept = time.monotonic() >= next_housekeeping
+            if housekept:
+                housekeeping(ctx, out)
+                next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+            if housekept or ctx.rollouts.due:  # soaks end with no message; a report moves a rollout at once
+                tick_rollouts(ctx, out)
+            changed = bool(batch) or housekept or out.reschedule
+            if out.reschedule:
+                with ctx.session() as session:
+                    schedule(ctx, session, out)
+                    jobs.commit(session)
+            if changed:
+                self.snapshot = ctx.fleet.snapshot()  # before answers go out: a route sees what it caused
+            announce(out, self.mqtt, ctx.watch)
+
+    def _handle_batch(self, batch: list, out: Outbox) -> None:
+        ctx = self.ctx
+        # Decoded once: a retry below must not count drops twice.
+        decoded = [device_events.decode(ctx, i) if isinstance(i, Inbound) else i for i in batch]
+        try:
+            with ctx.session() as session:
+                # Held in a local: the session's identity map is weak, and the handlers' gets must hit it.
+                loaded = jobs.jobs_by_id(session, {d.msg.job_id for d in decoded if isinstance(d, Decoded)
+                                                   and isinstance(d.msg, p.JobEventBase)})
+                for d in decoded:
+                    self._handle(session, d, out)
+                if out.reschedule:  # in the same transaction: one commit from submit to assignment
+                    jobs.write_pending(session)
+                    schedule(ctx, session, out)
+                jobs.commit(session)
+                del loaded
+            out.acks.extend(i for i in batch if isinstance(i, Inbound))
+        except Exception:
+            # One bad item must not sink the others: redo the batch one item at a time.
+            log.exception("batch of %d failed; retrying one by one", len(batch))
+            ctx.reload_fleet()
+            out.forget()
+            for d in decoded:
+                self._handle_alone(d, out)
+
+    def _handle(self, session, d: Decoded | Ask, out: Outbox) -> None:
+        if isinstance(d, Ask):
+            requests.handle(self.ctx, session, d, out)
+        else:
+            device_events.handle(self.ctx, session, d, out)
+
+    def _handle_alone(self, d: Decoded | Ask, out: Outbox) -> None:
+        ctx = self.ctx
+        one = Outbox()
+        try:
+            with ctx.session() as session:
+                self._handle(session, d, one)
+                jobs.commit(session)
+        except Exception as exc:
+            log.exception("dropping an item that cannot be handled")
+            ctx.metrics.dropped.labels("handler_error").inc()
+            ctx.reload_fleet()
+            one = Outbox()
+            if isinstance(d, Ask):
+                one.answer(d, error=exc)
+        out.merge(one)
+        if isinstance(d, Decoded):
+            out.acks.append(d.item)
