@@ -12,6 +12,7 @@ from control_plane.dispatch.commands import (
     RolloutCommand,
     Send,
     SteerDevice,
+    SteerRollout,
     Submit,
 )
 from control_plane.dispatch.context import Context
@@ -21,4 +22,4 @@ from control_plane.dispatch.snapshot import DeviceStatus, FleetSnapshot
 
 __all__ = ["AbortRollout", "Cancel", "Context", "CreateRollout", "DeviceStatus", "Dispatcher", "FleetSnapshot",
            "Inbox", "InboxFull", "MarkOffline", "PauseRollout", "PinModel", "ResumeRollout", "RollbackRollout",
-           "RolloutCommand", "Send", "SteerDevice", "Submit"]
+           "RolloutCommand", "Send", "SteerDevice", "SteerRollout", "Submit"]

@@ -83,36 +83,29 @@ class CreateRollout(RolloutCommand):
 
 
 @dataclass(frozen=True)
-class PauseRollout(RolloutCommand):
+class SteerRollout(RolloutCommand):
+    """An operator's step on one rollout; the subclasses below say which."""
+
     rollout_id: str
     reason: str = ""
 
+
+class PauseRollout(SteerRollout):
     def run(self, rollouts, session, publish):
         return rollouts.pause(session, publish, rollout_id=self.rollout_id, reason=self.reason)
 
 
-@dataclass(frozen=True)
-class ResumeRollout(RolloutCommand):
-    rollout_id: str
-
+class ResumeRollout(SteerRollout):
     def run(self, rollouts, session, publish):
         return rollouts.resume(session, publish, rollout_id=self.rollout_id)
 
 
-@dataclass(frozen=True)
-class AbortRollout(RolloutCommand):
-    rollout_id: str
-    reason: str = ""
-
+class AbortRollout(SteerRollout):
     def run(self, rollouts, session, publish):
         return rollouts.abort(session, publish, rollout_id=self.rollout_id, reason=self.reason)
 
 
-@dataclass(frozen=True)
-class RollbackRollout(RolloutCommand):
-    rollout_id: str
-    reason: str = ""
-
+class RollbackRollout(SteerRollout):
     def run(self, rollouts, session, publish):
         return rollouts.rollback(session, publish, rollout_id=self.rollout_id, reason=self.reason)
 

@@ -17,6 +17,7 @@ from control_plane.dispatch import (
     ResumeRollout,
     RollbackRollout,
     RolloutCommand,
+    SteerRollout,
 )
 from control_plane.models import (
     Rollout,
@@ -106,7 +107,7 @@ async def rollback(rollout_id: str, services: ServicesDep, session: SessionDep,
     return await _steer(services, session, RollbackRollout(rollout_id, reason=(body or Reason()).reason))
 
 
-async def _steer(services, session: Session, command: RolloutCommand) -> RolloutPublic:
+async def _steer(services, session: Session, command: SteerRollout) -> RolloutPublic:
     await _ask(services, command)
     return _public(session, _get(session, command.rollout_id), detail=True)
 
