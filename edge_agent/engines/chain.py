@@ -21,8 +21,7 @@ class EngineChain:
     def select(self, request: SynthesisRequest) -> Engine:
         """The first engine whose capabilities cover ``request``."""
         for engine in self.engines:
-            if engine.capabilities.missing_for(lang=request.lang, dialect=request.dialect, voice=request.voice,
-                                               instruction=request.instruction) is None:
+            if engine.capabilities.missing_for(request) is None:
                 return engine
         raise EngineError("unsupported", f"no engine here speaks lang {request.lang!r} dialect "
                                          f"{request.dialect!r} voice {request.voice!r}")

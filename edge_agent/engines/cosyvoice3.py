@@ -18,24 +18,23 @@ network: the engine refuses to start, saying what is missing, and its tests run 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from edge_agent.engines.base import EngineError, EngineUnavailable, SynthesisRequest, never_cancelled
-from voicefleet.protocol import Capabilities, EngineDescriptor, VoicePrompt
+from edge_agent.engines.base import Engine, EngineError, EngineUnavailable, SynthesisRequest, never_cancelled
+from edge_agent.engines.settings import EngineSettings
+from voicefleet.protocol import LANGUAGES, Capabilities, EngineDescriptor, VoicePrompt
 from voicefleet.text.dialects import COSYVOICE3, dialects_for_engine, lookup
 from voicefleet.text.instructions import format_cosyvoice_prompt, parse_instruction
 
-LANGUAGES = ["zh", "en", "ja", "ko", "de", "es", "fr", "it", "ru"]
 SYSTEM = "You are a helpful assistant.<|endofprompt|>"
 PROMPT_CACHE_MAX = 256
 
 
-def model_dir() -> Path:
-    return Path(os.environ.get("VOICEFLEET_COSYVOICE_DIR", "pretrained_models/Fun-CosyVoice3-0.5B"))
+def model_dir(settings: EngineSettings | None = None) -> Path:
+    return (settings or EngineSettings()).cosyvoice_dir
 
 
 def _load_model(directory: Path):
@@ -50,9 +49,10 @@ def _load_model(directory: Path):
     return AutoModel(model_dir=str(directory))
 
 
-class CosyVoice3Engine:
-    def __init__(self, directory: Path | None = None):
-        directory = directory or model_dir()
+class CosyVoice3Engine(Engine):
+    def __init__(self, directory: Path | None = None, settings: EngineSettings | None = None):
+        self.settings = settings or EngineSettings()
+        directory = directory or self.settings.cosyvoice_dir
         if not directory.is_dir():
             raise EngineUnavailable(f"CosyVoice3 weights not found: {directory} does not exist (download "
                                     "Fun-CosyVoice3-0.5B-2512 there or set VOICEFLEET_COSYVOICE_DIR)")
@@ -60,10 +60,10 @@ class CosyVoice3Engine:
         self.sample_rate = int(self.model.sample_rate)
         self._lock = threading.Lock()  # prompt cache only; the model itself serves the agent's 2 slots
         self._prompts: dict[str, Path] = {}
-        self._cache = Path(os.environ.get("VOICEFLEET_HOME", Path.home() / ".voicefleet")) / "prompts"
+        self._cache = self.settings.prompt_cache_dir()
         self.descriptor = EngineDescriptor(name="cosyvoice3", version="0.5B-2512", model=directory.name,
                                            sample_rate=self.sample_rate)
-        self.capabilities = Capabilities(languages=LANGUAGES, dialects=list(dialects_for_engine(COSYVOICE3)),
+        self.capabilities = Capabilities(languages=list(LANGUAGES), dialects=list(dialects_for_engine(COSYVOICE3)),
                                          voices=["default"], streaming=True, cloning=True, instructions=True)
 
     def synthesize(self, request: SynthesisRequest,
@@ -92,11 +92,11 @@ class CosyVoice3Engine:
 
     def _prompt(self, prompt: VoicePrompt | None) -> tuple[Path, str]:
         if prompt is None:
-            wav = os.environ.get("VOICEFLEET_COSYVOICE_DEFAULT_PROMPT")
+            wav = self.settings.cosyvoice_default_prompt
             if not wav:
                 raise EngineError("unsupported", "the default CosyVoice3 voice needs "
                                   "VOICEFLEET_COSYVOICE_DEFAULT_PROMPT (a WAV) and VOICEFLEET_COSYVOICE_DEFAULT_TEXT")
-            return Path(wav), os.environ.get("VOICEFLEET_COSYVOICE_DEFAULT_TEXT", "")
+            return Path(wav), self.settings.cosyvoice_default_text
         return self._fetch(prompt), prompt.transcript
 
     def _fetch(self, prompt: VoicePrompt) -> Path:

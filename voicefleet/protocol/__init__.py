@@ -1,0 +1,66 @@
+"""The wire protocol between the control plane and agents (documented in docs/protocol.md).
+
+No I/O and no heavy imports (pydantic only): both sides and the tests import this alone. One
+module per domain: ``topics``, ``speech`` (the one speech specification and what engines offer),
+``dialects`` (the catalog), ``jobs``, ``devices``, ``ota``, ``reminders``, and ``codec`` (bytes <->
+messages); ``base`` holds what they share. Every message carries the schema version ``v``; ids
+make handling a message twice harmless (jobs are keyed by ``(job_id, attempt)``, events by
+``event_id``, audio chunks by ``seq``).
+
+Import names from here (``from voicefleet import protocol as p; p.JobAssign``).
+"""
+
+from __future__ import annotations
+
+from voicefleet.ids import new_id, now  # kept here for the agents' and tools' ``p.now()``
+from voicefleet.protocol.base import (
+    ID_PATTERN,
+    MAX_PAYLOAD_BYTES,
+    SAFE_ID_RE,
+    SCHEMA_VERSION,
+    ErrorInfo,
+    Message,
+    ProtocolError,
+)
+from voicefleet.protocol.codec import JobEvent, decode, encode
+from voicefleet.protocol.devices import DeviceRecord, DeviceState, ImageState, Telemetry
+from voicefleet.protocol.dialects import DIALECT_CATALOG, DIALECTS, Dialect
+from voicefleet.protocol.jobs import (
+    AudioChunk,
+    JobAssign,
+    JobCancel,
+    JobDone,
+    JobEventBase,
+    JobFailed,
+    JobReturned,
+    JobStarted,
+)
+from voicefleet.protocol.ota import ActiveModel, OtaCommand, OtaFile, OtaReport
+from voicefleet.protocol.reminders import ReminderCommand
+from voicefleet.protocol.speech import (
+    LANGUAGES,
+    MAX_TEXT_CHARS,
+    Capabilities,
+    EngineDescriptor,
+    SpeechSpec,
+    VoicePrompt,
+)
+from voicefleet.protocol.topics import (
+    DEVICE_ID_PATTERN,
+    FROM_DEVICE,
+    TO_DEVICE,
+    TOPIC_ROOT,
+    control_subscriptions,
+    device_topic,
+    parse_device_topic,
+)
+
+__all__ = [
+    "DEVICE_ID_PATTERN", "DIALECTS", "DIALECT_CATALOG", "FROM_DEVICE", "ID_PATTERN", "LANGUAGES",
+    "MAX_PAYLOAD_BYTES", "MAX_TEXT_CHARS", "SAFE_ID_RE", "SCHEMA_VERSION", "TOPIC_ROOT", "TO_DEVICE",
+    "ActiveModel", "AudioChunk", "Capabilities", "DeviceRecord", "DeviceState", "Dialect", "EngineDescriptor",
+    "ErrorInfo", "ImageState", "JobAssign", "JobCancel", "JobDone", "JobEvent", "JobEventBase", "JobFailed",
+    "JobReturned", "JobStarted", "Message", "OtaCommand", "OtaFile", "OtaReport", "ProtocolError",
+    "ReminderCommand", "SpeechSpec", "Telemetry", "VoicePrompt",
+    "control_subscriptions", "decode", "device_topic", "encode", "new_id", "now", "parse_device_topic",
+]

@@ -1,0 +1,89 @@
+"""One speech request, defined once: what to say and how (``SpeechSpec``), and what an engine offers.
+
+Every shape of a request carries the spec's fields by inheriting them, never by copying:
+the API body (control_plane JobCreate), the job row (Job), the wire assignment (JobAssign,
+flat on the wire), the engine's request (edge_agent SynthesisRequest); the scheduler matches a
+spec against ``Capabilities.missing_for``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from voicefleet.protocol.base import ID_PATTERN
+
+MAX_TEXT_CHARS = 5000  # texts of this length or longer are refused at submit
+
+# The languages a job may ask for (those CosyVoice3 speaks).
+LANGUAGES: dict[str, str] = {
+    "zh": "Chinese (Mandarin unless a dialect is given)",
+    "en": "English",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "de": "German",
+    "es": "Spanish",
+    "fr": "French",
+    "it": "Italian",
+    "ru": "Russian",
+}
+
+
+class SpeechSpec(BaseModel):
+    """What to say and how. Each shape adds its own checks: the API validates the language and
+    the dialect, the wire bounds the text; an empty text asks only what an engine must offer
+    (the scheduler's needs, an engine probe)."""
+
+    text: str = ""
+    lang: str = "zh"  # a LANGUAGES code
+    dialect: str | None = None  # a DIALECTS code (the API also takes names and "auto")
+    voice: str | None = None  # a preset an engine advertises, or a stored (cloned) voice's id
+    instruction: str | None = None  # style, in words ("用开心的语气说"); may also ask for a dialect
+
+    def spec(self) -> SpeechSpec:
+        """Just the spec, from any shape that carries it: ``**x.spec().model_dump()`` fills another shape."""
+        return SpeechSpec.model_construct(**{name: getattr(self, name) for name in _SPEC_FIELDS})
+
+
+_SPEC_FIELDS: tuple[str, ...] = tuple(SpeechSpec.model_fields)
+
+
+class Capabilities(BaseModel):
+    """What an agent's engine can do; the scheduler matches jobs against it."""
+
+    model_config = ConfigDict(frozen=True)
+    languages: list[str] = Field(default_factory=list)
+    dialects: list[str] = Field(default_factory=list)
+    voices: list[str] = Field(default_factory=list)
+    streaming: bool = True
+    cloning: bool = False
+    instructions: bool = False
+
+    def missing_for(self, spec: SpeechSpec) -> str | None:
+        """The first capability this spec needs that is absent here, as a phrase, or None."""
+        if spec.lang not in self.languages:
+            return f"language {spec.lang!r}"
+        if spec.dialect and spec.dialect not in self.dialects:
+            return f"dialect {spec.dialect!r}"
+        if spec.voice and spec.voice not in self.voices and not self.cloning:
+            return f"voice {spec.voice!r} (not a preset here; a cloned voice needs an engine that clones)"
+        if spec.instruction and not self.instructions:
+            return "style instructions"
+        return None
+
+
+class EngineDescriptor(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    version: str
+    model: str
+    sample_rate: int
+
+
+class VoicePrompt(BaseModel):
+    """A cloned voice's prompt, for engines that clone (CosyVoice3): the clip and its words."""
+
+    model_config = ConfigDict(frozen=True)
+    voice_id: str = Field(pattern=ID_PATTERN)
+    transcript: str
+    audio_url: str  # the control plane's GET /v1/voices/{id}/audio (24 kHz mono WAV)
+    sha256: str  # of that WAV file, so a device can cache prompts and check what it fetched
