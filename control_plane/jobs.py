@@ -22,8 +22,9 @@ from control_plane.models import (
     JobState,
     Voice,
 )
-from control_plane.scheduler import DeviceView, FleetStats, JobInfo, JobNeeds, unservable_reason
-from voicefleet.protocol import new_id, now
+from control_plane.scheduler import DeviceView, FleetStats, JobInfo, unservable_reason
+from voicefleet import protocol as p
+from voicefleet.ids import new_id, now
 from voicefleet.text.dialects import resolve_auto
 from voicefleet.text.instructions import Instruction, parse_instruction
 
@@ -42,11 +43,14 @@ class QueueFull(Exception):
         self.tier = tier
 
 
-def needs_of(job: Job | JobCreate) -> JobNeeds:
-    """What an engine must offer for this job. An instruction that only asks for a dialect or a
-    language ("用粤语说") needs no instruction-following engine: resolve() made it the job's dialect."""
-    instruction = job.instruction if job.instruction and _parsed(job.instruction).needs.instructions else None
-    return JobNeeds(lang=job.lang, dialect=job.dialect, voice=job.voice, instruction=instruction)
+def needs_of(job: p.SpeechSpec) -> p.SpeechSpec:
+    """What an engine must offer for this job: its spec, less an instruction that only asks for a
+    dialect or a language ("用粤语说"): resolve() made it the job's dialect, so it needs no
+    instruction-following engine."""
+    needs = job.spec()
+    if needs.instruction and not _parsed(needs.instruction).needs.instructions:
+        needs.instruction = None
+    return needs
 
 
 @lru_cache(maxsize=4096)
@@ -71,6 +75,12 @@ def resolve(spec: JobCreate, servable_dialects: set[str]) -> JobCreate:
 
 def info_of(job: Job) -> JobInfo:
     return JobInfo(id=job.id, needs=needs_of(job), chars=spoken_chars(job.text), deadline_at=job.deadline_at)
+
+
+def assignment(job: Job, *, prompt: p.VoicePrompt | None, lease_s: float) -> p.JobAssign:
+    """The wire message handing the job's current attempt to its device: the job's spec, flat."""
+    return p.JobAssign(job_id=job.id, attempt=job.attempt, **job.spec().model_dump(), prompt=prompt,
+                       lease_s=lease_s)
 
 
 def spoken_chars(text: str) -> int:

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from voicefleet.protocol import Capabilities
+from voicefleet.protocol import Capabilities, SpeechSpec
 
 POLICIES = ("latency", "least_conn", "round_robin")
 # Priors until an agent or language has finished jobs to learn from.
@@ -93,21 +93,9 @@ class DeviceView:
 
 
 @dataclass(frozen=True)
-class JobNeeds:
-    lang: str
-    dialect: str | None = None
-    voice: str | None = None
-    instruction: str | None = None
-
-    def missing_on(self, caps: Capabilities) -> str | None:
-        return caps.missing_for(lang=self.lang, dialect=self.dialect, voice=self.voice,
-                                instruction=self.instruction)
-
-
-@dataclass(frozen=True)
 class JobInfo:
     id: str
-    needs: JobNeeds
+    needs: SpeechSpec  # what an engine must offer: the job's spec (control_plane/jobs.py needs_of)
     chars: int
     deadline_at: float | None = None
 
@@ -210,7 +198,7 @@ class Planner:
     def place(self, job: JobInfo) -> Decision:
         capable, considered = [], []
         for d in self.devices:
-            missing, gate = job.needs.missing_on(d.capabilities), self.gates[d.id]
+            missing, gate = d.capabilities.missing_for(job.needs), self.gates[d.id]
             if missing or gate:
                 considered.append({"device": d.id, "verdict": f"cannot serve {missing}" if missing else gate})
             else:
@@ -277,7 +265,7 @@ class Planner:
         return Decision(pick.id, reason, considered, self.policy)
 
 
-def unservable_reason(needs: JobNeeds, fleet: list[DeviceView], stats: FleetStats | None = None,
+def unservable_reason(needs: SpeechSpec, fleet: list[DeviceView], stats: FleetStats | None = None,
                       grace_s: float = 0.0, at: float = 0.0) -> str | None:
     """Why no device could serve this job now (4xx at submit), or None if one could.
 
@@ -286,16 +274,16 @@ def unservable_reason(needs: JobNeeds, fleet: list[DeviceView], stats: FleetStat
     """
     if not fleet:
         return "no device has registered yet"
-    capable = [d for d in fleet if needs.missing_on(d.capabilities) is None]
+    capable = [d for d in fleet if d.capabilities.missing_for(needs) is None]
     if not capable:
-        return f"no device in the fleet offers {needs.missing_on(fleet[0].capabilities)}"
+        return f"no device in the fleet offers {fleet[0].capabilities.missing_for(needs)}"
     if any(d.gate(stats) is None or d.returning(grace_s, at) for d in capable):
         return None
     shown = ", ".join(f"{d.id} ({d.gate(stats)})" for d in sorted(capable, key=lambda d: d.id)[:5])
     return f"{describe(needs)} is served only by devices that cannot take jobs now: {shown}"
 
 
-def describe(needs: JobNeeds) -> str:
+def describe(needs: SpeechSpec) -> str:
     parts = [f"language {needs.lang!r}"]
     if needs.dialect:
         parts.append(f"dialect {needs.dialect!r}")

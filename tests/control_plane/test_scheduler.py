@@ -10,18 +10,22 @@ from control_plane.scheduler import (
     DeviceView,
     FleetStats,
     JobInfo,
-    JobNeeds,
     Planner,
     Running,
     unservable_reason,
 )
-from voicefleet.protocol import Capabilities
+from voicefleet.protocol import Capabilities, SpeechSpec
 
 MANDARIN = Capabilities(languages=["zh", "en"], voices=["default"])
 CANTONESE = Capabilities(languages=["zh", "en"], dialects=["yue"], voices=["default"])
 CLOUD = Capabilities(languages=["zh", "en"], dialects=["yue", "sichuan"], voices=["default"], cloning=True,
                      instructions=True)
 NOW = 1_000_000.0
+
+
+def JobNeeds(**needs) -> SpeechSpec:  # named for what it stands for
+    """What a job needs of an engine is its speech spec; the words do not matter here."""
+    return SpeechSpec(text="今天下午三点提醒我开会", **needs)
 
 
 def device(id: str, *, status: str = "online", caps: Capabilities = MANDARIN, slots: int = 1, inflight: int = 0,

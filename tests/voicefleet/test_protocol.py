@@ -365,7 +365,7 @@ def test_control_subscribes_to_every_device_to_control_kind() -> None:
 
 def _missing(caps: p.Capabilities, lang: str = "zh", dialect: str | None = None, voice: str | None = None,
              instruction: str | None = None) -> str | None:
-    return caps.missing_for(p.SpeechSpec(lang=lang, dialect=dialect, voice=voice, instruction=instruction))
+    return caps.missing_for(p.SpeechSpec(text="你好", lang=lang, dialect=dialect, voice=voice, instruction=instruction))
 
 
 @pytest.mark.parametrize("caps, job, expected", [

@@ -29,11 +29,11 @@ LANGUAGES: dict[str, str] = {
 
 
 class SpeechSpec(BaseModel):
-    """What to say and how. Each shape adds its own checks: the API validates the language and
-    the dialect, the wire bounds the text; an empty text asks only what an engine must offer
-    (the scheduler's needs, an engine probe)."""
+    """What to say and how. Each shape adds its own checks: the API validates the text, the
+    language and the dialect; the wire bounds the text. Matching against an engine reads all but
+    the text (an engine probe may leave it empty)."""
 
-    text: str = ""
+    text: str
     lang: str = "zh"  # a LANGUAGES code
     dialect: str | None = None  # a DIALECTS code (the API also takes names and "auto")
     voice: str | None = None  # a preset an engine advertises, or a stored (cloned) voice's id

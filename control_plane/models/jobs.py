@@ -1,0 +1,157 @@
+"""Jobs: what a client submits (JobCreate), the row (Job), its events and its stored audio.
+
+A job's speech fields (text, lang, dialect, voice, instruction) are the protocol's SpeechSpec,
+inherited rather than copied: ``job.spec()`` is the spec, and the assignment sent to a device
+carries the same fields (control_plane/jobs.py ``assignment``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import field_validator
+from sqlalchemy import JSON, Column, Index
+from sqlmodel import Field, SQLModel
+
+from voicefleet.ids import new_id, now
+from voicefleet.protocol import DIALECTS, LANGUAGES, MAX_TEXT_CHARS, SpeechSpec
+from voicefleet.text.annotations import AnnotationError
+from voicefleet.text.annotations import parse as parse_annotations
+from voicefleet.text.dialects import lookup
+
+MAX_BATCH_JOBS = 1000
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    assigned = "assigned"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+ACTIVE_STATES = (JobState.assigned, JobState.running)
+TERMINAL_STATES = (JobState.done, JobState.failed, JobState.cancelled)
+
+
+class JobCreate(SpeechSpec, SQLModel):
+    """What a client submits: a speech spec and how to schedule it. Validation errors name the
+    field and what to fix."""
+
+    priority: int = Field(default=0, ge=-10, le=10)
+    # interactive jobs go ahead of batch jobs (a batch job waiting long enough is served in turn)
+    tier: Literal["interactive", "batch"] = "interactive"
+    # with dialect "auto": the caller's province or city (GB/T 2260 code or name); its dialect is used
+    # when some online engine speaks it, else Mandarin
+    region: str | None = Field(default=None, max_length=64)
+    deadline_s: float | None = Field(default=None, gt=0, le=86400,
+                                     description="complete within this many seconds of submission, if possible")
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("text is empty: give the words to speak")
+        if len(v) >= MAX_TEXT_CHARS:
+            raise ValueError(f"text has {len(v)} characters; split it into jobs under {MAX_TEXT_CHARS}")
+        try:
+            parse_annotations(v)  # inline pinyin / ARPAbet / sound tags must be well-formed
+        except AnnotationError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("lang")
+    @classmethod
+    def _lang(cls, v: str) -> str:
+        if v not in LANGUAGES:
+            raise ValueError(f"unknown language {v!r}; use one of {sorted(LANGUAGES)}")
+        return v
+
+    @field_validator("dialect")
+    @classmethod
+    def _dialect(cls, v: str | None) -> str | None:
+        """A catalog code or any of its names (粤语, Cantonese, 四川话 …), or "auto" (see ``region``)."""
+        if v is None or v == "auto":
+            return v
+        found = lookup(v)
+        if found is None:
+            raise ValueError(f"unknown dialect {v!r}; use one of {sorted(DIALECTS)}, a name such as 四川话, "
+                             "or \"auto\" with a region")
+        return found.code
+
+
+class JobBatch(SQLModel):
+    jobs: list[JobCreate] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
+
+
+class JobBase(SpeechSpec, SQLModel):
+    priority: int = 0
+    tier: str = "interactive"
+    deadline_at: float | None = None
+    state: str = Field(default=JobState.queued, index=True)
+    device_id: str | None = Field(default=None, index=True)
+    attempt: int = 0
+    created_at: float = Field(default_factory=now)
+    assigned_at: float | None = None
+    started_at: float | None = None
+    first_chunk_at: float | None = None
+    finished_at: float | None = None
+    error_code: str | None = None
+    error_text: str | None = None
+    sample_rate: int | None = None
+    explain: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
+
+
+class Job(JobBase, table=True):
+    __table_args__ = (Index("ix_job_queue", "state", "tier", "priority", "created_at"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    max_attempts: int = 3
+    lease_expires_at: float | None = None
+    owner: str | None = Field(default=None, index=True, max_length=64)  # the submitting token's subject
+
+
+class JobPublic(JobBase):
+    id: str
+    audio_url: str | None = None
+
+
+class JobEvent(SQLModel, table=True):
+    """Every transition of a job, in order: the audit trail and each attempt's reason."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(index=True, max_length=32)
+    attempt: int = 0
+    kind: str
+    device_id: str | None = None
+    event_id: str | None = Field(default=None, unique=True, max_length=32)  # device event id
+    detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
+    ts: float = Field(default_factory=now)
+
+
+class JobEventPublic(SQLModel):
+    attempt: int
+    kind: str
+    device_id: str | None
+    detail: dict[str, Any] | None
+    ts: float
+
+
+class AudioArtifact(SQLModel, table=True):
+    """One stored audio per job: a second result for the same job is never stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(unique=True, max_length=32)
+    key: str  # where the audio store keeps it
+    sample_rate: int
+    samples: int
+    bytes: int
+    sha256: str
+    engine: str
+    model: str
+    created_at: float = Field(default_factory=now)
+
+
+class JobDetail(JobPublic):
+    events: list[JobEventPublic] = []
