@@ -24,7 +24,7 @@ import socket
 import socketserver
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
@@ -54,8 +54,7 @@ def cloud_wanted(request: SynthesisRequest, local_caps: Capabilities) -> str | N
     """What the local engines lack for this request (a phrase), or None when they cover it."""
     if request.prompt is not None and not local_caps.cloning:
         return f"prompt voice {request.prompt.voice_id!r}"
-    return local_caps.missing_for(lang=request.lang, dialect=request.dialect, voice=request.voice,
-                                  instruction=request.instruction)
+    return local_caps.missing_for(request)
 
 
 def decide(request: SynthesisRequest, local_caps: Capabilities,
@@ -77,7 +76,7 @@ def local_fallback(request: SynthesisRequest, local_caps: Capabilities) -> Synth
     dialect = request.dialect if request.dialect in caps.dialects else None
     voice = request.voice if request.voice in caps.voices or caps.cloning else None
     instruction = request.instruction if caps.instructions else None
-    return replace(request, dialect=dialect, voice=voice, instruction=instruction, prompt=None)
+    return request.model_copy(update={"dialect": dialect, "voice": voice, "instruction": instruction, "prompt": None})
 
 
 # -- the API object --------------------------------------------------------------------------------
@@ -196,7 +195,7 @@ class LocalApi:
 
     def _render_local(self, request: SynthesisRequest, fallback: str | None,
                       cancelled: Callable[[], bool]) -> Rendered:
-        member = self.engine.select(request) if hasattr(self.engine, "select") else self.engine
+        member = self.engine.select(request)
         desc = member.descriptor
         key = cache_key(desc.name, desc.version, request.lang, request.dialect, request.voice, request.text)
         hit = self.cache.get(key) if self.cache else None

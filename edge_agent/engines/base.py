@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from voicefleet.protocol import Capabilities, EngineDescriptor, VoicePrompt
+from pydantic import ConfigDict
+
+from voicefleet.protocol import Capabilities, EngineDescriptor, SpeechSpec, VoicePrompt
 
 
 class EngineError(Exception):
@@ -26,14 +27,17 @@ class EngineUnavailable(EngineError):
         super().__init__("engine_unavailable", text)
 
 
-@dataclass(frozen=True)
-class SynthesisRequest:
-    text: str
-    lang: str = "zh"
-    dialect: str | None = None
-    voice: str | None = None
-    instruction: str | None = None
+class SynthesisRequest(SpeechSpec):
+    """What an engine is asked to speak: the job's spec, and a cloned voice's prompt when it has one.
+
+    ``SynthesisRequest("你好", dialect="yue")``: the text may come first, unnamed.
+    """
+
+    model_config = ConfigDict(frozen=True)
     prompt: VoicePrompt | None = None
+
+    def __init__(self, text: str | None = None, /, **fields: Any) -> None:
+        super().__init__(**fields if text is None else {**fields, "text": text})
 
 
 def never_cancelled() -> bool:
