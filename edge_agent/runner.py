@@ -170,7 +170,7 @@ class JobRunner:
         t0 = time.perf_counter()
         first_chunk_s = None
         try:
-            engine = self.engine.select(request) if hasattr(self.engine, "select") else self.engine
+            engine = self.engine.select(request)
             rate = engine.descriptor.sample_rate  # an EngineChain's members differ in sample rate
             for pcm in engine.synthesize(request, cancelled=lambda: key in self._cancelled):
                 if key in self._cancelled:

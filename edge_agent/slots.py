@@ -202,21 +202,24 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def boot_engine(settings, slots: SlotStore):
-    """The agent's engines with the student from the slot to start from. A trial slot whose student
-    will not start is left at once for the good one (reported by the updater once connected)."""
-    from edge_agent.engines import load_engine
+def boot_engine(settings, slots: SlotStore, engines=None):
+    """The agent's engines (``settings.engine`` among ``engines``, default the production ones) with the
+    student from the slot to start from. A trial slot whose student will not start is left at once for
+    the good one (reported by the updater once connected)."""
+    from edge_agent.engines import ENGINES, load_engine
     from edge_agent.engines.base import EngineUnavailable
     from edge_agent.engines.student import DEFAULT_BUNDLE
 
+    engines = engines or ENGINES
     boot = slots.boot(settings.student_bundle or DEFAULT_BUNDLE, settings.ota_max_boots)
     try:
-        engine = load_engine(settings.engine_spec(), student_bundle=boot.path)
+        engine = load_engine(settings.engine_spec(), settings, student_bundle=boot.path, engines=engines)
         problem = None if _has_student(engine) else "the student engine did not start (see the warning above)"
     except EngineUnavailable as exc:
         engine, problem = None, exc.text
     if problem and slots.fall_back("engine_unavailable", f"the new model would not start: {problem}"):
-        return load_engine(settings.engine_spec(), student_bundle=slots.path(slots.state().active))
+        return load_engine(settings.engine_spec(), settings, student_bundle=slots.path(slots.state().active),
+                           engines=engines)
     if engine is None:
         raise EngineUnavailable(problem)
     return engine

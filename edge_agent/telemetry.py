@@ -48,7 +48,7 @@ def _hottest() -> float | None:
 
 
 log = logging.getLogger(__name__)
-THROTTLE_C = float(os.environ.get("VOICEFLEET_THROTTLE_C", "90"))  # Orin modules throttle in the 90s
+THROTTLE_C = 90.0  # Orin modules throttle in the 90s; the agent's is AgentSettings.throttle_c
 
 
 class JetsonTelemetry:
@@ -56,11 +56,12 @@ class JetsonTelemetry:
 
     name = "jtop"
 
-    def __init__(self, jetson: Any):
+    def __init__(self, jetson: Any, throttle_c: float = THROTTLE_C):
         self._jetson = jetson  # a started ``jtop.jtop``
+        self._throttle_c = throttle_c
 
     @classmethod
-    def open(cls) -> JetsonTelemetry | None:
+    def open(cls, throttle_c: float = THROTTLE_C) -> JetsonTelemetry | None:
         """The Jetson's telemetry, or None when this is not a Jetson (or jtop's service is down)."""
         try:
             from jtop import JtopException, jtop
@@ -72,14 +73,15 @@ class JetsonTelemetry:
         except JtopException as exc:
             log.info("not a Jetson (jtop: %s); telemetry from psutil", str(exc).splitlines()[0])
             return None
-        return cls(jetson)
+        return cls(jetson, throttle_c)
 
     def read(self) -> dict[str, Any]:
-        return jetson_fields(self._jetson.stats, psutil.virtual_memory())
+        return jetson_fields(self._jetson.stats, psutil.virtual_memory(), self._throttle_c)
 
 
-def jetson_fields(stats: dict[str, Any], mem: Any) -> dict[str, Any]:
-    """jtop's ``stats`` (keys like "CPU1", "GPU", "Temp cpu", "Power TOT" in mW) → our fields."""
+def jetson_fields(stats: dict[str, Any], mem: Any, throttle_c: float = THROTTLE_C) -> dict[str, Any]:
+    """jtop's ``stats`` (keys like "CPU1", "GPU", "Temp cpu", "Power TOT" in mW) → our fields; a sensor
+    at ``throttle_c`` or hotter counts as throttled."""
     cpus = [v for k, v in stats.items() if k.upper().startswith("CPU") and isinstance(v, int | float)]
     temps = [v for k, v in stats.items() if k.lower().startswith("temp") and isinstance(v, int | float) and v > -50]
     hottest = max(temps) if temps else None
@@ -92,9 +94,9 @@ def jetson_fields(stats: dict[str, Any], mem: Any) -> dict[str, Any]:
         "load1": os.getloadavg()[0],
         "temperature_c": hottest,
         "power_w": round(power / 1000, 2) if isinstance(power, int | float) else None,
-        "throttled": hottest is not None and hottest >= THROTTLE_C,
+        "throttled": hottest is not None and hottest >= throttle_c,
     }
 
 
-def default_source() -> TelemetrySource:
-    return JetsonTelemetry.open() or PsutilTelemetry()
+def default_source(throttle_c: float = THROTTLE_C) -> TelemetrySource:
+    return JetsonTelemetry.open(throttle_c) or PsutilTelemetry()

@@ -6,7 +6,7 @@ model asked for → test synthesis with an engine built from that slot → switc
 slots.json) → the agent restarts itself on the new slot → "activated" once it runs there. Each step
 is reported as an OtaReport. A restart at any point (a power cut) resumes the pending command: files
 already complete are kept, a ``.part`` file continues from its length, and checks and the test run
-again. See docs/updates.md.
+again. See docs/updates.md; the download is ``ota_download``, the command and speech checks ``ota_checks``.
 """
 
 from __future__ import annotations
@@ -16,66 +16,38 @@ import queue
 import shutil
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
-import numpy as np
-
+from edge_agent.ota_checks import UpdateFailed, check_command, speak_test_phrase
+from edge_agent.ota_download import LinkRefused, Progress, fetch, file_url, sha256
 from edge_agent.slots import SlotsState, SlotStore, other
 from voicefleet import protocol as p
 from voicefleet.files import fsync_dir, fsync_file
 
 log = logging.getLogger(__name__)
-BLOCK = 64 * 1024
-FETCH_TRIES = 6  # per file; each try continues from what the last one wrote
-FETCH_TIMEOUT_S = 30.0
-PROGRESS_EVERY_S = 0.25
 # A refused link (HTTP 401/403: its signature expired while the device was off) waits this long for the
 # command again with a fresh one; the control plane resends a command it has no answer to (rollouts.py).
 LINK_WAIT_S = 600.0
 SLOT_ENGINE = "student-onnx"  # what the slots hold: bundles the student engine loads
-TEST_TEXT = "今天下午三点提醒我开会，请准备好材料。"
-# Test synthesis: seconds of audio per Chinese character (Mandarin runs near 0.2-0.3), the quietest
-# RMS allowed, and the share of full-scale samples allowed (NaN/inf come out as zeros or full scale).
-SECONDS_PER_CHAR = (0.06, 0.8)
-MIN_RMS_DBFS = -45.0
-MAX_FULL_SCALE = 0.01
 STEPS = ("received", "half", "downloaded", "verified", "tested", "switched", "activated", "marked_good")
-
-
-class UpdateFailed(Exception):
-    def __init__(self, code: str, text: str):
-        super().__init__(f"{code}: {text}")
-        self.code, self.text = code, text
-
-
-class LinkRefused(UpdateFailed):
-    def __init__(self, text: str):
-        super().__init__("link_expired", text)
-
-
-def file_url(base_url: str, name: str) -> str:
-    """``{base_url}/{name}``, the name appended to the path; a signed query string stays as it is."""
-    parts = urlsplit(base_url)
-    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{quote(name)}"))
 
 
 class Updater:
     def __init__(self, slots: SlotStore, device_id: str, report: Callable[[p.OtaReport], None],
                  switched: Callable[[], None], *, pause_after: str | None = None, settle_s: float = 120.0,
-                 link_wait_s: float = LINK_WAIT_S):
+                 link_wait_s: float = LINK_WAIT_S, engine_settings=None):
         """``report`` sends an OtaReport; ``switched`` restarts the agent on the newly active slot.
         ``pause_after`` (tests only) blocks the update for good after that step of STEPS, so a test
         can SIGKILL the agent there. ``settle_s``: how long an install waits for a trial slot to be
-        marked good (or fall back) before it starts."""
+        marked good (or fall back) before it starts. ``engine_settings``: what the test synthesis
+        builds its student with (the process's EngineSettings)."""
         if pause_after is not None and pause_after not in STEPS:
             raise ValueError(f"VOICEFLEET_OTA_PAUSE_AFTER must be one of {', '.join(STEPS)}")
         self.slots, self.device_id = slots, device_id
         self._report, self._switched = report, switched
         self.pause_after, self.settle_s, self.link_wait_s = pause_after, settle_s, link_wait_s
+        self.engine_settings = engine_settings
         self._queue: queue.Queue[p.OtaCommand] = queue.Queue()
         self._current: str | None = None
         self._link: str | None = None  # the running command's newest base_url (a redelivery may refresh it)
@@ -150,7 +122,7 @@ class Updater:
             self._install(cmd)
 
     def _install(self, cmd: p.OtaCommand) -> None:
-        _check_command(cmd)
+        check_command(cmd)
         self._wait_settled()
         target = self._begin(cmd)
         self.checkpoint("received")
@@ -160,7 +132,7 @@ class Updater:
         self._send(cmd, "verified")
         self.checkpoint("verified")
         try:
-            figures = speak_test_phrase(target)
+            figures = speak_test_phrase(target, self.engine_settings)
         except UpdateFailed:
             self._set_status(target, "bad")
             raise
@@ -221,11 +193,11 @@ class Updater:
         if shutil.disk_usage(target).free < total:
             raise UpdateFailed("no_space", f"{total} bytes needed in {target}, "
                                            f"{shutil.disk_usage(target).free} free")
-        progress = _Progress(lambda done: self._send(cmd, "downloading", bytes_done=done, bytes_total=total))
+        progress = Progress(lambda done: self._send(cmd, "downloading", bytes_done=done, bytes_total=total))
         progress.flush()  # the first report: downloading has begun
         for f in cmd.files:
             final = target / f.name
-            if final.is_file() and (final.stat().st_size, _sha256(final)) == (f.size, f.sha256):
+            if final.is_file() and (final.stat().st_size, sha256(final)) == (f.size, f.sha256):
                 progress.add(f.size)
                 continue
             part = target / f"{f.name}.part"
@@ -233,7 +205,7 @@ class Updater:
                 if fresh:
                     part.unlink(missing_ok=True)
                 url = self._fetch(f, part, progress.add, self._half_hook(total, progress))
-                digest = _sha256(part)
+                digest = sha256(part)
                 if digest == f.sha256:
                     break
                 progress.add(-f.size)
@@ -260,7 +232,7 @@ class Updater:
                         raise UpdateFailed(exc.code, f"{exc.text}; no fresh link came within "
                                                      f"{self.link_wait_s:.0f}s") from exc
 
-    def _half_hook(self, total: int, progress: _Progress) -> Callable[[], None]:
+    def _half_hook(self, total: int, progress: Progress) -> Callable[[], None]:
         def hook() -> None:
             if self.pause_after == "half" and progress.done >= total // 2:
                 self.checkpoint("half")
@@ -319,115 +291,6 @@ class Updater:
         threading.Event().wait()
 
 
-class _Progress:
-    """Bytes done, reported a few times a second at most (and first and last)."""
-
-    def __init__(self, send: Callable[[int], None]):
-        self.send, self.done, self._last = send, 0, 0.0
-
-    def add(self, n: int) -> None:
-        self.done += n
-        if time.monotonic() - self._last >= PROGRESS_EVERY_S:
-            self.flush()
-
-    def flush(self) -> None:
-        self._last = time.monotonic()
-        self.send(self.done)
-
-
-def fetch(url: str, part: Path, size: int, progress: Callable[[int], None],
-          after_block: Callable[[], None] = lambda: None) -> None:
-    """Get ``url`` into ``part`` until it holds ``size`` bytes, continuing from its length (HTTP Range)
-    after a cut connection, a restart or a power cut. Errors a retry cannot fix fail at once."""
-    for attempt in range(FETCH_TRIES):
-        have = part.stat().st_size if part.exists() else 0
-        if have > size:
-            part.unlink()
-            progress(-have)
-            have = 0
-        if have == size:
-            return
-        if attempt:
-            time.sleep(min(0.2 * 2 ** (attempt - 1), 5.0))
-        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-        try:
-            with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as resp:  # noqa: S310 (control plane URL)
-                if have and resp.status != 206:  # the server ignored Range: start over
-                    progress(-have)
-                    have = 0
-                with open(part, "ab" if have else "wb", buffering=0) as out:
-                    while have < size and (block := resp.read(min(BLOCK, size - have))):
-                        out.write(block)
-                        have += len(block)
-                        progress(len(block))
-                        after_block()
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                raise LinkRefused(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-            if exc.code not in (408, 429) and exc.code < 500:
-                raise UpdateFailed("download_failed", f"{url}: HTTP {exc.code} {exc.reason}") from exc
-            log.warning("%s: HTTP %s, retrying", url, exc.code)
-        except (OSError, ValueError) as exc:  # refused, reset, timed out, cut short (http.client's errors)
-            log.warning("%s: %s after %d bytes, resuming", url, exc, have)
-    have = part.stat().st_size if part.exists() else 0
-    if have != size:
-        raise UpdateFailed("download_failed", f"{url}: {FETCH_TRIES} tries ended at {have} of {size} bytes")
-
-
-def speak_test_phrase(slot: Path) -> dict[str, float]:
-    """Speak TEST_TEXT with a student engine built from ``slot``; its figures, or UpdateFailed why not."""
-    from edge_agent.engines.base import EngineError, SynthesisRequest
-    from edge_agent.engines.student import StudentEngine
-
-    try:
-        engine = StudentEngine(bundle=slot)
-        t0 = time.perf_counter()
-        first, chunks = None, []
-        for pcm in engine.synthesize(SynthesisRequest(text=TEST_TEXT)):
-            first = first if first is not None else time.perf_counter() - t0
-            chunks.append(pcm)
-        synth_s = time.perf_counter() - t0
-    except EngineError as exc:
-        raise UpdateFailed("test_failed", f"the new model could not speak: {exc.text}") from exc
-    audio = np.frombuffer(b"".join(chunks), "<i2")
-    if problem := audio_problem(audio, engine.sample_rate, TEST_TEXT):
-        raise UpdateFailed("test_failed", f"the new model's test phrase {problem}")
-    audio_s = len(audio) / engine.sample_rate
-    return {"rtf": round(synth_s / audio_s, 5), "first_chunk_s": round(first or 0.0, 5), "audio_s": round(audio_s, 3)}
-
-
-def audio_problem(audio: np.ndarray, sample_rate: int, text: str) -> str | None:
-    """What is wrong with int16 ``audio`` as speech of ``text`` (a phrase), or None."""
-    if audio.size == 0:
-        return "is empty"
-    chars = sum(1 for c in text if "\u4e00" <= c <= "\u9fff") or len(text)
-    seconds, (lo, hi) = audio.size / sample_rate, SECONDS_PER_CHAR
-    if not lo * chars <= seconds <= hi * chars:
-        return f"lasts {seconds:.2f}s for {chars} characters (expected {lo * chars:.1f}-{hi * chars:.1f}s)"
-    full = float(np.mean(np.abs(audio.astype(np.int32)) >= 32767))
-    if full > MAX_FULL_SCALE:
-        return f"has {full:.0%} of its samples at full scale (clipped, or not finite before conversion)"
-    rms = float(np.sqrt(np.mean((audio / 32768.0) ** 2)))
-    dbfs = 20 * np.log10(rms) if rms > 0 else -np.inf
-    if dbfs < MIN_RMS_DBFS:
-        return f"is silent ({dbfs:.1f} dBFS RMS, at least {MIN_RMS_DBFS:.0f} expected)"
-    return None
-
-
-def _check_command(cmd: p.OtaCommand) -> None:
-    from voicefleet.bundle import MANIFEST, MAX_BUNDLE_BYTES, SIGNATURE
-
-    names = [f.name for f in cmd.files]
-    if not cmd.base_url or not cmd.base_url.startswith(("http://", "https://")):
-        raise UpdateFailed("bad_command", f"base_url {cmd.base_url!r} must be an http(s) URL")
-    if MANIFEST not in names or SIGNATURE not in names or len(set(names)) != len(names):
-        raise UpdateFailed("bad_command", f"files must list each bundle file once, {MANIFEST} and {SIGNATURE} "
-                                          f"included (got {names})")
-    if any(n.endswith(".part") for n in names) or sum(f.size for f in cmd.files) > MAX_BUNDLE_BYTES:
-        raise UpdateFailed("bad_command", f"file names must not end in .part and the bundle must stay under "
-                                          f"{MAX_BUNDLE_BYTES} bytes")
-
-
 def _pend(s: SlotsState, cmd: p.OtaCommand) -> None:
     s.pending = cmd.model_dump(mode="json")
 
@@ -435,9 +298,3 @@ def _pend(s: SlotsState, cmd: p.OtaCommand) -> None:
 def _relink(s: SlotsState, cmd: p.OtaCommand) -> None:
     if s.pending and s.pending["command_id"] == cmd.command_id:
         s.pending["base_url"] = cmd.base_url
-
-
-def _sha256(path: Path) -> str:
-    from voicefleet.bundle import _digest
-
-    return _digest(path)[1]

@@ -80,12 +80,6 @@ def request_fields(tag: str, dialects: list[str]) -> tuple[str, str | None]:
     return primary, None
 
 
-def member_for(engine: Engine, request: SynthesisRequest) -> Engine:
-    """The engine that will speak ``request``: a chain's member (its sample rate applies), else itself."""
-    select = getattr(engine, "select", None)
-    return select(request) if select is not None else engine
-
-
 def voice_choices(engine: Engine) -> list[VoiceChoice]:
     caps = engine.capabilities
     tags = list(caps.languages) + [d for d in caps.dialects if d not in caps.languages]
@@ -94,7 +88,7 @@ def voice_choices(engine: Engine) -> list[VoiceChoice]:
         lang, dialect = request_fields(tag, caps.dialects)
         for voice in caps.voices:
             try:  # advertise only combinations some engine here actually speaks
-                member_for(engine, SynthesisRequest(text="", lang=lang, dialect=dialect, voice=_engine_voice(voice)))
+                engine.select(SynthesisRequest(text="", lang=lang, dialect=dialect, voice=_engine_voice(voice)))
             except EngineError:
                 continue
             choices.append(VoiceChoice(tag, voice))
@@ -109,7 +103,7 @@ def build_info(engine: Engine, choices: list[VoiceChoice]) -> Info:
     voices = []
     for choice in choices:
         lang, dialect = request_fields(choice.tag, engine.capabilities.dialects)
-        member = member_for(engine, SynthesisRequest(text="", lang=lang, dialect=dialect,
+        member = engine.select(SynthesisRequest(text="", lang=lang, dialect=dialect,
                                                      voice=_engine_voice(choice.voice)))
         desc = member.descriptor
         voices.append(TtsVoice(name=choice.name, description=f"{choice.tag} {choice.voice} ({desc.name}, {desc.model})",
@@ -215,7 +209,7 @@ class TtsEventHandler(AsyncEventHandler):
             request = self._request(synth.voice, synth.text)
             if not _speakable(synth.text):
                 raise EngineError("empty_text", "nothing to speak: the text has no letters or digits")
-            rate = member_for(self.engine, request).descriptor.sample_rate
+            rate = self.engine.select(request).descriptor.sample_rate
             start = AudioStart(rate=rate, width=SAMPLE_WIDTH, channels=CHANNELS).event()
             await self._speak(request, rate, partial(self.write_event, start))
             await self.write_event(AudioStop().event())
@@ -227,7 +221,7 @@ class TtsEventHandler(AsyncEventHandler):
             log.warning("synthesize-start inside a stream: starting over")
         try:
             request = self._request(voice)
-            member_for(self.engine, request)  # fail now, not on the first sentence
+            self.engine.select(request)  # fail now, not on the first sentence
             self.session = StreamSession(request=request, buffer=SentenceBuffer())
         except EngineError as exc:
             self.session = StreamSession(request=SynthesisRequest(text=""), failed=True)
@@ -252,7 +246,7 @@ class TtsEventHandler(AsyncEventHandler):
 
     async def _audio_start(self, session: StreamSession) -> int:
         if session.rate is None:
-            session.rate = member_for(self.engine, session.request).descriptor.sample_rate
+            session.rate = self.engine.select(session.request).descriptor.sample_rate
             await self.write_event(AudioStart(rate=session.rate, width=SAMPLE_WIDTH, channels=CHANNELS).event())
         return session.rate
 
@@ -262,7 +256,7 @@ class TtsEventHandler(AsyncEventHandler):
         request = SynthesisRequest(text=sentence, lang=session.request.lang, dialect=session.request.dialect,
                                    voice=session.request.voice)
         try:
-            rate = member_for(self.engine, request).descriptor.sample_rate
+            rate = self.engine.select(request).descriptor.sample_rate
             await self._speak(request, rate, partial(self._audio_start, session))
         except EngineError as exc:  # one unspeakable sentence does not end the stream
             await self._error(exc)

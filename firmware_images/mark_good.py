@@ -3,7 +3,7 @@
 Speaks a test phrase through the agent's local API (the new agent, its pinned dependencies and its
 model bundle all take part), then ``rauc status mark-good`` — or ``mark-bad``, so the bootloader
 falls back to the other slot on the reboot the systemd unit then asks for. The outcome goes to the
-status file, which the agent reports to the control plane in its state (``image_report``).
+status file (``edge_agent/image_status.py``), which the agent reports to the control plane in its state.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from voicefleet.files import write_atomic
+from edge_agent.config import AgentSettings
+from edge_agent.image_status import STATUS_FILE, write_status
+from edge_agent.image_status import image_report as image_report  # what the agent reports of this check
 
-STATUS_FILE = Path("/var/lib/voicefleet/image-status.json")
 TEST_PHRASE = "系统更新完成。"
 MIN_AUDIO_BYTES = 44 + 2 * 8000  # a WAV header and at least half a second at 16 kHz
 
@@ -61,11 +62,6 @@ def rauc_mark(good: bool) -> None:
     subprocess.run(["rauc", "status", "mark-good" if good else "mark-bad"], check=True, capture_output=True)
 
 
-def write_status(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(record, sort_keys=True, indent=2) + "\n")  # the agent never reads half a file
-
-
 def check_image(manifest_path: Path, port: int, status_path: Path, wait_s: float) -> dict:
     manifest = json.loads(manifest_path.read_text())
     record = {"image_version": manifest["image_version"], "profile": manifest["profile"],
@@ -80,18 +76,7 @@ def check_image(manifest_path: Path, port: int, status_path: Path, wait_s: float
     return record
 
 
-def image_report(status_path: Path = STATUS_FILE) -> dict | None:
-    """What the agent puts in its state: the image it runs and whether it was marked good."""
-    try:
-        record = json.loads(status_path.read_text())
-    except (OSError, ValueError):
-        return None
-    return {k: record.get(k) for k in ("image_version", "profile", "slot", "state", "checked_at")}
-
-
 def main(argv: list[str] | None = None) -> int:
-    from edge_agent.config import AgentSettings
-
     ap = argparse.ArgumentParser(prog="python -m firmware_images.mark_good", description=__doc__)
     ap.add_argument("--manifest", type=Path, required=True, help="image.json of the booted slot")
     ap.add_argument("--status-file", type=Path, default=STATUS_FILE)

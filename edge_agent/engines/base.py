@@ -50,10 +50,17 @@ class Engine(Protocol):
     ``synthesize`` is a generator: the first chunk must come out as soon as it exists (the
     first sentence), not after the whole text. It checks ``cancelled`` between chunks and
     stops early when it returns True. It raises EngineError for input it cannot speak.
+
+    Engines subclass this to inherit ``select``; an ``EngineChain`` overrides it.
     """
 
     descriptor: EngineDescriptor
     capabilities: Capabilities
+
+    def select(self, request: SynthesisRequest) -> Engine:
+        """The engine that will speak ``request`` (its descriptor's sample rate applies): a single
+        engine is itself; a chain picks its member or raises EngineError."""
+        return self
 
     def synthesize(self, request: SynthesisRequest,
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]: ...

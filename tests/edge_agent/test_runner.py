@@ -10,15 +10,15 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from edge_agent.engines.base import EngineError, SynthesisRequest, never_cancelled
-from edge_agent.engines.tone import BenchmarkToneEngine
+from edge_agent.engines.base import Engine, EngineError, SynthesisRequest, never_cancelled
+from edge_agent.engines.benchmark_only import BenchmarkToneEngine
 from edge_agent.runner import MAX_CHUNK_BYTES, JobRunner
 from voicefleet import protocol as p
 
 WAIT_S = 5.0
 
 
-class ScriptedEngine:
+class ScriptedEngine(Engine):
     """A deterministic engine for runner tests: it yields the given PCM chunks in order.
 
     It checks ``cancelled`` before each chunk like a real engine, can pause after a given chunk

@@ -1,4 +1,4 @@
-"""edge_agent.engines.timed.BenchmarkTimedEngine (benchmark-only): pacing, audio length, cancel, slowdown."""
+"""edge_agent.engines.benchmark_only.BenchmarkTimedEngine (benchmark-only): pacing, audio length, cancel, slowdown."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import pytest
 
 from edge_agent.engines.base import EngineError, EngineUnavailable, SynthesisRequest
-from edge_agent.engines.timed import CHUNK_SAMPLES, SAMPLE_RATE, BenchmarkTimedEngine, TimedConfig
+from edge_agent.engines.benchmark_only import CHUNK_SAMPLES, SAMPLE_RATE, BenchmarkTimedEngine, TimedConfig
 from edge_agent.runner import JobRunner
 from voicefleet import protocol as p
 
@@ -114,6 +114,6 @@ def test_runner_learns_the_configured_rtf(env: pytest.MonkeyPatch) -> None:
 
 
 def test_agents_load_it_as_timed(env: pytest.MonkeyPatch) -> None:
-    from edge_agent.engines import load_engine
+    from edge_agent.engines.benchmark_only import load_engine
 
     assert isinstance(load_engine("timed"), BenchmarkTimedEngine)

@@ -13,8 +13,10 @@ from bundles import COMMITTED, install_command, make_key, student_bundle
 from range_server import RangeServer
 from services import wait_for
 
+from edge_agent.ota_checks import audio_problem
+from edge_agent.ota_download import file_url
 from edge_agent.slots import SlotStore
-from edge_agent.updater import Updater, audio_problem, file_url
+from edge_agent.updater import Updater
 from voicefleet import protocol as p
 
 OLD = "2026.11.27"
