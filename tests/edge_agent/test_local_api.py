@@ -13,7 +13,9 @@ import pytest
 
 from edge_agent.engines import load_engine
 from edge_agent.engines.base import Engine, SynthesisRequest
-from edge_agent.local_api import LocalApi, UnixHTTPConnection, decide, local_fallback
+from edge_agent.local_api import LocalApi
+from edge_agent.local_http import UnixHTTPConnection
+from edge_agent.local_or_cloud import decide, local_fallback
 from edge_agent.phrase_cache import PhraseCache, cache_key
 from edge_agent.reminders import ReminderStore
 from voicefleet.audio import STREAMING_SIZE, wav_header
