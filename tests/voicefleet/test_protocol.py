@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -388,6 +390,34 @@ def _missing(caps: p.Capabilities, lang: str = "zh", dialect: str | None = None,
 ], ids=lambda x: None if isinstance(x, p.Capabilities) else str(x))
 def test_capabilities_missing_for(caps: p.Capabilities, job: dict, expected: str | None) -> None:
     assert _missing(caps, **job) == expected
+
+
+# ------------------------------------------------------------------------- speech spec
+
+
+def test_job_assign_carries_the_speech_spec_flat_in_its_wire_order() -> None:
+    message = job_assign()
+    assert list(json.loads(p.encode(message))) == ["v", "type", "job_id", "attempt", "text", "lang", "dialect",
+                                                   "voice", "instruction", "lease_s", "sent_at"]
+    spec = message.spec()
+    assert type(spec) is p.SpeechSpec
+    assert spec == p.SpeechSpec(text="今天下午三点提醒我开会", lang="zh", dialect="yue", voice="alto",
+                                instruction="用开心的语气说")
+    assert p.JobAssign(job_id="job-1", attempt=2, **spec.model_dump(), lease_s=30.0,
+                       sent_at=1_700_000_000.25) == message
+
+
+def test_the_dialect_catalog_is_the_one_source_of_dialect_codes() -> None:
+    assert list(p.DIALECTS) == [d.code for d in p.DIALECT_CATALOG]
+    assert p.DIALECTS["yue"] == "Cantonese"
+
+
+def test_importing_the_protocol_pulls_in_no_io_or_heavy_library() -> None:
+    code = ("import sys, voicefleet.protocol; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'paho', 'fastapi', 'starlette', 'sqlalchemy', "
+            "'sqlmodel', 'numpy', 'onnxruntime', 'torch', 'httpx', 'requests'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_done_sha256_is_carried_verbatim() -> None:
