@@ -84,7 +84,7 @@ class Instruction:
             return self.free_text
         parts = [_dialect_sentence(self.dialect), _EMOTION_SENTENCES.get(self.emotion or ""),
                  _STYLE_SENTENCES.get(self.style or ""),
-                 _speed_sentence(self.speed) if include_speed else None, _volume_sentence(self.volume)]
+                 _SPEED_LADDER.sentence(self.speed) if include_speed else None, _VOLUME_LADDER.sentence(self.volume)]
         return "".join(p for p in parts if p)
 
     def cosyvoice_prompt(self, *, include_speed: bool = True) -> str:
@@ -125,32 +125,34 @@ def _dialect_sentence(code: str | None) -> str | None:
     return dialect.instruction if dialect else None
 
 
-def _speed_sentence(speed: float | None) -> str | None:
-    if speed is None:
-        return None
-    if speed >= MUCH_FASTER:
-        return "请用尽可能快地语速说一句话。"  # upstream
-    if speed <= MUCH_SLOWER:
-        return "请用尽可能慢地语速说一句话。"  # upstream
-    if speed > NORMAL:
-        return "请用稍快的语速说一句话。"
-    if speed < NORMAL:
-        return "请用稍慢的语速说一句话。"
-    return "请用正常的语速说一句话。"
+class _Ladder(NamedTuple):
+    """The sentence for a factor on the normal rate or loudness: at or past ``much_more`` (or at or
+    below ``much_less``) upstream's extreme sentence, else a little more, a little less, or normal."""
+
+    much_more: float
+    much_less: float
+    sentences: tuple[str, str, str, str, str]  # much more, much less, more, less, normal
+
+    def sentence(self, factor: float | None) -> str | None:
+        if factor is None:
+            return None
+        much_more, much_less, more, less, normal = self.sentences
+        if factor >= self.much_more:
+            return much_more
+        if factor <= self.much_less:
+            return much_less
+        return more if factor > NORMAL else less if factor < NORMAL else normal
 
 
-def _volume_sentence(volume: float | None) -> str | None:
-    if volume is None:
-        return None
-    if volume >= MUCH_LOUDER:
-        return "Please say a sentence as loudly as possible."  # upstream
-    if volume <= MUCH_SOFTER:
-        return "Please say a sentence in a very soft voice."  # upstream
-    if volume > NORMAL:
-        return "Please say a sentence loudly."
-    if volume < NORMAL:
-        return "Please say a sentence in a soft voice."
-    return "Please say a sentence at a normal volume."
+_SPEED_LADDER = _Ladder(MUCH_FASTER, MUCH_SLOWER, (
+    "请用尽可能快地语速说一句话。",  # upstream
+    "请用尽可能慢地语速说一句话。",  # upstream
+    "请用稍快的语速说一句话。", "请用稍慢的语速说一句话。", "请用正常的语速说一句话。"))
+_VOLUME_LADDER = _Ladder(MUCH_LOUDER, MUCH_SOFTER, (
+    "Please say a sentence as loudly as possible.",  # upstream
+    "Please say a sentence in a very soft voice.",  # upstream
+    "Please say a sentence loudly.", "Please say a sentence in a soft voice.",
+    "Please say a sentence at a normal volume."))
 
 
 # ------------------------------------------------------------------------------ rules

@@ -13,20 +13,29 @@ piece that is not a phrase is read character by character. A test holds the resu
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from voicefleet.files import write_atomic
 
 
-def cache_path() -> Path:
+class LexiconSettings(BaseSettings):
+    """Where the cache file goes (``VOICEFLEET_CACHE_DIR``); read once, by ``lexicon()``."""
+
+    model_config = SettingsConfigDict(env_prefix="VOICEFLEET_", extra="ignore")
+
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "voicefleet")
+
+
+def cache_path(cache_dir: Path) -> Path:
     from importlib.metadata import version
 
-    root = Path(os.environ.get("VOICEFLEET_CACHE_DIR", Path.home() / ".cache" / "voicefleet"))
-    return root / f"pinyin-lexicon-{version('pypinyin')}.tsv"
+    return cache_dir / f"pinyin-lexicon-{version('pypinyin')}.tsv"
 
 
 def build(path: Path) -> None:
@@ -103,7 +112,7 @@ class Lexicon:
 
 @lru_cache(maxsize=1)
 def lexicon() -> Lexicon:
-    path = cache_path()
+    path = cache_path(LexiconSettings().cache_dir)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "voicefleet.text.lexicon", str(path)], check=True)

