@@ -47,10 +47,10 @@ def needs_of(job: p.SpeechSpec) -> p.SpeechSpec:
     """What an engine must offer for this job: its spec, less an instruction that only asks for a
     dialect or a language ("用粤语说"): resolve() made it the job's dialect, so it needs no
     instruction-following engine."""
-    needs = job.spec()
-    if needs.instruction and not _parsed(needs.instruction).needs.instructions:
-        needs.instruction = None
-    return needs
+    fields = job.spec_fields()
+    if fields["instruction"] and not _parsed(fields["instruction"]).needs.instructions:
+        fields["instruction"] = None
+    return p.SpeechSpec(**fields)
 
 
 @lru_cache(maxsize=4096)
@@ -79,7 +79,7 @@ def info_of(job: Job) -> JobInfo:
 
 def assignment(job: Job, *, prompt: p.VoicePrompt | None, lease_s: float) -> p.JobAssign:
     """The wire message handing the job's current attempt to its device: the job's spec, flat."""
-    return p.JobAssign(job_id=job.id, attempt=job.attempt, **job.spec().model_dump(), prompt=prompt,
+    return p.JobAssign(job_id=job.id, attempt=job.attempt, **job.spec_fields(), prompt=prompt,
                        lease_s=lease_s)
 
 

@@ -165,7 +165,7 @@ class JobRunner:
                 self._notices.disarm(key)
 
     def _synthesize(self, job: p.JobAssign, key: tuple[str, int], ids: dict) -> None:
-        request = SynthesisRequest(**job.spec().model_dump(), prompt=job.prompt)
+        request = SynthesisRequest(**job.spec_fields(), prompt=job.prompt)
         digest, seq, total = hashlib.sha256(), 0, 0
         t0 = time.perf_counter()
         first_chunk_s = None

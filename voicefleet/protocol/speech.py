@@ -8,6 +8,8 @@ spec against ``Capabilities.missing_for``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from voicefleet.protocol.base import ID_PATTERN
@@ -39,9 +41,13 @@ class SpeechSpec(BaseModel):
     voice: str | None = None  # a preset an engine advertises, or a stored (cloned) voice's id
     instruction: str | None = None  # style, in words ("用开心的语气说"); may also ask for a dialect
 
+    def spec_fields(self) -> dict[str, Any]:
+        """The spec's fields by name, to fill another shape of it: ``JobAssign(**job.spec_fields(), ...)``."""
+        return {name: getattr(self, name) for name in _SPEC_FIELDS}
+
     def spec(self) -> SpeechSpec:
-        """Just the spec, from any shape that carries it: ``**x.spec().model_dump()`` fills another shape."""
-        return SpeechSpec.model_construct(**{name: getattr(self, name) for name in _SPEC_FIELDS})
+        """Just the spec, from any shape that carries it (a job row, an API body, an assignment)."""
+        return SpeechSpec(**self.spec_fields())
 
 
 _SPEC_FIELDS: tuple[str, ...] = tuple(SpeechSpec.model_fields)
