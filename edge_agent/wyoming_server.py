@@ -253,8 +253,7 @@ class TtsEventHandler(AsyncEventHandler):
     async def _speak_sentence(self, session: StreamSession, sentence: str) -> None:
         if not _speakable(sentence):  # a stray "……" has nothing to say
             return
-        request = SynthesisRequest(text=sentence, lang=session.request.lang, dialect=session.request.dialect,
-                                   voice=session.request.voice)
+        request = session.request.model_copy(update={"text": sentence})
         try:
             rate = self.engine.select(request).descriptor.sample_rate
             await self._speak(request, rate, partial(self._audio_start, session))
