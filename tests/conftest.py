@@ -17,7 +17,7 @@ import pytest
 from services import PostgresServer
 
 from voicefleet.broker import MosquittoBroker, free_port
-from voicefleet.onebox import Cluster
+from voicefleet_cli.onebox import Cluster
 
 
 def pytest_configure(config: pytest.Config) -> None:

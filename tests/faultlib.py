@@ -29,7 +29,7 @@ from sqlalchemy import create_engine, text
 
 from voicefleet.broker import MosquittoBroker, free_port
 from voicefleet.credentials import auth_headers
-from voicefleet.onebox import Cluster
+from voicefleet_cli.onebox import Cluster
 
 TERMINAL = ("done", "failed", "cancelled")
 TIMED_S_PER_CHAR = 0.06  # the timed engine's default: audio seconds per character

@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, make_url
 
 from voicefleet.broker import free_port
 from voicefleet.credentials import auth_headers
-from voicefleet.onebox import Cluster
+from voicefleet_cli.onebox import Cluster
 
 # Every control plane the tests start (in or out of process) takes this admin token from the
 # environment, and ``http`` sends it: tests speak to the API as an admin unless they test roles.

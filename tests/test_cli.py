@@ -8,7 +8,7 @@ import wave
 
 import pytest
 
-from voicefleet.onebox import Cluster
+from voicefleet_cli.onebox import Cluster
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def database_url(tmp_path) -> str:
 
 
 def say(cluster: Cluster, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "voicefleet.cli", "--api", cluster.api, "say", *args],
+    return subprocess.run([sys.executable, "-m", "voicefleet_cli", "--api", cluster.api, "say", *args],
                           capture_output=True, text=True, timeout=120)
 
 
@@ -39,7 +39,7 @@ def test_say_reports_bad_input_clearly(cluster: Cluster, tmp_path):
 
 
 def test_jobs_and_devices_commands(cluster: Cluster):
-    cli = [sys.executable, "-m", "voicefleet.cli", "--api", cluster.api]
+    cli = [sys.executable, "-m", "voicefleet_cli", "--api", cluster.api]
     devices = subprocess.run([*cli, "devices"], capture_output=True, text=True, timeout=30)
     assert cluster.edge_id in devices.stdout and "online" in devices.stdout
     jobs = subprocess.run([*cli, "jobs"], capture_output=True, text=True, timeout=30)

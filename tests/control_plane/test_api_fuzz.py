@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from services import ADMIN_TOKEN
 
 from voicefleet.credentials import auth_headers
-from voicefleet.onebox import Cluster
+from voicefleet_cli.onebox import Cluster
 
 finite = st.floats(allow_nan=False, allow_infinity=False)  # JSON has no NaN or infinity
 json_values = st.recursive(

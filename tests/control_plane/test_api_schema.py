@@ -16,7 +16,7 @@ from services import ADMIN_TOKEN
 
 from voicefleet.broker import MosquittoBroker, free_port
 from voicefleet.credentials import auth_headers
-from voicefleet.onebox import Cluster
+from voicefleet_cli.onebox import Cluster
 
 EXAMPLES_PER_OPERATION = 30
 

@@ -9,8 +9,8 @@ import paho.mqtt.client as paho
 from services import http
 
 from voicefleet import protocol as p
-from voicefleet.onebox import Cluster
 from voicefleet.settings import mqtt_host_port
+from voicefleet_cli.onebox import Cluster
 
 
 def publish_all(url: str, messages: list[tuple[str, bytes]]) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from services import http, wait_job
 
-from voicefleet.onebox import Cluster
+from voicefleet_cli.onebox import Cluster
 
 JOBS = [
     {"text": "今天下午三点提醒我开会", "lang": "zh"},

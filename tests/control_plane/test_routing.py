@@ -15,7 +15,7 @@ import pytest
 from services import http, new_cluster, wait_for
 
 from voicefleet.broker import MosquittoBroker
-from voicefleet.onebox import Cluster
+from voicefleet_cli.onebox import Cluster
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ pytest.importorskip("pyworld")
 
 
 def _distill(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "voicefleet.cli", "distill", *args]
+    cmd = [sys.executable, "-m", "voicefleet_cli", "distill", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
 
 

@@ -22,7 +22,7 @@ from edge_agent.updater import STEPS
 from voicefleet import protocol as p
 from voicefleet.broker import MosquittoBroker, free_port
 from voicefleet.mqtt import Inbound, MqttClient
-from voicefleet.onebox import Cluster
+from voicefleet_cli.onebox import Cluster
 
 OLD = "2026.11.27"
 

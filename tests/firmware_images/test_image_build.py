@@ -93,7 +93,7 @@ def images(work: Path, signer: Signer) -> dict[str, Path]:
     out = {}
     for name in profile_names():
         out[name] = work / "out" / f"{name}.raucb"
-        proc = subprocess.run([sys.executable, "-m", "voicefleet.cli", "image", "build", "--profile", name,
+        proc = subprocess.run([sys.executable, "-m", "voicefleet_cli", "image", "build", "--profile", name,
                                "--out", str(out[name]), "--bundle", str(COMMITTED_BUNDLE), "--version", "1.4.0",
                                "--cert", str(signer.cert), "--key", str(signer.key), "--keyring",
                                str(signer.keyring)], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -30,7 +30,7 @@ def test_control_plane_over_https_and_an_agent_enrolling_through_it(tmp_path: Pa
            "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "30",
            "VOICEFLEET_TLS_CERT_FILE": str(pki.cert_file), "VOICEFLEET_TLS_KEY_FILE": str(pki.key_file)}
     with open(tmp_path / "cp.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "voicefleet.cli", "control-plane"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "voicefleet_cli", "control-plane"], env=env,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     api = f"https://127.0.0.1:{port}"
     client = httpx.Client(verify=ssl.create_default_context(cafile=pki.ca_file), headers=auth_headers(ADMIN_TOKEN))

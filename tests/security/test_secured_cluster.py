@@ -13,7 +13,7 @@ from services import http, wait_for, wait_job
 from sqlalchemy import create_engine, text
 
 from voicefleet.broker import BrokerTls, MosquittoBroker, free_port
-from voicefleet.onebox import Cluster, broker_login_env
+from voicefleet_cli.onebox import Cluster, broker_login_env
 
 
 def test_enrolled_agent_serves_jobs_over_tls_until_revoked(tmp_path: Path):

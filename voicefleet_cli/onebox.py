@@ -4,6 +4,10 @@
 the tests and the benchmarks all use it. ``run_one_box`` starts Mosquitto (unless
 VOICEFLEET_MQTT_URL names a broker), the control plane and two agents (one edge, one cloud),
 prints the address, and stops them in order (agents drain first) on Ctrl-C or SIGTERM.
+
+An agent that names a benchmark-only engine (``tone``, ``timed``) or a test hook
+(``VOICEFLEET_OTA_PAUSE_AFTER``), as benchmarks and tests do, runs through ``python -m
+edge_agent.engines.benchmark_only``, the one entry that knows them; ``voicefleet agent`` refuses them.
 """
 
 from __future__ import annotations
@@ -22,10 +26,14 @@ from pathlib import Path
 from voicefleet.broker import MosquittoBroker
 from voicefleet.credentials import api_token, auth_headers
 from voicefleet.processes import terminate
-from voicefleet.settings import CommonSettings
+from voicefleet_cli.settings import CliSettings
 
 AGENTS = (("edge-1", "edge"), ("cloud-1", "cloud"))
 READY_TIMEOUT_S = 60.0
+BENCHMARK_ONLY_ENGINES = frozenset({"tone", "timed"})  # edge_agent/engines/benchmark_only.py
+TEST_HOOKS = ("VOICEFLEET_OTA_PAUSE_AFTER",)
+AGENT_COMMAND = ["-m", "voicefleet_cli", "agent"]
+BENCHMARK_AGENT_COMMAND = ["-m", "edge_agent.engines.benchmark_only"]
 
 
 class ClusterError(RuntimeError):
@@ -46,7 +54,7 @@ class Cluster:
         self.agents: dict[str, subprocess.Popen] = {}
 
     def start_control_plane(self, **env: str) -> None:
-        self.control = self._spawn(["control-plane"], env, "control-plane")
+        self.control = self._spawn(["-m", "voicefleet_cli", "control-plane"], env, "control-plane")
         self.wait(lambda: get_json(f"{self.api}/readyz").get("ready"), "the control plane", [self.control])
 
     def start_agent(self, device_id: str, *, role: str = "edge", engine: str | None = "espeak", wait: bool = True,
@@ -55,10 +63,18 @@ class Cluster:
         env = {"VOICEFLEET_DEVICE_ID": device_id, "VOICEFLEET_ROLE": role, **env}
         if engine:
             env["VOICEFLEET_ENGINE"] = engine
-        proc = self.agents[device_id] = self._spawn(["agent"], env, f"agent-{device_id}")
+        proc = self.agents[device_id] = self._spawn(self._agent_command({**self.env, **env}), env,
+                                                    f"agent-{device_id}")
         if wait:
             self.wait(lambda: self.device_status(device_id) == "online", f"agent {device_id}", [proc])
         return proc
+
+    @staticmethod
+    def _agent_command(env: dict[str, str]) -> list[str]:
+        engines = {name.strip() for name in env.get("VOICEFLEET_ENGINE", "").split(",")}
+        if engines & BENCHMARK_ONLY_ENGINES or any(env.get(hook) for hook in TEST_HOOKS):
+            return BENCHMARK_AGENT_COMMAND
+        return AGENT_COMMAND
 
     @property
     def token(self) -> str | None:
@@ -96,7 +112,7 @@ class Cluster:
 
     def _spawn(self, args: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen:
         with open(self.home / f"{log_name}.log", "ab") as out:
-            return subprocess.Popen([sys.executable, "-m", "voicefleet.cli", *args], env={**self.env, **env},
+            return subprocess.Popen([sys.executable, *args], env={**self.env, **env},
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
@@ -122,14 +138,12 @@ def get_json(url: str, token: str | None = None):
         return {}
 
 
-def run_one_box(port: int | None = None) -> int:
-    common = CommonSettings()
-    port = port or int(os.environ.get("VOICEFLEET_HTTP_PORT", "8750"))
-    host = os.environ.get("VOICEFLEET_HTTP_HOST", "127.0.0.1")
+def run_one_box(settings: CliSettings, port: int | None = None) -> int:
+    home = settings.home
     # Our own broker is secured: the control plane keeps its logins, each agent enrols for its own.
-    broker = None if "VOICEFLEET_MQTT_URL" in os.environ else MosquittoBroker(common.home / "broker",
-                                                                               secured=True).start()
-    cluster = Cluster(common.home, mqtt_url=broker.url if broker else common.mqtt_url, http_port=port, http_host=host)
+    broker = None if settings.names_broker() else MosquittoBroker(home / "broker", secured=True).start()
+    cluster = Cluster(home, mqtt_url=broker.url if broker else settings.mqtt_url, http_port=port or settings.http_port,
+                      http_host=settings.http_host)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -138,12 +152,12 @@ def run_one_box(port: int | None = None) -> int:
         for device_id, role in AGENTS:
             cluster.start_agent(device_id, role=role, engine=None, **(cluster.enrol_env(device_id) if broker else {}))
         print(f"voicefleet is up: API at {cluster.api} (interactive docs at {cluster.api}/docs)\n"
-              f"  broker {cluster.env['VOICEFLEET_MQTT_URL']}, data and logs in {common.home}\n"
+              f"  broker {cluster.env['VOICEFLEET_MQTT_URL']}, data and logs in {home}\n"
               f"  try: voicefleet say \"今天下午三点提醒我开会\" -o reminder.wav", flush=True)
         while not stop.wait(1.0):
             dead = [p for p in cluster.processes() if p.poll() is not None]
             if dead:
-                print(f"a child process exited ({dead[0].args}); see the logs in {common.home}", file=sys.stderr)
+                print(f"a child process exited ({dead[0].args}); see the logs in {home}", file=sys.stderr)
                 return 1
         return 0
     except ClusterError as exc:

@@ -1,0 +1,94 @@
+"""The API commands (say, jobs, devices): a small HTTP client of the control plane.
+
+Standard library only, so they work from an edge install too.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from voicefleet.api_errors import ApiError, error_text
+from voicefleet.audio import WAV_HEADER_BYTES, wav_header
+from voicefleet.credentials import api_token, auth_headers
+from voicefleet_cli.settings import DEFAULT_API, CliSettings
+
+
+def api_url(args, settings: CliSettings) -> str:
+    return (args.api or settings.api_url or DEFAULT_API).rstrip("/")
+
+
+def _request(method: str, url: str, body: dict | None = None, timeout: float = 30):
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json", **auth_headers(api_token())}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        return urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        hint = " (set VOICEFLEET_TOKEN to an API token)" if exc.code == 401 else ""
+        raise ApiError(f"{error_text(exc.read())}{hint}", exc.code) from None
+    except urllib.error.URLError as exc:
+        raise ApiError(f"cannot reach the control plane at {url}: {exc.reason} "
+                       "(start it with `voicefleet up` or set VOICEFLEET_API_URL)") from None
+
+
+def _json(method: str, url: str, body: dict | None = None) -> Any:
+    with _request(method, url, body) as resp:
+        return json.loads(resp.read())
+
+
+def cmd_say(args, settings: CliSettings) -> int:
+    api = api_url(args, settings)
+    spec = {"text": args.text, "lang": args.lang, "dialect": args.dialect, "voice": args.voice,
+            "instruction": args.instruction}
+    job = _json("POST", f"{api}/v1/jobs", {k: v for k, v in spec.items() if v is not None})
+    out = Path(args.output)
+    with _request("GET", f"{api}/v1/jobs/{job['id']}/audio", timeout=args.timeout) as resp, open(out, "wb") as f:
+        while block := resp.read(1 << 15):
+            f.write(block)
+    _fix_stream_header(out)
+    final = _json("GET", f"{api}/v1/jobs/{job['id']}")
+    if final["state"] != "done":
+        print(f"job {job['id']} ended {final['state']}: {final.get('error_text')}", file=sys.stderr)
+        return 1
+    print(f"{out}: job {job['id']} on {final['device_id']}, {out.stat().st_size - WAV_HEADER_BYTES} bytes "
+          f"at {final['sample_rate']} Hz")
+    return 0
+
+
+def _fix_stream_header(path: Path) -> None:
+    """A WAV streamed while the job ran has 'unknown length' in its header: write the real one."""
+    size = path.stat().st_size
+    if size < WAV_HEADER_BYTES:
+        return
+    with open(path, "r+b") as f:
+        head = f.read(WAV_HEADER_BYTES)
+        rate = int.from_bytes(head[24:28], "little")
+        f.seek(0)
+        f.write(wav_header(rate, size - WAV_HEADER_BYTES))
+
+
+def cmd_jobs(args, settings: CliSettings) -> int:
+    api = api_url(args, settings)
+    if args.job_id:
+        print(json.dumps(_json("GET", f"{api}/v1/jobs/{args.job_id}"), indent=2, ensure_ascii=False))
+        return 0
+    query = f"?limit={args.limit}" + (f"&state={args.state}" if args.state else "")
+    for j in _json("GET", f"{api}/v1/jobs{query}"):
+        print(f"{j['id']}  {j['state']:<9} {j['device_id'] or '-':<16} {j['lang']}/{j['dialect'] or '-':<4} "
+              f"{j['text'][:40]}")
+    return 0
+
+
+def cmd_devices(args, settings: CliSettings) -> int:
+    for d in _json("GET", f"{api_url(args, settings)}/v1/devices"):
+        caps = d.get("capabilities") or {}
+        engine = (d.get("engine") or {}).get("name", "-")
+        print(f"{d['id']:<20} {d['status']:<9} {d['role'] or '-':<6} {engine:<16} "
+              f"{d['inflight']}/{d['max_concurrency']}  langs={','.join(caps.get('languages', []))} "
+              f"dialects={','.join(caps.get('dialects', [])) or '-'}")
+    return 0

@@ -1,0 +1,100 @@
+"""The ``voicefleet`` command: run the pieces, submit speech, look at jobs and devices.
+
+Client commands use only the standard library, so they work from an edge install too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from voicefleet.api_errors import ApiError
+from voicefleet_cli.client import cmd_devices, cmd_jobs, cmd_say
+from voicefleet_cli.settings import DEFAULT_API, CliSettings
+
+# Each command imports its application when it runs: the edge install has no fastapi, sqlmodel or torch.
+
+
+def cmd_control_plane(args, settings: CliSettings) -> int:
+    import uvicorn
+
+    from control_plane.app import create_app
+    from control_plane.core.config import Settings
+
+    cp = Settings()
+    uvicorn.run(create_app(cp), host=cp.http_host, port=cp.http_port, log_level=cp.log_level.lower(),
+                access_log=False, ssl_certfile=cp.tls_cert_file, ssl_keyfile=cp.tls_key_file)
+    return 0
+
+
+def cmd_agent(args, settings: CliSettings) -> int:
+    from edge_agent.agent import Agent
+    from edge_agent.config import AgentSettings
+
+    Agent(AgentSettings()).run()
+    return 0
+
+
+def cmd_up(args, settings: CliSettings) -> int:
+    from voicefleet_cli.onebox import run_one_box
+
+    return run_one_box(settings, port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="voicefleet", description=__doc__)
+    ap.add_argument("--api", help=f"control plane URL (default $VOICEFLEET_API_URL or {DEFAULT_API})")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run broker, control plane and an edge and a cloud agent on this box")
+    up.add_argument("--port", type=int, default=None, help="HTTP port (default $VOICEFLEET_HTTP_PORT or 8750)")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("control-plane", help="run the control plane (HTTP API + dispatcher)").set_defaults(
+        func=cmd_control_plane)
+    sub.add_parser("agent", help="run an agent (role, engine, device id from VOICEFLEET_*)").set_defaults(
+        func=cmd_agent)
+
+    say = sub.add_parser("say", help="speak a text into a WAV file")
+    say.add_argument("text")
+    say.add_argument("-o", "--output", default="speech.wav")
+    say.add_argument("--lang", default="zh", help="zh (default), en, ...")
+    say.add_argument("--dialect", help="a Chinese dialect, e.g. yue (Cantonese)")
+    say.add_argument("--voice")
+    say.add_argument("--instruction", help="a style instruction, e.g. 'say it sadly'")
+    say.add_argument("--timeout", type=float, default=300)
+    say.set_defaults(func=cmd_say)
+
+    jobs = sub.add_parser("jobs", help="list jobs, or show one")
+    jobs.add_argument("job_id", nargs="?")
+    jobs.add_argument("--state")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.set_defaults(func=cmd_jobs)
+    sub.add_parser("devices", help="list devices").set_defaults(func=cmd_devices)
+    sub.add_parser("distill", help="teacher -> student distillation (see `voicefleet distill --help`)")
+    sub.add_parser("image", help="signed RAUC device images (see `voicefleet image --help`)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["distill"]:  # its own parser (models/distill/pipeline.py); needs the distill extra
+        from models.distill.pipeline import main as distill
+
+        return distill(argv[1:])
+    if argv[:1] == ["image"]:  # its own parser (firmware_images/cli.py); needs rauc and squashfs-tools
+        from firmware_images.cli import main as image
+
+        return image(argv[1:])
+    args = build_parser().parse_args(argv)
+    settings = CliSettings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args, settings)
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
