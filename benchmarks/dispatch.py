@@ -19,11 +19,8 @@ import asyncio
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,156 +31,32 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import httpx  # noqa: E402
-import paho.mqtt.client as paho  # noqa: E402
-import psutil  # noqa: E402
-from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from paho.mqtt.properties import Properties  # noqa: E402
 
-from benchmarks.report import ADMIN_TOKEN, AUTH, finite  # noqa: E402
-from voicefleet.broker import MosquittoBroker, free_port  # noqa: E402
-from voicefleet.onebox import Cluster, get_json  # noqa: E402
-from voicefleet.settings import mqtt_host_port  # noqa: E402
+from benchmarks.fleet import TERMINAL, CpuMeter, bench_cluster, log_tails, online, terminal_count  # noqa: E402
+from benchmarks.load import LeanPoster  # noqa: E402
+from benchmarks.raw_mqtt import raw_broker  # noqa: E402
+from benchmarks.report import AUTH, finite  # noqa: E402
+from benchmarks.stats import dist_ms  # noqa: E402
+from voicefleet.broker import MosquittoBroker  # noqa: E402
 
 TARGET_JOBS_PER_S = 500.0
 TARGET_OVERHEAD_MS = 10.0
 TEXT = "今天下午三点提醒我开会。"
-TOPIC_A, TOPIC_B = "bench/rtt/a", "bench/rtt/b"
-INFLIGHT = 1000  # as voicefleet.mqtt.MqttClient sets it (receive maximum and paho's inflight cap)
 STALL_TIMEOUT_S = 30.0  # give up on outstanding jobs after this long without progress
-TERMINAL = ("done", "failed", "cancelled")
 
 
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def pct(values: list[float], q: float) -> float:
-    """Percentile with linear interpolation (numpy's default); NaN when empty."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * q / 100
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def dist_ms(seconds: list[float]) -> dict[str, float]:
-    ms = [x * 1000 for x in seconds]
-    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 3), "p90_ms": round(pct(ms, 90), 3),
-            "p99_ms": round(pct(ms, 99), 3), "max_ms": round(max(ms), 3) if ms else float("nan")}
-
-
-# ----------------------------------------------------------------------------- raw broker
-
-
-def _mqtt_client(url: str, client_id: str, nodelay: bool) -> paho.Client:
-    """paho 2.x, MQTT 5, connected and looping in its own thread; same flow control as the wrapper.
-    paho leaves Nagle on; ``nodelay`` sets TCP_NODELAY on the socket (Mosquitto sets it on its side)."""
-    host, port = mqtt_host_port(url)
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    if nodelay:
-        c.on_socket_open = lambda _c, _u, sock: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    c.max_inflight_messages_set(INFLIGHT)
-    c.max_queued_messages_set(0)
-    props = Properties(PacketTypes.CONNECT)
-    props.ReceiveMaximum = INFLIGHT
-    connected = threading.Event()
-    c.on_connect = lambda *_: connected.set()
-    c.connect(host, port, keepalive=30, clean_start=True, properties=props)
-    c.loop_start()
-    if not connected.wait(10):
-        raise RuntimeError(f"no MQTT broker answered at {url}")
-    return c
-
-
-def _subscribe(c: paho.Client, topic: str) -> None:
-    done = threading.Event()
-    c.on_subscribe = lambda *_: done.set()
-    c.subscribe(topic, qos=1)
-    if not done.wait(10):
-        raise RuntimeError(f"no SUBACK for {topic}")
-
-
-def echo_main(url: str, nodelay: bool) -> None:
-    """Child process: republish everything from A to B (QoS 1) until stdin closes."""
-    c = _mqtt_client(url, f"bench-echo-{os.getpid()}", nodelay)
-    c.on_message = lambda client, _u, msg: client.publish(TOPIC_B, msg.payload, qos=1)
-    _subscribe(c, TOPIC_A)
-    print("ready", flush=True)
-    sys.stdin.read()
-    c.disconnect()
-    c.loop_stop()
-
-
-def raw_broker(url: str, *, nodelay: bool, count: int, window: int, samples: int,
-               payload_bytes: int) -> dict[str, Any]:
-    echo = subprocess.Popen([sys.executable, __file__, "--echo", url, *(["--echo-nodelay"] * nodelay)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
-    req = None
-    try:
-        assert echo.stdout is not None
-        if echo.stdout.readline().strip() != b"ready":
-            raise RuntimeError("the echo client did not start")
-        req = _mqtt_client(url, "bench-requester", nodelay)
-        slots = threading.Semaphore(window)
-        got = threading.Event()
-        state = {"left": 0}
-        lock = threading.Lock()
-
-        def on_message(_c, _u, _msg) -> None:
-            slots.release()
-            with lock:
-                state["left"] -= 1
-                if state["left"] == 0:
-                    got.set()
-
-        req.on_message = on_message
-        _subscribe(req, TOPIC_B)
-        payload = b'{"v":1,"type":"bench","pad":"'.ljust(payload_bytes - 2, b"x") + b'"}'  # JSON, like a JobAssign
-
-        def run(n: int, w: int) -> float:
-            nonlocal slots
-            slots = threading.Semaphore(w)
-            got.clear()
-            state["left"] = n
-            t0 = time.perf_counter()
-            for _ in range(n):
-                if not slots.acquire(timeout=10):
-                    raise RuntimeError("raw round trip timed out")
-                req.publish(TOPIC_A, payload, qos=1)
-            if not got.wait(30):
-                raise RuntimeError("raw round trips did not all come back")
-            return time.perf_counter() - t0
-
-        run(min(500, count), window)  # warm-up
-        elapsed = run(count, window)
-        rtts = [run(1, 1) for _ in range(samples)]  # one at a time
-        return {"tcp_nodelay": nodelay, "payload_bytes": len(payload), "window": window, "round_trips": count,
-                "round_trips_per_s": round(count / elapsed, 1), "latency": dist_ms(rtts)}
-    finally:
-        if req is not None:
-            req.disconnect()
-            req.loop_stop()
-        if echo.stdin:
-            echo.stdin.close()
-        try:
-            echo.wait(5)
-        except subprocess.TimeoutExpired:
-            echo.kill()
-            echo.wait()
-
-
 # ------------------------------------------------------------------------------ full path
 
 
 class Fleet:
-    """The control plane and K tone agents as child processes (voicefleet.onebox.Cluster)."""
+    """The control plane and K tone agents as child processes (voicefleet_cli.onebox.Cluster)."""
 
     def __init__(self, home: Path, broker_url: str, agents: int, slots: int):
-        pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        self.cluster = Cluster(home, mqtt_url=broker_url, http_port=free_port(),
-                               env={"VOICEFLEET_LOG_LEVEL": "WARNING", "PYTHONPATH": pythonpath})
+        self.cluster = bench_cluster(home, broker_url)
         self.api = self.cluster.api
         self.device_ids = [f"bench-{i}" for i in range(agents)]
         self.slots = slots
@@ -196,64 +69,17 @@ class Fleet:
         self.cluster.wait(lambda: self.online() == len(self.device_ids), "all agents online")
 
     def online(self) -> int:
-        devices = get_json(f"{self.api}/v1/devices", ADMIN_TOKEN) or []
-        return sum(1 for d in devices if d.get("status") == "online" and d.get("id") in self.device_ids)
+        return online(self.api, self.device_ids)
 
     def pids(self) -> dict[str, list[int]]:
         c = self.cluster
         return {"control_plane": [c.control.pid] if c.control else [], "agents": [a.pid for a in c.agents.values()]}
 
     def log_tails(self, lines: int = 15) -> str:
-        """The children's last log lines (their home is a temp dir that is about to go)."""
-        out = []
-        for path in sorted(self.cluster.home.glob("*.log")):
-            tail = path.read_text(errors="replace").splitlines()[-lines:]
-            if tail:
-                out.append(f"--- {path.name}\n" + "\n".join(tail))
-        return "\n".join(out)
+        return log_tails(self.cluster.home, lines)
 
     def stop(self) -> None:
         self.cluster.stop()  # agents first, then the control plane; SIGKILL if one hangs
-
-
-class CpuMeter:
-    """CPU seconds used by groups of processes between start() and stop()."""
-
-    def __init__(self, groups: dict[str, list[int]]):
-        self.procs = {g: [psutil.Process(pid) for pid in pids] for g, pids in groups.items()}
-        self.t0: dict[str, float] = {}
-
-    @staticmethod
-    def _cpu(procs: list[psutil.Process]) -> float:
-        total = 0.0
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
-
-    def start(self) -> None:
-        self.wall = time.perf_counter()
-        self.t0 = {g: self._cpu(ps) for g, ps in self.procs.items()}
-
-    def stop(self) -> dict[str, float]:
-        wall = time.perf_counter() - self.wall
-        out = {g: round(self._cpu(ps) - self.t0[g], 2) for g, ps in self.procs.items()}
-        out["wall_s"] = round(wall, 2)
-        return out
-
-
-async def _terminal_count(client: httpx.AsyncClient) -> dict[str, int]:
-    """Jobs by state, from the control plane's Prometheus gauges (one cheap GROUP BY)."""
-    r = await client.get("/metrics")
-    counts: dict[str, int] = {}
-    for line in r.text.splitlines():
-        if line.startswith('voicefleet_jobs{state="'):
-            state = line.split('"')[1]
-            counts[state] = int(float(line.rsplit(" ", 1)[1]))
-    return counts
 
 
 async def _fetch_jobs(client: httpx.AsyncClient, ids: list[str], conc: int) -> list[dict[str, Any]]:
@@ -268,82 +94,64 @@ async def _fetch_jobs(client: httpx.AsyncClient, ids: list[str], conc: int) -> l
     return await asyncio.gather(*(one(i) for i in ids))
 
 
-class LeanPoster:
-    """A keep-alive HTTP/1.1 connection that POSTs JSON and reads the reply: the submit load
-    generator. httpx spends ~1.8 ms of CPU per request here, more than the control plane does,
-    and on a 2-core box that CPU is taken from the system under test (wrk-style clients avoid it)."""
+async def _submit_all(api: str, *, jobs: int, conc: int, batch: int, ids: list[str], errors: Counter[str]) -> None:
+    """``conc`` connections post ``jobs`` jobs between them; accepted ids go to ``ids``."""
+    next_i = 0
+    one = json.dumps({"text": TEXT, "lang": "zh"}).encode()
 
-    def __init__(self, api: str):
-        self.host, self.port = httpx.URL(api).host, httpx.URL(api).port
+    async def submitter() -> None:
+        nonlocal next_i
+        async with LeanPoster(api) as conn:
+            while next_i < jobs:
+                n = min(batch, jobs - next_i)
+                next_i += n
+                try:
+                    if batch == 1:
+                        status, body = await conn.post("/v1/jobs", one)
+                    else:
+                        status, body = await conn.post(
+                            "/v1/jobs/batch", json.dumps({"jobs": [{"text": TEXT, "lang": "zh"}] * n}).encode())
+                except (OSError, asyncio.IncompleteReadError) as exc:
+                    errors[type(exc).__name__] += n
+                    return
+                if status == 201:
+                    doc = json.loads(body)
+                    ids.extend([doc["id"]] if batch == 1 else [row["id"] for row in doc])
+                else:
+                    errors[str(status)] += n
 
-    async def __aenter__(self) -> LeanPoster:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        return self
+    await asyncio.gather(*(submitter() for _ in range(conc)))
 
-    async def __aexit__(self, *exc: object) -> None:
-        self.writer.close()
 
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        self.writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAuthorization: %s\r\n"
-                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), self.host.encode(),
-                                                             AUTH["Authorization"].encode(), len(body), body))
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:"))
-        return status, await self.reader.readexactly(length)
+async def _wait_final(client: httpx.AsyncClient, base_terminal: int, accepted: int) -> None:
+    """Until every accepted job reached a final state (or progress stalls)."""
+    last, last_change = -1, time.monotonic()
+    while True:
+        counts = await terminal_count(client)
+        finished = sum(counts.get(s, 0) for s in TERMINAL) - base_terminal
+        if finished >= accepted:
+            break
+        if finished != last:
+            last, last_change = finished, time.monotonic()
+        elif time.monotonic() - last_change > STALL_TIMEOUT_S:
+            log(f"no progress for {STALL_TIMEOUT_S:.0f}s: {finished}/{accepted} finished")
+            break
+        await asyncio.sleep(0.25)  # rates come from job rows, not from this poll
 
 
 async def throughput(api: str, *, jobs: int, conc: int, meter: CpuMeter, batch: int = 1) -> dict[str, Any]:
     """``batch`` 1 posts each job alone to /v1/jobs; more posts that many per /v1/jobs/batch request."""
     limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
     async with httpx.AsyncClient(base_url=api, limits=limits, timeout=60, headers=AUTH) as client:
-        before = await _terminal_count(client)
+        before = await terminal_count(client)
         base_terminal = sum(before.get(s, 0) for s in TERMINAL)
         ids: list[str] = []
         errors: Counter[str] = Counter()
-        next_i = 0
-
-        one = json.dumps({"text": TEXT, "lang": "zh"}).encode()
-
-        async def submitter() -> None:
-            nonlocal next_i
-            async with LeanPoster(api) as conn:
-                while next_i < jobs:
-                    n = min(batch, jobs - next_i)
-                    next_i += n
-                    try:
-                        if batch == 1:
-                            status, body = await conn.post("/v1/jobs", one)
-                        else:
-                            status, body = await conn.post(
-                                "/v1/jobs/batch", json.dumps({"jobs": [{"text": TEXT, "lang": "zh"}] * n}).encode())
-                    except (OSError, asyncio.IncompleteReadError) as exc:
-                        errors[type(exc).__name__] += n
-                        return
-                    if status == 201:
-                        doc = json.loads(body)
-                        ids.extend([doc["id"]] if batch == 1 else [row["id"] for row in doc])
-                    else:
-                        errors[str(status)] += n
-
         meter.start()
         t_first = time.time()
-        await asyncio.gather(*(submitter() for _ in range(conc)))
+        await _submit_all(api, jobs=jobs, conc=conc, batch=batch, ids=ids, errors=errors)
         t_submitted = time.time()
-        # Wait until every accepted job reached a final state (or progress stalls).
-        last, last_change = -1, time.monotonic()
-        while True:
-            counts = await _terminal_count(client)
-            finished = sum(counts.get(s, 0) for s in TERMINAL) - base_terminal
-            if finished >= len(ids):
-                break
-            if finished != last:
-                last, last_change = finished, time.monotonic()
-            elif time.monotonic() - last_change > STALL_TIMEOUT_S:
-                log(f"no progress for {STALL_TIMEOUT_S:.0f}s: {finished}/{len(ids)} finished")
-                break
-            await asyncio.sleep(0.25)  # rates come from job rows, not from this poll
+        await _wait_final(client, base_terminal, len(ids))
         cpu = meter.stop()
         rows = await _fetch_jobs(client, ids, conc)
     states = Counter(r["state"] for r in rows)
@@ -399,7 +207,8 @@ async def latency(api: str, *, count: int, warmup: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- report
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def measure(args: argparse.Namespace) -> tuple[dict[bool, dict[str, Any]], dict, dict, dict]:
+    """The raw round trips (TCP_NODELAY on, then off), both throughput runs and the latency run."""
     with tempfile.TemporaryDirectory(prefix="vf-bench-") as tmp:
         home = Path(tmp)
         broker = MosquittoBroker(home / "broker")
@@ -433,6 +242,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if fleet is not None:
                 fleet.stop()
             broker.stop()
+    return raws, tput, tput_b, lat
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    raws, tput, tput_b, lat = measure(args)
     # The reference is the broker's real round trip (Nagle off on both ends); paho's default
     # (Nagle on, which voicefleet.mqtt turns off) is reported beside it.
     raw, raw_default = raws[True], raws[False]
@@ -527,12 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rtt-window", type=int, default=100, help="outstanding raw round trips (default 100)")
     ap.add_argument("--rtt-samples", type=int, default=1000, help="one-at-a-time raw round trips (default 1000)")
     ap.add_argument("--payload", type=int, default=300, help="raw payload bytes (default 300)")
-    ap.add_argument("--echo", metavar="URL", help=argparse.SUPPRESS)  # internal: the echo child process
-    ap.add_argument("--echo-nodelay", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.echo:
-        echo_main(args.echo, args.echo_nodelay)
-        return 0
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop every child and remove the temp dir.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args)

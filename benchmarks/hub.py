@@ -50,7 +50,7 @@ def start_hub(home: Path) -> tuple[subprocess.Popen, str, int]:
     env = {**os.environ, "VOICEFLEET_HOME": str(home), "VOICEFLEET_DEVICE_ID": "bench-hub", "VOICEFLEET_ROLE": "edge",
            "VOICEFLEET_MQTT_URL": f"mqtt://127.0.0.1:{free_port()}",  # nothing listens: offline
            "VOICEFLEET_LOCAL_API_PORT": str(http_port), "VOICEFLEET_WYOMING_URI": f"tcp://127.0.0.1:{wy_port}"}
-    proc = subprocess.Popen([sys.executable, "-m", "voicefleet.cli", "agent"], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "voicefleet_cli", "agent"], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=open(home / "hub.log", "w"))
     api = f"http://127.0.0.1:{http_port}"
     deadline = time.monotonic() + 60

@@ -35,12 +35,12 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 import paho.mqtt.client as paho  # noqa: E402
 
-from benchmarks.dispatch import CpuMeter  # noqa: E402
+from benchmarks.fleet import CpuMeter  # noqa: E402
 from benchmarks.report import AUTH, finite  # noqa: E402
 from voicefleet import protocol as p  # noqa: E402
 from voicefleet.broker import MosquittoBroker, free_port  # noqa: E402
 from voicefleet.bundle import generate_signing_key, pack_archive, write_bundle  # noqa: E402
-from voicefleet.onebox import Cluster  # noqa: E402
+from voicefleet_cli.onebox import Cluster  # noqa: E402
 
 MODEL_ID = "bench-student"
 TEST_FIGURES = {"rtf": 0.05, "first_chunk_s": 0.08, "audio_s": 4.0}

@@ -21,7 +21,6 @@ import math
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,11 +35,13 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from benchmarks.dispatch import CpuMeter, LeanPoster, _terminal_count, pct  # noqa: E402
-from benchmarks.report import ADMIN_TOKEN, AUTH, finite  # noqa: E402
-from voicefleet.broker import MosquittoBroker, free_port  # noqa: E402
-from voicefleet.onebox import Cluster, ClusterError, get_json  # noqa: E402
-from voicefleet.processes import terminate  # noqa: E402
+from benchmarks.fleet import TERMINAL, CpuMeter, bench_cluster, log_tails, online, terminal_count  # noqa: E402
+from benchmarks.load import Arrival, replay  # noqa: E402
+from benchmarks.report import AUTH, finite  # noqa: E402
+from benchmarks.stats import pct  # noqa: E402
+from voicefleet.broker import MosquittoBroker  # noqa: E402
+from voicefleet.processes import terminate, terminate_all  # noqa: E402
+from voicefleet_cli.onebox import Cluster, ClusterError  # noqa: E402
 
 POLICIES = ("round_robin", "least_conn", "latency")
 S_PER_CHAR = 0.06  # the timed engine's audio seconds per character (its default)
@@ -51,7 +52,6 @@ CLOUD_RTF, CLOUD_SLOTS, CLOUD_WORKERS = 0.03, 2, 3
 SLOWDOWN = 10.0
 SLOW_AGENT_GRACE_S = 4.0  # the slowing agent starts alone; the run starts this long after it is spawned
 STALL_S = 30.0  # stop waiting for outstanding jobs after this long without one finishing
-TERMINAL = ("done", "failed", "cancelled")
 # Common characters; only a text's length matters to the timed engine.
 HANZI = ("的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种"
          "面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本"
@@ -94,12 +94,6 @@ def capacity(fleet: tuple[AgentSpec, ...], *, slowed: bool = False) -> float:
 # ---------------------------------------------------------------------------------- trace
 
 
-@dataclass(frozen=True)
-class Arrival:
-    at: float  # seconds after the run's start
-    text: str
-
-
 def make_trace(rate: float, seconds: float, seed: int) -> list[Arrival]:
     """Poisson arrivals at ``rate`` jobs/s for ``seconds``; lengths uniform in MIN..MAX_CHARS."""
     rng = random.Random(seed)
@@ -108,41 +102,6 @@ def make_trace(rate: float, seconds: float, seed: int) -> list[Arrival]:
         trace.append(Arrival(t, "".join(rng.choices(HANZI, k=rng.randint(MIN_CHARS, MAX_CHARS)))))
         t += rng.expovariate(rate)
     return trace
-
-
-async def replay(api: str, trace: list[Arrival], start_mono: float, conns: int) -> dict[str, Any]:
-    """Open loop: each job is posted at its time, whatever became of earlier ones (``conns``
-    keep-alive connections, so a slow reply never holds the next arrival back)."""
-    bodies = [json.dumps({"text": a.text, "lang": "zh"}, ensure_ascii=False).encode() for a in trace]
-    pool: asyncio.Queue[LeanPoster] = asyncio.Queue()
-    for _ in range(conns):
-        pool.put_nowait(await LeanPoster(api).__aenter__())
-    ids: list[str] = []
-    statuses: Counter[str] = Counter()
-    lags: list[float] = []
-
-    async def submit(due: float, body: bytes) -> None:
-        conn = await pool.get()
-        lags.append(time.monotonic() - due)
-        try:
-            status, reply = await conn.post("/v1/jobs", body)
-            statuses[str(status)] += 1
-            if status == 201:
-                ids.append(json.loads(reply)["id"])
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            statuses[type(exc).__name__] += 1
-            conn = await LeanPoster(api).__aenter__()
-        pool.put_nowait(conn)
-
-    tasks = []
-    for arrival, body in zip(trace, bodies, strict=True):
-        due = start_mono + arrival.at
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        tasks.append(asyncio.create_task(submit(due, body)))
-    await asyncio.gather(*tasks)
-    while not pool.empty():
-        await pool.get_nowait().__aexit__()
-    return {"ids": ids, "statuses": dict(statuses), "lag_p99_ms": round(pct(lags, 99) * 1000, 2)}
 
 
 # ----------------------------------------------------------------------------- one run
@@ -154,7 +113,7 @@ async def wait_finished(api: str, accepted: int, timeout_s: float) -> None:
     last, last_change = -1, time.monotonic()
     async with httpx.AsyncClient(base_url=api, timeout=30, headers=AUTH) as client:
         while time.monotonic() < deadline:
-            counts = await _terminal_count(client)
+            counts = await terminal_count(client)
             finished = sum(counts.get(s, 0) for s in TERMINAL)
             if finished >= accepted:
                 return
@@ -198,10 +157,7 @@ class Run:
     def start(self, seconds: float) -> tuple[float, float]:
         """Start everything; returns the run's start and the slowdown, both as unix times."""
         self.broker.start()
-        pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        self.cluster = Cluster(self.home, mqtt_url=self.broker.url, http_port=free_port(),
-                               env={"VOICEFLEET_LOG_LEVEL": "WARNING", "PYTHONPATH": pythonpath,
-                                    "VOICEFLEET_CONTROL_ID": f"control-{self.tag}"})
+        self.cluster = bench_cluster(self.home, self.broker.url, VOICEFLEET_CONTROL_ID=f"control-{self.tag}")
         self.cluster.start_control_plane(VOICEFLEET_SCHEDULER_POLICY=self.policy)
         self._start_agents([a for a in FLEET if not a.slows], slowdown_at=0.0)
         # SLOWDOWN_AT is fixed at spawn, so the run's start is planned before the last agent starts.
@@ -216,11 +172,7 @@ class Run:
             self.cluster.start_agent(self.device_id(spec), role=spec.role, engine="timed", wait=False,
                                      **spec.env(slowdown_at))
         ids = {self.device_id(s) for s in specs}
-        self.cluster.wait(lambda: self._online(ids) == len(ids), f"{len(ids)} agents online")
-
-    def _online(self, ids: set[str]) -> int:
-        devices = get_json(f"{self.cluster.api}/v1/devices", ADMIN_TOKEN) or []
-        return sum(1 for d in devices if d.get("id") in ids and d.get("status") == "online")
+        self.cluster.wait(lambda: online(self.cluster.api, ids) == len(ids), f"{len(ids)} agents online")
 
     def cpu_meter(self) -> CpuMeter:
         c = self.cluster
@@ -228,33 +180,15 @@ class Run:
                          "broker": [self.broker.pid] if self.broker.pid else [], "load_generator": [os.getpid()]})
 
     def log_tails(self, lines: int = 10) -> str:
-        out = []
-        for path in sorted(self.home.glob("*.log")):
-            tail = path.read_text(errors="replace").splitlines()[-lines:]
-            if tail:
-                out.append(f"--- {path.name}\n" + "\n".join(tail))
-        return "\n".join(out)
+        return log_tails(self.home, lines)
 
     def stop(self) -> None:
         """All agents are signalled at once (each drains in parallel), then the control plane."""
         if self.cluster is not None:
-            agents = list(self.cluster.agents.values())
-            for proc in agents:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            for proc in agents:
-                _wait_or_kill(proc, 40.0)
+            terminate_all(list(self.cluster.agents.values()), timeout=40.0)
             if self.cluster.control is not None:
                 terminate(self.cluster.control, timeout=40.0)
         self.broker.stop()
-
-
-def _wait_or_kill(proc: subprocess.Popen, timeout: float) -> None:
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def run_one(home: Path, tag: str, policy: str, trace: list[Arrival], args: argparse.Namespace) -> dict[str, Any]:

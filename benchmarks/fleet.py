@@ -1,0 +1,82 @@
+"""What the cluster benchmarks share: a quiet one-box Cluster of child processes, which of its
+agents are online, the children's last log lines, CPU seconds per group of processes, and the
+control plane's jobs by state."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from benchmarks.report import ADMIN_TOKEN
+from voicefleet.broker import free_port
+from voicefleet_cli.onebox import Cluster, get_json
+
+ROOT = Path(__file__).resolve().parent.parent
+TERMINAL = ("done", "failed", "cancelled")
+
+
+def bench_cluster(home: Path, mqtt_url: str, **env: str) -> Cluster:
+    """A Cluster whose children log warnings only and import this checkout (run without installing)."""
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return Cluster(home, mqtt_url=mqtt_url, http_port=free_port(),
+                   env={"VOICEFLEET_LOG_LEVEL": "WARNING", "PYTHONPATH": pythonpath, **env})
+
+
+def online(api: str, device_ids: set[str] | list[str]) -> int:
+    """How many of ``device_ids`` the control plane sees online."""
+    devices = get_json(f"{api}/v1/devices", ADMIN_TOKEN) or []
+    return sum(1 for d in devices if d.get("status") == "online" and d.get("id") in device_ids)
+
+
+def log_tails(home: Path, lines: int) -> str:
+    """The children's last log lines (their home is a temp dir that is about to go)."""
+    out = []
+    for path in sorted(home.glob("*.log")):
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+        if tail:
+            out.append(f"--- {path.name}\n" + "\n".join(tail))
+    return "\n".join(out)
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes between start() and stop()."""
+
+    def __init__(self, groups: dict[str, list[int]]):
+        self.procs = {g: [psutil.Process(pid) for pid in pids] for g, pids in groups.items()}
+        self.t0: dict[str, float] = {}
+
+    @staticmethod
+    def _cpu(procs: list[psutil.Process]) -> float:
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    def start(self) -> None:
+        self.wall = time.perf_counter()
+        self.t0 = {g: self._cpu(ps) for g, ps in self.procs.items()}
+
+    def stop(self) -> dict[str, float]:
+        wall = time.perf_counter() - self.wall
+        out = {g: round(self._cpu(ps) - self.t0[g], 2) for g, ps in self.procs.items()}
+        out["wall_s"] = round(wall, 2)
+        return out
+
+
+async def terminal_count(client: httpx.AsyncClient) -> dict[str, int]:
+    """Jobs by state, from the control plane's Prometheus gauges (one cheap GROUP BY)."""
+    r = await client.get("/metrics")
+    counts: dict[str, int] = {}
+    for line in r.text.splitlines():
+        if line.startswith('voicefleet_jobs{state="'):
+            state = line.split('"')[1]
+            counts[state] = int(float(line.rsplit(" ", 1)[1]))
+    return counts
