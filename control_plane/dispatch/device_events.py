@@ -16,6 +16,7 @@ from control_plane.dispatch.context import Context
 from control_plane.dispatch.outbox import Outbox
 from control_plane.models import AudioArtifact, Device, DeviceRecord, Job
 from voicefleet import protocol as p
+from voicefleet.ids import now
 from voicefleet.mqtt import Inbound
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def _on_state(ctx: Context, session: Session, device_id: str, st: p.DeviceState,
     came_back = st.status == "online" and dev.status != "online"
     restarted = bool(st.boot_id) and bool(dev.boot_id) and dev.boot_id != st.boot_id
     dev.status = st.status
-    dev.last_seen_at = p.now()
+    dev.last_seen_at = now()
     if st.status != "offline":
         dev.role = st.role
         dev.engine = st.engine.model_dump() if st.engine else None
@@ -99,7 +100,7 @@ def _on_telemetry(ctx: Context, session: Session, device_id: str, t: p.Telemetry
     if dev is None:
         return  # telemetry before the first state message: nothing to attach it to
     dev.telemetry = t.model_dump(exclude={"v", "type", "device_id"})
-    dev.last_seen_at = p.now()
+    dev.last_seen_at = now()
     if dev.status == "offline":  # we timed it out, but it was only paused or cut off: it is back
         log.info("device %s is heard from again", device_id)
         dev.status = "online"
@@ -151,7 +152,7 @@ def _on_done(ctx: Context, session: Session, job: Job, ev: p.JobDone, data, out:
     jobs.pending(session, AudioArtifact).append(
         {"job_id": job.id, "key": stored.key, "sample_rate": ev.sample_rate, "samples": stored.samples,
          "bytes": stored.bytes, "sha256": stored.sha256, "engine": ev.engine.name, "model": ev.engine.model,
-         "created_at": p.now()})
+         "created_at": now()})
     rtt = None
     if ev.first_chunk_s is not None and job.first_chunk_at is not None and job.assigned_at is not None:
         rtt = (job.first_chunk_at - job.assigned_at) - ev.first_chunk_s

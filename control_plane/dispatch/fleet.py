@@ -15,6 +15,7 @@ from control_plane.dispatch.snapshot import DeviceStatus, FleetSnapshot
 from control_plane.models import Device, Job
 from control_plane.scheduler import DeviceView, FleetStats, Running
 from voicefleet import protocol as p
+from voicefleet.ids import now
 
 TIERS = ("interactive", "batch")
 
@@ -64,7 +65,7 @@ class Fleet:
             view = self.devices.get(device_id)
             if view is not None:
                 view.inflight += 1
-                view.running[job_id] = Running(job_id, assigned_at or p.now(),
+                view.running[job_id] = Running(job_id, assigned_at or now(),
                                                self.stats.audio_s(lang, jobs.spoken_chars(text)),
                                                (explain or {}).get("expected_s"))
         self.queued = jobs.queue_depth(session)
@@ -96,7 +97,7 @@ class Fleet:
         return max(1, min(3600, math.ceil(excess / self.drain_rate))) if self.drain_rate > 0.01 else 60
 
     def snapshot(self) -> FleetSnapshot:
-        t = p.now()
+        t = now()
         devices = {v.id: DeviceStatus(id=v.id, gate=v.gate(self.stats), rtf=round(self.stats.device_rtf(v, t), 4),
                                       rtt_s=round(self.stats.rtt_of(v.id), 4)) for v in self.devices.values()}
         return FleetSnapshot(devices=MappingProxyType(devices), taken_at=t)

@@ -14,6 +14,7 @@ from control_plane.dispatch.outbox import Outbox
 from control_plane.models import ACTIVE_STATES, Device, Job
 from control_plane.scheduler import Planner
 from voicefleet import protocol as p
+from voicefleet.ids import now
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 def housekeeping(ctx: Context, out: Outbox) -> None:
     """Take back expired leases and silent devices, hedge, then resync the fleet from the database."""
     settings = ctx.settings
-    t = p.now()
+    t = now()
     ctx.fleet.measure_drain()
     with ctx.session() as session:
         for job in jobs.expired_leases(session, at=t):
@@ -52,7 +53,7 @@ def _hedge(ctx: Context, session: Session, out: Outbox) -> None:
     factor = settings.hedge_factor
     if factor <= 0 or settings.scheduler_policy != "latency":
         return
-    t = p.now()
+    t = now()
     for view in fleet.views():
         for r in list(view.running.values()):
             elapsed = t - r.assigned_at

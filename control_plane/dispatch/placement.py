@@ -9,11 +9,11 @@ from pathlib import Path
 from sqlmodel import Session
 
 from control_plane import jobs
-from control_plane.auth import signed_query
 from control_plane.dispatch.context import Context
 from control_plane.dispatch.outbox import Outbox
 from control_plane.models import Job, Voice
 from control_plane.scheduler import Decision, Planner
+from control_plane.signed_urls import signed_query
 from voicefleet import protocol as p
 
 
@@ -44,14 +44,9 @@ def _assign(ctx: Context, session: Session, job: Job, decision: Decision, out: O
     device_id = decision.device_id
     jobs.assign(session, job, device_id=device_id, lease_s=ctx.settings.lease_s, explain=decision.explain())
     ctx.fleet.took(job, device_id, decision.expected_s)
-    out.publish.append((p.device_topic(device_id, "job"), p.encode(_assignment(ctx, session, job))))
+    assignment = jobs.assignment(job, prompt=_prompt(ctx, session, job.voice), lease_s=ctx.settings.lease_s)
+    out.publish.append((p.device_topic(device_id, "job"), p.encode(assignment)))
     out.notify.add(job.id)
-
-
-def _assignment(ctx: Context, session: Session, job: Job) -> p.JobAssign:
-    return p.JobAssign(job_id=job.id, attempt=job.attempt, text=job.text, lang=job.lang, dialect=job.dialect,
-                       voice=job.voice, instruction=job.instruction, prompt=_prompt(ctx, session, job.voice),
-                       lease_s=ctx.settings.lease_s)
 
 
 def _prompt(ctx: Context, session: Session, voice_id: str | None) -> p.VoicePrompt | None:
