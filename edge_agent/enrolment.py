@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import ssl
 import urllib.error
 import urllib.request
 from dataclasses import replace
 
 from edge_agent.config import AgentSettings
+from voicefleet.api_errors import error_text
+from voicefleet.files import write_atomic
 from voicefleet.settings import MqttLogin
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def enrol(settings: AgentSettings) -> dict:
         with urllib.request.urlopen(req, timeout=TIMEOUT_S, context=context) as resp:
             answer = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        raise EnrolmentFailed(f"enrolment refused ({exc.code}): {_error_text(exc.read())}") from None
+        raise EnrolmentFailed(f"enrolment refused ({exc.code}): {error_text(exc.read())}") from None
     except urllib.error.URLError as exc:
         raise EnrolmentFailed(f"cannot reach the control plane at {settings.api_url} to enrol: {exc.reason}") from None
     log.info("enrolled as %s (tags %s)", answer["device_id"], answer.get("tags"))
@@ -56,18 +57,5 @@ def enrol(settings: AgentSettings) -> dict:
 def _store(settings: AgentSettings, answer: dict) -> None:
     path = settings.credentials_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, not even briefly
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(answer, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(answer), mode=0o600)  # never readable by others, not even briefly
 
-
-def _error_text(body: bytes) -> str:
-    try:
-        return json.loads(body)["error"]["text"]
-    except (ValueError, KeyError, TypeError):
-        return body.decode(errors="replace")

@@ -112,12 +112,12 @@ class Hub:
 
 
 def _spoken(request, source: str, engine: Engine) -> dict:
-    member = engine.select(request) if hasattr(engine, "select") else engine
+    member = engine.select(request)
     return {"text": request.text, "lang": request.lang, "dialect": request.dialect, "voice": request.voice,
             "source": source, "engine": member.descriptor.name, "fallback": None}
 
 
-class JournaledEngine:
+class JournaledEngine(Engine):
     """The hub's engine as Wyoming sees it: each request noted for the journal, and phrases served
     from (and added to) the same phrase cache as the local API."""
 
@@ -126,7 +126,7 @@ class JournaledEngine:
         self.descriptor, self.capabilities = engine.descriptor, engine.capabilities
 
     def select(self, request):
-        return self._engine.select(request) if hasattr(self._engine, "select") else self._engine
+        return self._engine.select(request)
 
     def synthesize(self, request, cancelled=lambda: False):
         from edge_agent.phrase_cache import cache_key
@@ -156,22 +156,28 @@ def control_plane_speaker(api_url: str, token: str | None = None, timeout_s: flo
     (``GET /v1/jobs/{id}/audio`` streams while the job runs). Raises on any failure, which makes the
     local API speak with the local voice and say that it fell back."""
     import json
+    import urllib.error
     import urllib.request
 
     from edge_agent.engines.base import SynthesisRequest
+    from voicefleet.api_errors import ApiError
     from voicefleet.credentials import auth_headers
 
     auth = auth_headers(token)
 
+    def open_api(req: urllib.request.Request):
+        try:
+            return urllib.request.urlopen(req, timeout=timeout_s)  # noqa: S310 (our control plane)
+        except urllib.error.HTTPError as exc:  # the fallback reason then says why the cloud refused
+            raise ApiError.from_answer(exc) from None
+
     def speak(request: SynthesisRequest) -> tuple[int, Iterator[bytes]]:
-        spec = {k: v for k, v in {"text": request.text, "lang": request.lang, "dialect": request.dialect,
-                                  "voice": request.voice, "instruction": request.instruction}.items() if v}
+        spec = {k: v for k, v in request.spec_fields().items() if v}
         submit = urllib.request.Request(f"{api_url.rstrip('/')}/v1/jobs", data=json.dumps(spec).encode(),
                                         headers={"content-type": "application/json", **auth}, method="POST")
-        with urllib.request.urlopen(submit, timeout=timeout_s) as r:  # noqa: S310 (our control plane)
+        with open_api(submit) as r:
             job_id = json.loads(r.read())["id"]
-        audio = urllib.request.urlopen(urllib.request.Request(  # noqa: S310 (our control plane)
-            f"{api_url.rstrip('/')}/v1/jobs/{job_id}/audio", headers=auth), timeout=timeout_s)
+        audio = open_api(urllib.request.Request(f"{api_url.rstrip('/')}/v1/jobs/{job_id}/audio", headers=auth))
         header = audio.read(44)
         rate = int.from_bytes(header[24:28], "little")
 
