@@ -24,11 +24,10 @@ import queue
 import socketserver
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 
 from edge_agent.engines.base import Engine, SynthesisRequest
-from edge_agent.local_http import Handler, UnixHTTPServer
+from edge_agent.local_http import Handler, Rendered, UnixHTTPServer
 from edge_agent.local_or_cloud import cloud_wanted, decide, local_fallback
 from edge_agent.phrase_cache import PhraseCache, cache_key
 from edge_agent.reminders import ReminderStore
@@ -36,19 +35,6 @@ from edge_agent.reminders import ReminderStore
 log = logging.getLogger(__name__)
 # (rate, chunks): the injected cloud path; it raises (or is slow) when the link is down.
 CloudSpeak = Callable[[SynthesisRequest], tuple[int, Iterator[bytes]]]
-
-
-@dataclass
-class Rendered:
-    """Audio ready to send: whole (cache) or a stream whose first chunk is already in hand."""
-    source: str
-    rate: int
-    first: bytes
-    rest: Iterator[bytes]
-    whole: bool = False
-    fallback: str | None = None
-    engine: str = ""
-    on_complete: Callable[[bytes], None] | None = None
 
 
 class LocalApi:

@@ -10,15 +10,14 @@ import logging
 import socket
 import socketserver
 import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from edge_agent.engines.base import EngineError, SynthesisRequest
 from edge_agent.reminders import ReminderStore
 from voicefleet.audio import wav_header
-
-if TYPE_CHECKING:
-    from edge_agent.local_api import LocalApi, Rendered
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 16 * 1024
@@ -32,6 +31,30 @@ class ApiError(Exception):
         self.status, self.code, self.text = status, code, text
 
 
+@dataclass
+class Rendered:
+    """Audio ready to send: whole (cache) or a stream whose first chunk is already in hand."""
+    source: str
+    rate: int
+    first: bytes
+    rest: Iterator[bytes]
+    whole: bool = False
+    fallback: str | None = None
+    engine: str = ""
+    on_complete: Callable[[bytes], None] | None = None
+
+
+class Speaker(Protocol):
+    """What the handler serves (``LocalApi``): speech, health, the reminder store if any."""
+
+    reminders: ReminderStore | None
+
+    def render(self, request: SynthesisRequest, *, allow_cloud: bool = True,
+               cancelled: Callable[[], bool] = lambda: False) -> Rendered: ...
+
+    def health(self) -> dict: ...
+
+
 class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
@@ -41,7 +64,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "voicefleet-edge"
 
     @property
-    def api(self) -> LocalApi:
+    def api(self) -> Speaker:
         return self.server.api  # type: ignore[attr-defined]
 
     def setup(self) -> None:
