@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi import FastAPI
 from sqlmodel import Session, select
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from control_plane import broker_auth, jobs
+from control_plane.api import errors
 from control_plane.api.deps import Services
+from control_plane.api.errors import error_response
 from control_plane.api.routes import devices, enrolment, health, tokens
 from control_plane.api.routes import jobs as job_routes
 from control_plane.api.routes import models as model_routes
 from control_plane.api.routes import rollouts as rollout_routes
 from control_plane.api.routes import voices as voice_routes
 from control_plane.audio_store import LocalAudioStore
-from control_plane.auth import Tokens, bootstrap_admin, url_secret
 from control_plane.core.config import Settings
 from control_plane.core.db import make_engine, upgrade, wait_for_database
 from control_plane.dispatch import Context, Dispatcher, Inbox
@@ -32,6 +27,8 @@ from control_plane.metrics import Metrics
 from control_plane.models import Device
 from control_plane.registry import Registry
 from control_plane.rollouts import Rollouts
+from control_plane.signed_urls import url_secret
+from control_plane.tokens import Tokens, bootstrap_admin
 from control_plane.voices import VoiceService
 from voicefleet import protocol as p
 from voicefleet.mqtt import MqttClient
@@ -69,42 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(rollout_routes.router)
     app.include_router(tokens.router)
     app.include_router(enrolment.router)
-    app.openapi = lambda: _openapi(app)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    errors.install(app)
     app.add_middleware(BodyLimit)
     return app
-
-
-class ErrorText(BaseModel):
-    code: str
-    text: str
-
-
-class ErrorBody(BaseModel):
-    """Every 4xx/5xx answer: a machine ``code`` and a ``text`` that says what to fix."""
-
-    error: ErrorText
-    detail: Any = None
-
-
-def _openapi(app: FastAPI) -> dict:
-    """FastAPI's document, with every error answer described as the ErrorBody it really is."""
-    if app.openapi_schema is None:
-        doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
-        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-        body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(body.pop("$defs"))
-        schemas["ErrorBody"] = body
-        for ops in doc["paths"].values():
-            for op in ops.values():
-                for status, resp in op.get("responses", {}).items():
-                    if status.startswith(("4", "5")):
-                        resp["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-        for unused in ("HTTPValidationError", "ValidationError"):
-            schemas.pop(unused, None)
-        app.openapi_schema = doc
-    return app.openapi_schema
 
 
 def build_services(settings: Settings) -> Services:
@@ -148,27 +112,6 @@ def _snapshot(engine) -> dict:
         return {"jobs_by_state": jobs.counts_by_state(session), "devices": devices_}
 
 
-async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 with one readable sentence per problem, naming the field and what to fix; ``detail`` keeps
-    FastAPI's documented shape (loc, msg, type) for clients that parse it."""
-    problems, detail = [], []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
-        msg = err["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {msg}")
-        detail.append({"loc": [str(p) if not isinstance(p, int) else p for p in err["loc"]], "msg": msg,
-                       "type": err["type"]})
-    return JSONResponse({"error": {"code": "invalid_request", "text": "; ".join(problems)}, "detail": detail},
-                        status_code=422)
-
-
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """Every error has the same shape: {"error": {"code", "text"}} (and FastAPI's "detail")."""
-    text = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    return JSONResponse({"error": {"code": f"http_{exc.status_code}", "text": text}, "detail": exc.detail},
-                        status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-
 class BodyLimit:
     """Refuse oversized bodies: by Content-Length before reading them; a chunked body (no length) is
     read up to the limit, then passed on (plain ASGI: no per-request overhead otherwise)."""
@@ -181,8 +124,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         limit, hint = BODY_LIMITS.get(scope["path"], (MAX_BODY_BYTES, "send less"))
-        too_large = JSONResponse({"error": {"code": "too_large", "text": f"request body over {limit} bytes; {hint}"}},
-                                 status_code=413)
+        too_large = error_response("too_large", f"request body over {limit} bytes; {hint}")
         if length is not None:
             if length.isdigit() and int(length) > limit:
                 return await too_large(scope, receive, send)

@@ -20,21 +20,18 @@ import secrets
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from control_plane.auth import hash_secret, new_token, split_token
 from control_plane.models import EnrolmentToken, MqttUser
-from voicefleet.protocol import now
+from control_plane.tokens import hash_secret, new_token, split_token
+from voicefleet.errors import CodedError
+from voicefleet.ids import now
 
 TOKEN_PREFIX = "vfe"
 HASH_ITERATIONS = 101  # what mosquitto_passwd writes; the broker checks each login with it
 SALT_BYTES = 12
 
 
-class EnrolmentError(ValueError):
+class EnrolmentError(CodedError):
     """A token or device that cannot be enrolled; ``code`` for machines, ``text`` says what to do."""
-
-    def __init__(self, code: str, text: str):
-        super().__init__(text)
-        self.code, self.text = code, text
 
 
 def _invalid() -> EnrolmentError:

@@ -27,6 +27,10 @@ class RegistryError(CodedError):
     """An upload or lookup the registry refuses; ``code`` for machines, ``text`` says what to do."""
 
 
+def _refused(code: str, text: str) -> RegistryError:
+    return RegistryError(code, f"bundle refused ({code}): {text}")
+
+
 class Registry:
     def __init__(self, root: Path, trusted_keys=None):
         self.root = Path(root)
@@ -43,18 +47,18 @@ class Registry:
             try:
                 verified = b.verify_bundle(source, self.trusted_keys, cache_dir=unpack)
             except b.BundleError as exc:
-                raise RegistryError(exc.code, exc.text) from None
+                raise _refused(exc.code, exc.text) from None
             m = verified.manifest
             if bad := [x for x in (m.model_id, m.version) if not re.fullmatch(b.FILE_NAME_PATTERN, x)]:
-                raise RegistryError("bad_manifest", f"model id and version name folders and URL paths: {bad} must "
-                                                    f"match {b.FILE_NAME_PATTERN}; rebuild the bundle")
+                raise _refused("bad_manifest", f"model id and version name folders and URL paths: {bad} must "
+                                               f"match {b.FILE_NAME_PATTERN}; rebuild the bundle")
             files = [{"name": n, "size": e.size, "sha256": e.sha256} for n, e in sorted(m.files.items())]
             files += [_entry(verified.path / name) for name in (b.MANIFEST, b.SIGNATURE)]
             existing = self.get(session, m.model_id, m.version)
             if existing is not None:
                 if existing.files != files:
-                    raise RegistryError("version_exists", f"{m.model_id} {m.version} is already stored with other "
-                                                          "contents; a version never changes: give it a new version")
+                    raise _refused("version_exists", f"{m.model_id} {m.version} is already stored with other "
+                                                     "contents; a version never changes: give it a new version")
                 return existing, False
             self._store(verified.path, self.folder(m.model_id, m.version))
         row = ModelVersion(model_id=m.model_id, version=m.version, engine=m.engine, key_id=m.key_id,

@@ -31,10 +31,12 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, select
 
-from control_plane.auth import signed_query
 from control_plane.models import Device, DeviceModel, JobEvent, MqttUser, Rollout, RolloutEvent, RolloutTarget
 from control_plane.registry import Registry, ota_files
+from control_plane.signed_urls import signed_query
 from voicefleet import protocol as p
+from voicefleet.errors import CodedError
+from voicefleet.ids import new_id, now
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +54,8 @@ NOT_MODEL_ERRORS = ("device_lost", "lease_expired", "audio_incomplete")
 Publish = list[tuple[str, bytes]]
 
 
-class RolloutError(ValueError):
-    """A request the rollouts refuse; ``status`` is the HTTP status a route should answer."""
-
-    def __init__(self, status: int, text: str):
-        super().__init__(text)
-        self.status = status
-        self.text = text
+class RolloutError(CodedError):
+    """A request the rollouts refuse: ``code`` for programs, ``text`` for people."""
 
 
 # ----------------------------------------------------------------------------------- plans
@@ -153,26 +150,29 @@ class Rollouts:
     def create(self, session: Session, publish: Publish, *, spec: RolloutCreate, by: str | None = None) -> Rollout:
         row = self.registry.get(session, spec.model_id, spec.version)
         if row is None:
-            raise RolloutError(404, f"no version {spec.version!r} of {spec.model_id!r} in the registry: upload it")
+            raise RolloutError("unknown_version",
+                               f"no version {spec.version!r} of {spec.model_id!r} in the registry: upload it")
         busy = session.exec(select(Rollout).where(Rollout.model_id == spec.model_id,
                                                   col(Rollout.state).in_(ACTIVE))).first()
         if busy is not None:
-            raise RolloutError(409, f"rollout {busy.id} of {spec.model_id} is {busy.state}; a device takes one rollout "
-                                    "at a time: abort it or wait until it ends")
+            raise RolloutError("rollout_active", f"rollout {busy.id} of {spec.model_id} is {busy.state}; a device "
+                               "takes one rollout at a time: abort it or wait until it ends")
         fleet = [dm for dm in session.exec(select(DeviceModel).where(DeviceModel.model_id == spec.model_id)
                                            .order_by(DeviceModel.device_id)).all() if spec.selector.picks(dm)]
         if unknown := set(spec.selector.device_ids) - {dm.device_id for dm in fleet}:
-            raise RolloutError(422, f"devices {sorted(unknown)[:10]} do not report running {spec.model_id}")
+            raise RolloutError("unknown_devices",
+                               f"devices {sorted(unknown)[:10]} do not report running {spec.model_id}")
         if unknown := set(spec.plan.canary_ids) - {dm.device_id for dm in fleet}:
-            raise RolloutError(422, f"canaries {sorted(unknown)[:10]} are not among the devices the selector picks")
+            raise RolloutError("unknown_canaries",
+                               f"canaries {sorted(unknown)[:10]} are not among the devices the selector picks")
         if not fleet:
-            raise RolloutError(422, f"no device running {spec.model_id} matches the selector")
+            raise RolloutError("no_targets", f"no device running {spec.model_id} matches the selector")
         online = _online(session, [dm.device_id for dm in fleet])
         # Canaries are best taken from devices that are here now: online first, then by id.
         ids = sorted((dm.device_id for dm in fleet), key=lambda d: (d not in online, d))
         phase = phases_of(ids, spec.plan)
         rollout = Rollout(model_id=spec.model_id, version=spec.version, selector=spec.selector.model_dump(),
-                          plan=spec.plan.model_dump(), state="running", phase=0, phase_started_at=p.now(),
+                          plan=spec.plan.model_dump(), state="running", phase=0, phase_started_at=now(),
                           created_by=by)
         session.add(rollout)
         figures = _version_figures(session, spec.model_id)
@@ -218,20 +218,21 @@ class Rollouts:
         """Keep a device on ``version`` (installing it now if it runs another), or unpin it (None)."""
         dm = session.get(DeviceModel, device_id)
         if dm is None or dm.model_id != model_id:
-            raise RolloutError(404, f"device {device_id!r} does not report running {model_id!r}")
+            raise RolloutError("unknown_device", f"device {device_id!r} does not report running {model_id!r}")
         if version not in (None, dm.version) and self.registry.get(session, dm.model_id, version) is None:
-            raise RolloutError(404, f"no version {version!r} of {dm.model_id!r} in the registry (nor on the device)")
+            raise RolloutError("unknown_version",
+                               f"no version {version!r} of {dm.model_id!r} in the registry (nor on the device)")
         dm.pinned_version = version
-        dm.updated_at = p.now()
+        dm.updated_at = now()
         session.add(dm)
         session.flush()
         for t in session.exec(select(RolloutTarget).join(Rollout, Rollout.id == RolloutTarget.rollout_id).where(
                 RolloutTarget.device_id == device_id, RolloutTarget.state == "pending",
                 col(Rollout.state).in_(ACTIVE))).all():
-            t.state, t.error, t.updated_at = "skipped", f"pinned to {version}", p.now()
+            t.state, t.error, t.updated_at = "skipped", f"pinned to {version}", now()
             session.add(t)
         if version is not None and dm.version != version and device_id in _online(session, [device_id]):
-            self._install(publish, dm.model_id, version, device_id, command_id=p.new_id(), rollout_id=None,
+            self._install(publish, dm.model_id, version, device_id, command_id=new_id(), rollout_id=None,
                           session=session)
         return dm
 
@@ -251,11 +252,11 @@ class Rollouts:
         dm.tags = _trusted_tags(session, device_id, st.tags)
         if st.model is not None:
             self._record_model(dm, st.model)
-        dm.updated_at = p.now()
+        dm.updated_at = now()
         session.add(dm)
         if dm.pinned_version and dm.version != dm.pinned_version and self.registry.get(session, dm.model_id,
                                                                                        dm.pinned_version):
-            self._install(publish, dm.model_id, dm.pinned_version, device_id, command_id=p.new_id(), rollout_id=None,
+            self._install(publish, dm.model_id, dm.pinned_version, device_id, command_id=new_id(), rollout_id=None,
                           session=session)
         self.due = True
 
@@ -268,7 +269,7 @@ class Rollouts:
             self._record_model(dm, r.active)
         if r.stage == "tested" and r.test:
             dm.test = {"version": r.version, **r.test}
-        dm.updated_at = p.now()
+        dm.updated_at = now()
         session.add(dm)
         target = session.get(RolloutTarget, (r.rollout_id, device_id)) if r.rollout_id else None
         if target is None or target.command_id != r.command_id:
@@ -329,7 +330,7 @@ class Rollouts:
             waiting = [t for t in mine if t.state in IN_FLIGHT or t.state == "pending" and t.device_id in online]
             if waiting:
                 return
-            t = p.now()
+            t = now()
             if rollout.soak_until is None:
                 rollout.soak_until = t + plan.soak_s
                 _event(session, rollout, "soak_started", detail={"phase": rollout.phase, "until": rollout.soak_until,
@@ -353,7 +354,7 @@ class Rollouts:
         """Installs for this phase's pending online devices up to the in-flight limit, rollbacks where due,
         and again any command whose report has not come within the timeout."""
         plan = Plan.model_validate(rollout.plan)
-        t = p.now()
+        t = now()
         for target in targets:  # repeats first: they hold in-flight places already
             stale = target.sent_at is not None and (t - target.sent_at > plan.command_timeout_s or resend is None
                                                     or target.device_id in resend)
@@ -382,7 +383,7 @@ class Rollouts:
                  again: bool = False) -> None:
         undo = target.state in UNDO
         if not again:
-            target.command_id = p.new_id()
+            target.command_id = new_id()
         if undo:
             cmd = p.OtaCommand(op="rollback", command_id=target.command_id, rollout_id=rollout.id,
                                model_id=rollout.model_id, version=target.from_version or "")
@@ -390,7 +391,7 @@ class Rollouts:
         else:
             self._install(publish, rollout.model_id, rollout.version, target.device_id, command_id=target.command_id,
                           rollout_id=rollout.id, session=session)
-        target.sent_at = p.now()
+        target.sent_at = now()
         if again:
             session.add(target)
             _event(session, rollout, "resent", target.device_id, {"command_id": target.command_id})
@@ -475,9 +476,10 @@ class Rollouts:
     def _get(session: Session, rollout_id: str, *states: str) -> Rollout:
         rollout = session.get(Rollout, rollout_id)
         if rollout is None:
-            raise RolloutError(404, f"no rollout {rollout_id!r}")
+            raise RolloutError("unknown_rollout", f"no rollout {rollout_id!r}")
         if rollout.state not in states:
-            raise RolloutError(409, f"rollout {rollout_id} is {rollout.state}; this needs it {' or '.join(states)}")
+            raise RolloutError("wrong_state",
+                               f"rollout {rollout_id} is {rollout.state}; this needs it {' or '.join(states)}")
         return rollout
 
     @staticmethod
@@ -490,14 +492,14 @@ class Rollouts:
 
     @staticmethod
     def _set(session: Session, rollout: Rollout, state: str, reason: str | None, kind: str | None = None) -> None:
-        rollout.state, rollout.reason, rollout.updated_at = state, reason, p.now()
+        rollout.state, rollout.reason, rollout.updated_at = state, reason, now()
         session.add(rollout)
         _event(session, rollout, kind or state, detail={"state": state, "reason": reason})
 
     @staticmethod
     def _target(session: Session, rollout: Rollout, target: RolloutTarget, state: str, *, error: str | None = None,
                 detail: dict | None = None) -> None:
-        target.state, target.updated_at = state, p.now()
+        target.state, target.updated_at = state, now()
         if error is not None:
             target.error = error
         session.add(target)

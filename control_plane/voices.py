@@ -29,6 +29,7 @@ from sqlmodel import Session, select
 
 from control_plane.models import Device, Voice
 from voicefleet.audio_checks import EMBED_SR, CheckedClip, check_prompt, speechlike
+from voicefleet.errors import CodedError
 
 log = logging.getLogger(__name__)
 EMBED_MODEL = "resemblyzer-ge2e-256"  # part of the cache key: another model means other vectors
@@ -40,12 +41,8 @@ MAX_NAME_CHARS = 64
 _MIN_TRIMMED_S = 0.5  # resemblyzer's VAD trim left less than this: embed the untrimmed clip
 
 
-class VoiceError(Exception):
-    """A request the library refuses: ``status`` for HTTP, ``code`` and ``text`` for the error body."""
-
-    def __init__(self, code: str, text: str, status: int = 422):
-        super().__init__(f"{code}: {text}")
-        self.code, self.text, self.status = code, text, status
+class VoiceError(CodedError):
+    """A request the library refuses: ``code`` for programs, ``text`` for people."""
 
 
 # ------------------------------------------------------------------------------- embeddings
@@ -88,8 +85,7 @@ def embed(wav16k: np.ndarray) -> np.ndarray:
             from resemblyzer import audio
     except ImportError as exc:
         raise VoiceError("embeddings_unavailable", "speaker embeddings need resemblyzer and PyTorch on the control "
-                         "plane: pip install 'voicefleet[distill,eval]' and 'resemblyzer==0.1.4' --no-deps",
-                         503) from exc
+                         "plane: pip install 'voicefleet[distill,eval]' and 'resemblyzer==0.1.4' --no-deps") from exc
 
     wav = np.asarray(wav16k, dtype=np.float32)
     trimmed = audio.preprocess_wav(wav)  # no source_sr: already 16 kHz, so librosa is not called
@@ -245,7 +241,7 @@ class VoiceService:
     def audio_path(self, voice: Voice) -> Path:
         path = (self.root / (voice.audio_key or "")).resolve()
         if voice.audio_key is None or not path.is_relative_to((self.root / "voices").resolve()):
-            raise VoiceError("no_audio", f"voice {voice.id} has no stored prompt audio", status=404)
+            raise VoiceError("no_audio", f"voice {voice.id} has no stored prompt audio")
         return path
 
     def similar(self, session: Session, voice: Voice, limit: int) -> list[tuple[Voice, float]]:

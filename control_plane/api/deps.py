@@ -11,12 +11,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from control_plane.audio_store import LocalAudioStore
-from control_plane.auth import Tokens
 from control_plane.core.config import Settings
 from control_plane.dispatch import Dispatcher
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
 from control_plane.registry import Registry
+from control_plane.tokens import Tokens
 
 
 @dataclass

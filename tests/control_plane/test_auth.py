@@ -12,7 +12,7 @@ import pytest
 from services import ADMIN_TOKEN, http, wait_job
 from sqlalchemy import create_engine, text
 
-from control_plane.auth import signature_ok, signed_query
+from control_plane.signed_urls import signature_ok, signed_query
 from voicefleet.credentials import auth_headers
 from voicefleet.onebox import Cluster
 

@@ -7,11 +7,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import select
 
 from control_plane import jobs
+from control_plane.api.auth import Operator, Reader
 from control_plane.api.deps import ServicesDep, SessionDep
-from control_plane.auth import Operator, Reader
 from control_plane.dispatch import Send, SteerDevice
 from control_plane.models import Device, DeviceModel, DevicePublic, DeviceRecord
-from voicefleet.protocol import ReminderCommand, new_id
+from voicefleet.ids import new_id
+from voicefleet.protocol import ReminderCommand
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 

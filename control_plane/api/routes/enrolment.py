@@ -8,8 +8,8 @@ from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 from control_plane import broker_auth, enrolment
+from control_plane.api.auth import Admin
 from control_plane.api.deps import Services, ServicesDep, SessionDep
-from control_plane.auth import Admin
 from control_plane.dispatch import MarkOffline, SteerDevice
 from control_plane.models import (
     EnrolmentTokenCreate,
@@ -20,7 +20,6 @@ from control_plane.models import (
 )
 
 router = APIRouter(prefix="/v1", tags=["enrolment"])
-STATUS = {"invalid_token": 401, "wrong_device": 409, "device_taken": 409}
 
 
 @router.post("/enrolment-tokens", status_code=201, response_model=EnrolmentTokenPublic, dependencies=[Admin])
@@ -38,10 +37,7 @@ def list_tokens(session: SessionDep) -> list[EnrolmentTokenPublic]:
 @router.post("/enrol", response_model=EnrolResponse)
 def enrol(body: EnrolRequest, session: SessionDep, services: ServicesDep) -> EnrolResponse:
     """Redeem an enrolment token: the device's MQTT login, whose password is given only here."""
-    try:
-        user, password = enrolment.enrol(session, token=body.token, device_id=body.device_id)
-    except enrolment.EnrolmentError as exc:
-        raise HTTPException(STATUS[exc.code], exc.text) from None
+    user, password = enrolment.enrol(session, token=body.token, device_id=body.device_id)
     _sync_broker(services)
     return EnrolResponse(device_id=user.username, mqtt_username=user.username, mqtt_password=password,
                          tags=user.tags)

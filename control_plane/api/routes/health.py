@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from sqlalchemy import text
 
+from control_plane.api.auth import Reader
 from control_plane.api.deps import ServicesDep, SessionDep
-from control_plane.auth import Reader
 
 router = APIRouter(tags=["health"])
 

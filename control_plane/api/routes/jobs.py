@@ -8,14 +8,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlmodel import Session, select
 
 from control_plane import jobs
+from control_plane.api.auth import PrincipalDep, allow
 from control_plane.api.deps import Services, ServicesDep, SessionDep
-from control_plane.auth import Principal, PrincipalDep, Role, allow
 from control_plane.dispatch import Cancel, Submit
 from control_plane.models import AudioArtifact, Job, JobBatch, JobCreate, JobDetail, JobEventPublic, JobPublic, JobState
+from control_plane.tokens import Principal, Role
 from voicefleet.audio import wav_header
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -44,13 +45,7 @@ async def submit_jobs(batch: JobBatch, services: ServicesDep, who: Submitter):
 
 
 async def _submit(specs: list[JobCreate], services: Services, who: Principal, *, single: bool) -> Response:
-    try:
-        rows = await services.dispatcher.ask(Submit(specs, owner=who.subject))
-    except jobs.Unservable as exc:
-        return JSONResponse({"error": {"code": "unservable", "text": str(exc)}}, status_code=422)
-    except jobs.QueueFull as exc:
-        return JSONResponse({"error": {"code": "queue_full", "text": f"{exc}; retry later"}}, status_code=429,
-                            headers={"Retry-After": str(exc.retry_after_s)})
+    rows = await services.dispatcher.ask(Submit(specs, owner=who.subject))  # Unservable, QueueFull: api/errors.py
     # Serialised here, once: FastAPI would validate the response model a second time.
     public = [_public(row).model_dump_json() for row in rows]
     body = public[0] if single else "[" + ",".join(public) + "]"

@@ -13,12 +13,14 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
+from control_plane.api.auth import Operator, Reader, allow_signed_or
 from control_plane.api.deps import ServicesDep, SessionDep
-from control_plane.auth import Operator, Reader, Role, allow_signed_or, signature_ok
 from control_plane.dispatch import PinModel
 from control_plane.models import DeviceModelPublic, ModelVersion, ModelVersionPublic
-from control_plane.registry import Registry, RegistryError, running
-from control_plane.rollouts import RolloutError, files_path
+from control_plane.registry import Registry, running
+from control_plane.rollouts import files_path
+from control_plane.signed_urls import signature_ok
+from control_plane.tokens import Role
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 MAX_UPLOAD_BYTES = 2 << 30
@@ -58,11 +60,7 @@ async def upload(request: Request, response: Response, session: SessionDep,
                 out.write(chunk)
         if size == 0:
             raise HTTPException(422, "send the bundle archive (.tar.gz) as the request body")
-        try:
-            row, new = await run_in_threadpool(registry.add, session, archive)
-        except RegistryError as exc:
-            status = 409 if exc.code == "version_exists" else 422
-            raise HTTPException(status, f"bundle refused ({exc.code}): {exc.text}") from None
+        row, new = await run_in_threadpool(registry.add, session, archive)
     if not new:
         response.status_code = 200
     return _public(row, _counts(session, row.model_id), detail=True)
@@ -102,10 +100,7 @@ async def unpin(model_id: str, device_id: str, services: ServicesDep) -> DeviceM
 
 
 async def _pin(services, model_id: str, device_id: str, version: str | None) -> DeviceModelPublic:
-    try:
-        dm = await services.dispatcher.ask(PinModel(device_id=device_id, model_id=model_id, version=version))
-    except RolloutError as exc:
-        raise HTTPException(exc.status, exc.text) from None
+    dm = await services.dispatcher.ask(PinModel(device_id=device_id, model_id=model_id, version=version))
     return DeviceModelPublic.model_validate(dm)
 
 

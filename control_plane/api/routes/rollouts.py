@@ -8,8 +8,8 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
 
+from control_plane.api.auth import Operator, PrincipalDep, Reader
 from control_plane.api.deps import ServicesDep, SessionDep
-from control_plane.auth import Operator, PrincipalDep, Reader
 from control_plane.dispatch import (
     AbortRollout,
     CreateRollout,
@@ -27,7 +27,7 @@ from control_plane.models import (
     RolloutTarget,
     RolloutTargetPublic,
 )
-from control_plane.rollouts import RolloutCreate, RolloutError
+from control_plane.rollouts import RolloutCreate
 
 router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"])
 
@@ -41,10 +41,7 @@ def _public(session: Session, rollout: Rollout, detail: bool = False) -> Rollout
 
 
 async def _ask(services, command: RolloutCommand) -> Rollout:
-    try:
-        return await services.dispatcher.ask(command)
-    except RolloutError as exc:
-        raise HTTPException(exc.status, exc.text) from None
+    return await services.dispatcher.ask(command)  # a RolloutError answers with its code (api/errors.py)
 
 
 @router.post("", status_code=201, response_model=RolloutPublic, dependencies=[Operator])

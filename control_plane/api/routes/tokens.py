@@ -6,9 +6,10 @@ from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import select
 
+from control_plane.api.auth import Admin, PrincipalDep
 from control_plane.api.deps import ServicesDep, SessionDep
-from control_plane.auth import Admin, PrincipalDep, Role
 from control_plane.models import ApiToken, ApiTokenCreate, ApiTokenPublic
+from control_plane.tokens import Role
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 

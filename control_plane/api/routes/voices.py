@@ -8,14 +8,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from sqlmodel import Session, select
 
+from control_plane.api.auth import allow, allow_signed_or, authenticate
 from control_plane.api.deps import Services, ServicesDep, SessionDep
-from control_plane.auth import Role, allow, allow_signed_or, authenticate
 from control_plane.models import Device, Voice, VoicePublic, VoiceSimilar
+from control_plane.tokens import Role
 from control_plane.voices import Preset, VoiceError, VoiceService, cloning_devices, presets
-from voicefleet.audio_checks import ClipError
 
 router = APIRouter(prefix="/v1/voices", tags=["voices"])
 MAX_CLIP_BYTES = 10 * 1000 * 1000
@@ -28,10 +28,6 @@ def get_voices(request: Request) -> VoiceService:
 
 
 VoicesDep = Annotated[VoiceService, Depends(get_voices)]
-
-
-def _error(code: str, text: str, status: int = 422) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "text": text}}, status_code=status)
 
 
 def _eligible(services: Services) -> Callable[[str], bool]:
@@ -62,16 +58,11 @@ async def add_voice(services: ServicesDep, voices: VoicesDep, file: Annotated[Up
     """Add a prompt voice from a 3-30 s clip (WAV, FLAC, OGG, MP3; multipart field ``file``) with the
     words spoken in it (``transcript``) and who is speaking and how they agreed (``consent``)."""
     if file is None:
-        return _error("missing_file", "attach the voice clip as the multipart field `file`")
+        raise VoiceError("missing_file", "attach the voice clip as the multipart field `file`")
     data = await file.read(MAX_CLIP_BYTES + 1)
     if len(data) > MAX_CLIP_BYTES:
-        return _error("too_large", TOO_LARGE_HINT, status=413)
-    try:
-        voice, created = await run_in_threadpool(_add, services, voices, data, file.filename, transcript, consent, name)
-    except ClipError as exc:
-        return _error(exc.code, exc.text)
-    except VoiceError as exc:
-        return _error(exc.code, exc.text, exc.status)
+        raise VoiceError("too_large", TOO_LARGE_HINT)
+    voice, created = await run_in_threadpool(_add, services, voices, data, file.filename, transcript, consent, name)
     return Response(voice.model_dump_json(), status_code=201 if created else 200, media_type="application/json")
 
 
@@ -108,8 +99,8 @@ def _find(session: Session, services: Services, voice_id: str) -> Voice | VoiceP
     return next((_preset_public(p) for p in presets(devices, eligible) if p.name == voice_id), None)
 
 
-def _not_found(voice_id: str) -> JSONResponse:
-    return _error("not_found", f"no voice {voice_id!r}; GET /v1/voices lists them", status=404)
+def _not_found(voice_id: str) -> VoiceError:
+    return VoiceError("not_found", f"no voice {voice_id!r}; GET /v1/voices lists them")
 
 
 @router.get("/{voice_id}", response_model=VoicePublic, responses={404: {"description": "no such voice"}},
@@ -117,7 +108,7 @@ def _not_found(voice_id: str) -> JSONResponse:
 def get_voice(voice_id: str, session: SessionDep, services: ServicesDep):
     found = _find(session, services, voice_id)
     if found is None:
-        return _not_found(voice_id)
+        raise _not_found(voice_id)
     if isinstance(found, VoicePublic):
         return found
     return _prompt_public(found, cloning_devices(*_fleet(session, services)))
@@ -130,15 +121,10 @@ def voice_audio(voice_id: str, session: SessionDep, services: ServicesDep, voice
     """The prompt as stored: 24 kHz mono 16-bit WAV, peak at -1 dBFS."""
     found = _find(session, services, voice_id)
     if found is None:
-        return _not_found(voice_id)
+        raise _not_found(voice_id)
     if isinstance(found, VoicePublic):
-        return _error("no_audio", f"{voice_id!r} is a preset voice of the fleet's engines: it has no prompt audio",
-                      status=404)
-    try:
-        path = voices.audio_path(found)
-    except VoiceError as exc:
-        return _error(exc.code, exc.text, exc.status)
-    return FileResponse(path, media_type="audio/wav", filename=f"{found.id}.wav")
+        raise VoiceError("no_audio", f"{voice_id!r} is a preset voice of the fleet's engines: it has no prompt audio")
+    return FileResponse(voices.audio_path(found), media_type="audio/wav", filename=f"{found.id}.wav")
 
 
 @router.get("/{voice_id}/similar", response_model=list[VoiceSimilar], dependencies=[Depends(authenticate)],
@@ -148,10 +134,10 @@ def similar_voices(voice_id: str, session: SessionDep, services: ServicesDep, vo
     """Other prompt voices ranked by speaker-embedding cosine (1 = same voice), most similar first."""
     found = _find(session, services, voice_id)
     if found is None:
-        return _not_found(voice_id)
+        raise _not_found(voice_id)
     if isinstance(found, VoicePublic):
-        return _error("no_embedding", f"{voice_id!r} is a preset voice: similarity works on prompt voices (upload "
-                      "a clip of it to compare)")
+        raise VoiceError("no_embedding", f"{voice_id!r} is a preset voice: similarity works on prompt voices (upload "
+                         "a clip of it to compare)")
     cloners = cloning_devices(*_fleet(session, services))
     return [VoiceSimilar(similarity=score, voice=_prompt_public(v, cloners))
             for v, score in voices.similar(session, found, limit)]

@@ -1,4 +1,4 @@
-"""API tokens, roles, rate limits and signed URLs (docs/security.md).
+"""API tokens, roles and rate limits (docs/security.md); the HTTP side is control_plane/api/auth.py.
 
 A token is ``vft_<id>_<secret>``; the database keeps only sha256(secret), so a leaked database
 gives no working token. Roles:
@@ -7,9 +7,6 @@ gives no working token. Roles:
 - ``operator``: runs the fleet: every job and its audio, devices, voices, models and rollouts;
 - ``viewer``: reads jobs, devices, voices, models and rollouts; no audio, no changes;
 - ``client``: submits jobs, and reads and cancels its own jobs and their audio.
-
-Agents fetch what a job or an update refers to (a voice's prompt clip, a bundle's files) with a
-signed URL instead of a token: ``?exp=<unix time>&sig=<hmac>``, valid for one path until ``exp``.
 """
 
 from __future__ import annotations
@@ -23,21 +20,16 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
-from urllib.parse import urlencode
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from control_plane.models import ApiToken
-from voicefleet.protocol import now
+from voicefleet.ids import now
 
 log = logging.getLogger(__name__)
 PREFIX = "vft"
 CACHE_S = 5.0  # a checked token is trusted this long without reading the database (revoke clears it here)
-SIGNED_URL_TTL_S = 3600.0
 
 
 class Role(StrEnum):
@@ -197,94 +189,3 @@ def bootstrap_admin(tokens: Tokens, configured: str | None, home: Path) -> str:
         log.info("created the first admin token in %s", path)
     tokens.create(role=Role.admin, name="bootstrap admin", token=token)
     return token
-
-
-# ------------------------------------------------------------------------------ signed URLs
-
-
-def _mac(secret: bytes, path: str, exp: int) -> str:
-    return hmac.new(secret, f"{path}\n{exp}".encode(), hashlib.sha256).hexdigest()
-
-
-def signed_query(secret: bytes, path: str, ttl_s: float = SIGNED_URL_TTL_S) -> str:
-    """The query string (``exp`` and ``sig``) that lets anyone holding it GET ``path`` until it expires."""
-    exp = int(time.time() + ttl_s)
-    return urlencode({"exp": exp, "sig": _mac(secret, path, exp)})
-
-
-def signature_ok(secret: bytes, path: str, exp: str | None, sig: str | None) -> bool:
-    # isascii: str.isdigit() also holds for "¹" and other digits int() refuses
-    if not exp or not sig or not (exp.isascii() and exp.isdigit()) or int(exp) < time.time():
-        return False
-    return hmac.compare_digest(_mac(secret, path, int(exp)), sig)
-
-
-def url_secret(configured: str | None, home: Path) -> bytes:
-    """VOICEFLEET_URL_SECRET (replicas must share it), else one kept in ``home/url.secret``."""
-    if configured:
-        return configured.encode()
-    path = home / "url.secret"
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
-    return path.read_text().strip().encode()
-
-
-# ----------------------------------------------------------------------------- dependencies
-
-_bearer = HTTPBearer(auto_error=False, description="an API token: Authorization: Bearer vft_<id>_<secret>")
-
-
-def authenticate(request: Request,
-                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-    """The caller of this request, after its rate limit; 401 without a valid token, 429 over its rate."""
-    tokens: Tokens = request.app.state.services.tokens
-    if credentials is None:
-        raise HTTPException(401, "send an API token: Authorization: Bearer <token>",
-                            headers={"WWW-Authenticate": "Bearer"})
-    who = tokens.check(credentials.credentials)
-    if who is None:
-        raise HTTPException(401, "the API token is unknown, malformed or revoked; ask an admin for a new one",
-                            headers={"WWW-Authenticate": "Bearer"})
-    wait = tokens.throttle(who)
-    if wait > 0:
-        raise HTTPException(429, f"over this token's rate of {who.rate[0]:g} requests/s; retry later",
-                            headers={"Retry-After": str(max(1, round(wait)))})
-    request.state.principal = who
-    return who
-
-
-PrincipalDep = Annotated[Principal, Depends(authenticate)]
-
-
-def allow(*roles: Role):
-    """A dependency that lets through admins and the given roles, and answers 403 to the rest."""
-    permitted = {Role.admin, *roles}
-
-    def check(who: PrincipalDep) -> Principal:
-        if who.role not in permitted:
-            names = " or ".join(sorted(permitted))
-            raise HTTPException(403, f"this needs the {names} role; this token is {who.role}")
-        return who
-
-    return check
-
-
-def allow_signed_or(*roles: Role):
-    """For what agents fetch: a valid signed URL, or a token with one of ``roles``."""
-    role_check = allow(*roles)
-
-    def check(request: Request,
-              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal | None:
-        q = request.query_params
-        if signature_ok(request.app.state.services.url_secret, request.url.path, q.get("exp"), q.get("sig")):
-            return None
-        return role_check(authenticate(request, credentials))
-
-    return check
-
-
-Reader = Depends(allow(Role.operator, Role.viewer))  # read-only views of the fleet
-Operator = Depends(allow(Role.operator))
-Admin = Depends(allow())

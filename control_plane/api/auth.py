@@ -1,0 +1,68 @@
+"""Who is calling: the FastAPI dependencies that check a request's API token or signed URL, its
+rate limit and its role (the tokens themselves: control_plane/tokens.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from control_plane.signed_urls import signature_ok
+from control_plane.tokens import Principal, Role, Tokens
+
+_bearer = HTTPBearer(auto_error=False, description="an API token: Authorization: Bearer vft_<id>_<secret>")
+
+
+def authenticate(request: Request,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    """The caller of this request, after its rate limit; 401 without a valid token, 429 over its rate."""
+    tokens: Tokens = request.app.state.services.tokens
+    if credentials is None:
+        raise HTTPException(401, "send an API token: Authorization: Bearer <token>",
+                            headers={"WWW-Authenticate": "Bearer"})
+    who = tokens.check(credentials.credentials)
+    if who is None:
+        raise HTTPException(401, "the API token is unknown, malformed or revoked; ask an admin for a new one",
+                            headers={"WWW-Authenticate": "Bearer"})
+    wait = tokens.throttle(who)
+    if wait > 0:
+        raise HTTPException(429, f"over this token's rate of {who.rate[0]:g} requests/s; retry later",
+                            headers={"Retry-After": str(max(1, round(wait)))})
+    request.state.principal = who
+    return who
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def allow(*roles: Role):
+    """A dependency that lets through admins and the given roles, and answers 403 to the rest."""
+    permitted = {Role.admin, *roles}
+
+    def check(who: PrincipalDep) -> Principal:
+        if who.role not in permitted:
+            names = " or ".join(sorted(permitted))
+            raise HTTPException(403, f"this needs the {names} role; this token is {who.role}")
+        return who
+
+    return check
+
+
+def allow_signed_or(*roles: Role):
+    """For what agents fetch: a valid signed URL, or a token with one of ``roles``."""
+    role_check = allow(*roles)
+
+    def check(request: Request,
+              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal | None:
+        q = request.query_params
+        if signature_ok(request.app.state.services.url_secret, request.url.path, q.get("exp"), q.get("sig")):
+            return None
+        return role_check(authenticate(request, credentials))
+
+    return check
+
+
+Reader = Depends(allow(Role.operator, Role.viewer))  # read-only views of the fleet
+Operator = Depends(allow(Role.operator))
+Admin = Depends(allow())

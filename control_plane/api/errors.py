@@ -1,0 +1,128 @@
+"""Every error answer of the API, built in one place: ``{"error": {"code", "text"}, "detail"}``.
+
+Domain modules raise ``CodedError`` subclasses that carry a ``code`` for programs and a ``text`` for
+people, and know nothing of HTTP; routes let them propagate. ``STATUS`` below is the one table that
+turns a code into an HTTP status. FastAPI's own refusals (validation, 404 for an unknown path, the
+401/403/429 of control_plane/api/auth.py, a route's HTTPException) come out in the same shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from control_plane import jobs
+from voicefleet.errors import CodedError
+
+# code -> HTTP status; a code not listed is 422 (the request asked for something that is refused:
+# a clip, a bundle, a voice's fields, a rollout plan).
+STATUS: dict[str, int] = {
+    "invalid_request": 422,  # the body or the query does not match the schema
+    "too_large": 413,  # a body over its limit
+    # jobs
+    "unservable": 422,
+    "queue_full": 429,  # with Retry-After
+    # voices
+    "not_found": 404,
+    "no_audio": 404,
+    "embeddings_unavailable": 503,
+    # enrolment
+    "invalid_token": 401,
+    "wrong_device": 409,
+    "device_taken": 409,
+    # models and rollouts
+    "version_exists": 409,
+    "unknown_version": 404,
+    "unknown_device": 404,
+    "unknown_rollout": 404,
+    "rollout_active": 409,
+    "wrong_state": 409,
+}
+DEFAULT_STATUS = 422
+
+
+class ErrorText(BaseModel):
+    code: str
+    text: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: a machine ``code`` and a ``text`` that says what to fix."""
+
+    error: ErrorText
+    detail: Any = None
+
+
+def error_response(code: str, text: str, *, status: int | None = None, detail: Any = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one builder of error answers. ``detail`` keeps FastAPI's field for clients that read it:
+    the text, unless there is more to say (the validation problems)."""
+    body = {"error": {"code": code, "text": text}, "detail": text if detail is None else detail}
+    return JSONResponse(body, status_code=status or STATUS.get(code, DEFAULT_STATUS), headers=headers)
+
+
+async def _coded(request: Request, exc: CodedError) -> JSONResponse:
+    return error_response(exc.code, exc.text)
+
+
+async def _unservable(request: Request, exc: jobs.Unservable) -> JSONResponse:
+    return error_response("unservable", str(exc))
+
+
+async def _queue_full(request: Request, exc: jobs.QueueFull) -> JSONResponse:
+    return error_response("queue_full", f"{exc}; retry later", headers={"Retry-After": str(exc.retry_after_s)})
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with one readable sentence per problem, naming the field and what to fix; ``detail`` keeps
+    FastAPI's documented shape (loc, msg, type) for clients that parse it."""
+    problems, detail = [], []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
+        msg = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {msg}")
+        detail.append({"loc": [str(p) if not isinstance(p, int) else p for p in err["loc"]], "msg": msg,
+                       "type": err["type"]})
+    return error_response("invalid_request", "; ".join(problems), detail=detail)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """A route's or the framework's own refusal: its status names it (``http_404``)."""
+    text = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return error_response(f"http_{exc.status_code}", text, status=exc.status_code, detail=exc.detail,
+                          headers=getattr(exc, "headers", None))
+
+
+def install(app: FastAPI) -> None:
+    """Answer every refusal with an ErrorBody, and describe it so in the OpenAPI document."""
+    app.add_exception_handler(CodedError, _coded)
+    app.add_exception_handler(jobs.Unservable, _unservable)
+    app.add_exception_handler(jobs.QueueFull, _queue_full)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.openapi = lambda: _openapi(app)
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document, with every error answer described as the ErrorBody it really is."""
+    if app.openapi_schema is None:
+        doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(body.pop("$defs"))
+        schemas["ErrorBody"] = body
+        for ops in doc["paths"].values():
+            for op in ops.values():
+                for status, resp in op.get("responses", {}).items():
+                    if status.startswith(("4", "5")):
+                        resp["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = doc
+    return app.openapi_schema
