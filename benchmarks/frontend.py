@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -59,14 +60,36 @@ def measure(seconds: float = 3) -> dict:
             "g2p_chars_per_s": round(g2p_cps), "chars_per_s": round(both_cps), "rounds": rounds}
 
 
+def measure_embedding(n: int = 10, clip_s: float = 3.0) -> dict[str, float | int | str]:
+    """Speaker-embedding cost on this machine: ms per ``clip_s`` speech-like clip, one torch thread,
+    no cache. The first call, which loads the model, is timed apart."""
+    import numpy as np
+
+    from benchmarks.signals import speechlike
+    from control_plane.voices import EMBED_MODEL, embed
+    from voicefleet.audio_checks import EMBED_SR
+
+    clips = [speechlike(clip_s, EMBED_SR, seed=i, f0=100 + 10 * i).astype(np.float32) for i in range(n + 1)]
+    t0 = time.perf_counter()
+    embed(clips[0])
+    first_ms = (time.perf_counter() - t0) * 1000
+    times = []
+    for clip in clips[1:]:
+        t0 = time.perf_counter()
+        embed(clip)
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"model": EMBED_MODEL, "clips": n, "clip_s": clip_s, "threads": 1, "first_call_ms": round(first_ms, 1),
+            "ms_per_clip_mean": round(statistics.fmean(times), 2),
+            "ms_per_clip_p50": round(statistics.median(times), 2),
+            "ms_per_clip_min": round(min(times), 2), "ms_per_clip_max": round(max(times), 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--seconds", type=float, default=3.0, help="time spent per text measurement")
     ap.add_argument("--clips", type=int, default=10, help="voice prompts to embed")
     args = ap.parse_args(argv)
-    from control_plane.voices import measure_embedding
-
     report = {"text": measure(args.seconds), "embedding": measure_embedding(args.clips)}
     if args.json:
         print(json.dumps(report))

@@ -11,10 +11,7 @@ cosine of two is their dot product.
 from __future__ import annotations
 
 import logging
-import os
-import statistics
 import threading
-import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -28,8 +25,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from control_plane.models import Device, Voice
-from voicefleet.audio_checks import EMBED_SR, CheckedClip, check_prompt, speechlike
+from voicefleet.audio_checks import EMBED_SR, CheckedClip, check_prompt
 from voicefleet.errors import CodedError
+from voicefleet.files import write_atomic
 
 log = logging.getLogger(__name__)
 EMBED_MODEL = "resemblyzer-ge2e-256"  # part of the cache key: another model means other vectors
@@ -162,24 +160,6 @@ def _redis_client(url: str) -> Any:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
-def measure_embedding(n: int = 10, clip_s: float = 3.0) -> dict[str, float | int | str]:
-    """Speaker-embedding cost on this machine: ms per ``clip_s`` speech-like clip, one torch thread,
-    no cache (for benchmarks/frontend.py). The first call, which loads the model, is timed apart."""
-    clips = [speechlike(clip_s, EMBED_SR, seed=i, f0=100 + 10 * i).astype(np.float32) for i in range(n + 1)]
-    t0 = time.perf_counter()
-    embed(clips[0])
-    first_ms = (time.perf_counter() - t0) * 1000
-    times = []
-    for clip in clips[1:]:
-        t0 = time.perf_counter()
-        embed(clip)
-        times.append((time.perf_counter() - t0) * 1000)
-    return {"model": EMBED_MODEL, "clips": n, "clip_s": clip_s, "threads": 1, "first_call_ms": round(first_ms, 1),
-            "ms_per_clip_mean": round(statistics.fmean(times), 2),
-            "ms_per_clip_p50": round(statistics.median(times), 2),
-            "ms_per_clip_min": round(min(times), 2), "ms_per_clip_max": round(max(times), 2)}
-
-
 # ------------------------------------------------------------------------------ the library
 
 
@@ -233,9 +213,7 @@ class VoiceService:
         dest = self.root / key
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(clip.wav)
-            os.replace(tmp, dest)  # readers never see half a file
+            write_atomic(dest, clip.wav)  # readers never see half a file
         return key
 
     def audio_path(self, voice: Voice) -> Path:

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from services import http, new_cluster
 
-from voicefleet.audio_checks import speechlike
+from benchmarks.signals import speechlike
 from voicefleet.broker import MosquittoBroker
 from voicefleet.onebox import Cluster
 

@@ -17,11 +17,13 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 from services import ADMIN_TOKEN
 
+from benchmarks.frontend import measure_embedding
+from benchmarks.signals import speechlike
 from control_plane import voices
 from control_plane.app import create_app
 from control_plane.core.config import Settings
-from control_plane.voices import EMBED_DIM, EmbeddingCache, embed, measure_embedding
-from voicefleet.audio_checks import check_prompt, speechlike
+from control_plane.voices import EMBED_DIM, EmbeddingCache, embed
+from voicefleet.audio_checks import check_prompt
 from voicefleet.broker import MosquittoBroker
 from voicefleet.credentials import auth_headers
 from voicefleet.protocol import Capabilities, DeviceState, EngineDescriptor, device_topic, encode

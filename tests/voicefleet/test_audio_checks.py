@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voicefleet.audio_checks import STORE_SR, ClipError, check_prompt, speechlike
+from benchmarks.signals import speechlike
+from voicefleet.audio_checks import STORE_SR, ClipError, check_prompt
 
 RNG = np.random.default_rng(1234)
 
