@@ -1,133 +1,44 @@
-"""Staged rollouts of model bundles: the state machine (docs/rollouts.md).
-
-A rollout sends one registry version to the devices its selector picks, phase by phase: a canary
-set, then waves that each bring the updated share of the targets up to a percentage. Each phase
-sends at most ``max_in_flight`` installs at a time, to online devices only; when every online
-device of the phase is updated, the phase soaks, and the next one starts once the soak is over
-with every gate still green. Gates are evaluated on the devices already updated, all the time:
-install/activation failures, test-synthesis failures, the job error rate since activation, and the
-test synthesis' RTF and first-chunk latency against what the same device measured for the
-version it ran before. A breach halts the rollout and rolls every updated device back.
-
-Everything lives in the database (``Rollout``, ``RolloutTarget``, ``RolloutEvent``,
-``DeviceModel``) and every change runs on the dispatcher's thread, inside its transactions:
-``on_state`` and ``on_report`` for device messages, ``command`` for operators' requests, ``tick``
-from its housekeeping. Commands go out only after the transaction that decided them committed
-(appended to the dispatcher's publish list), so a control plane that restarts simply carries on:
-a command it sent whose report never came is sent again (same ``command_id``: harmless).
-Devices that are offline keep their place and are updated when they come back; a rollout waits
-in its last phase for them (abort stops the waiting).
-"""
+"""The rollout state machine (overview: control_plane/rollouts/__init__.py): operators' requests,
+device messages and the tick, all run on the dispatcher's thread inside its transactions."""
 
 from __future__ import annotations
 
 import logging
-import math
-import statistics
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, select
 
-from control_plane.models import Device, DeviceModel, JobEvent, MqttUser, Rollout, RolloutEvent, RolloutTarget
+from control_plane.models import DeviceModel, Rollout, RolloutTarget
 from control_plane.registry import Registry, ota_files
+from control_plane.rollouts.gates import gate_breach
+from control_plane.rollouts.plans import Plan, RolloutCreate, phases_of
+from control_plane.rollouts.records import (
+    add_event,
+    get_rollout,
+    online_ids,
+    own_figures,
+    record_model,
+    set_state,
+    set_target,
+    targets_of,
+    trusted_tags,
+    version_figures,
+)
+from control_plane.rollouts.states import ACTIVE, DEFERRED, IN_FLIGHT, STAGE_STATE, UNDO, Publish, RolloutError
 from control_plane.signed_urls import signed_query
 from voicefleet import protocol as p
-from voicefleet.errors import CodedError
 from voicefleet.ids import new_id, now
 
 log = logging.getLogger(__name__)
 
-ACTIVE = ("running", "paused", "halting", "rolling_back")  # the tick looks only at these
-IN_FLIGHT = ("sent", "downloading", "verified", "tested")  # an install the device is working on
-UNDO = ("rollback", "rolling_back")  # to be rolled back / rollback sent
-STAGE_STATE = {"downloading": "downloading", "verified": "verified", "tested": "tested", "activated": "activated",
-               "failed": "failed", "rolled_back": "rolled_back"}
-# Refusals that say "not now" or "not this link" rather than "this version is bad": the install is
-# sent again later (with a fresh signed link).
-DEFERRED = ("busy", "trial_running", "link_expired", "download_failed")
-# Job failures that say nothing about the model (the device went away, a lease ran out).
-NOT_MODEL_ERRORS = ("device_lost", "lease_expired", "audio_incomplete")
-
-Publish = list[tuple[str, bytes]]
-
-
-class RolloutError(CodedError):
-    """A request the rollouts refuse: ``code`` for programs, ``text`` for people."""
-
-
-# ----------------------------------------------------------------------------------- plans
-
-
-class Gates(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    max_failures: int = Field(default=0, ge=0)  # devices whose install, activation or test synthesis failed
-    max_error_rate: float = Field(default=0.2, ge=0, le=1)  # job attempts failed on updated devices
-    min_jobs: int = Field(default=5, ge=1)  # before the error rate counts
-    max_rtf_ratio: float = Field(default=1.5, gt=0)  # test-synthesis RTF, new / previous version (median)
-    max_first_chunk_ratio: float = Field(default=1.5, gt=0)  # test-synthesis first chunk, new / previous
-
-
-class Plan(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    canary: int = Field(default=1, ge=0)  # how many devices go first (ignored when canary_ids are given)
-    canary_ids: list[str] = Field(default_factory=list, max_length=1000)
-    waves: list[float] = Field(default_factory=lambda: [50.0, 100.0], min_length=1, max_length=100)
-    soak_s: float = Field(default=300.0, ge=0)  # after each phase, before the next
-    max_in_flight: int = Field(default=10, ge=1)
-    command_timeout_s: float = Field(default=300.0, gt=0)  # no report for this long: send the command again
-    retry_s: float = Field(default=10.0, ge=0)  # a device busy with another update is asked again after this
-    gates: Gates = Field(default_factory=Gates)
-
-    @field_validator("waves")
-    @classmethod
-    def _waves(cls, v: list[float]) -> list[float]:
-        if any(not 0 < w <= 100 for w in v) or v != sorted(v) or v[-1] != 100:
-            raise ValueError("waves are cumulative percentages of the targets, rising, each in (0, 100], the last 100")
-        return v
-
-
-class Selector(BaseModel):
-    """Devices running the rollout's model that have every tag in ``tags`` (e.g. "site:berlin"), plus
-    those named in ``device_ids``; with neither, every device running the model."""
-
-    model_config = ConfigDict(extra="forbid")
-    tags: list[str] = Field(default_factory=list, max_length=32)
-    device_ids: list[str] = Field(default_factory=list, max_length=100_000)
-
-    def picks(self, dm: DeviceModel) -> bool:
-        if not self.tags and not self.device_ids:
-            return True
-        return dm.device_id in self.device_ids or bool(self.tags) and set(self.tags) <= set(dm.tags or [])
-
-
-class RolloutCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model_id: str = Field(min_length=1, max_length=100)
-    version: str = Field(min_length=1, max_length=100)
-    selector: Selector = Field(default_factory=Selector)
-    plan: Plan = Field(default_factory=Plan)
-
-
-def phases_of(ids: list[str], plan: Plan) -> dict[str, int]:
-    """Phase per device: the canaries 0, then wave k (1-based) up to its cumulative percentage."""
-    canaries = [d for d in plan.canary_ids if d in ids] if plan.canary_ids else ids[:plan.canary]
-    rest = [d for d in ids if d not in set(canaries)]
-    phase = {d: 0 for d in canaries}
-    start = 0
-    for k, pct in enumerate(plan.waves, 1):
-        end = math.ceil(len(rest) * pct / 100)
-        phase |= {d: k for d in rest[start:end]}
-        start = end
-    return phase
-
-
-# ------------------------------------------------------------------------------ the machine
-
 
 class Rollouts:
+    """Every rollout's progress. Operators' requests are plain methods (``create``, ``pause``, ``resume``,
+    ``abort``, ``rollback``, ``pin``) taking the dispatcher's session and publish list and keyword
+    arguments; ``on_state`` and ``on_report`` take device messages; ``tick`` moves what can move."""
+
     def __init__(self, *, registry: Registry, api_url: str, url_secret: bytes):
         self.registry = registry
         self.api_url = api_url
@@ -138,9 +49,10 @@ class Rollouts:
         # publish (all of them, after a start), or a device that was away and has just come back.
         self._resend: set[str] | None = None  # None: every device
 
-    # -- operators' requests (run on the dispatcher thread through ``command``) --------------
+    # -- operators' requests (run on the dispatcher thread, one typed command each) ----------
 
     def command(self, session: Session, publish: Publish, op: str, **kw) -> Any:
+        """An operation by name (kept for callers not yet on the typed commands)."""
         handler: Callable = {"create": self.create, "pause": self.pause, "resume": self.resume,
                              "abort": self.abort, "rollback": self.rollback, "pin": self.pin}[op]
         result = handler(session, publish, **kw)
@@ -167,7 +79,7 @@ class Rollouts:
                                f"canaries {sorted(unknown)[:10]} are not among the devices the selector picks")
         if not fleet:
             raise RolloutError("no_targets", f"no device running {spec.model_id} matches the selector")
-        online = _online(session, [dm.device_id for dm in fleet])
+        online = online_ids(session, [dm.device_id for dm in fleet])
         # Canaries are best taken from devices that are here now: online first, then by id.
         ids = sorted((dm.device_id for dm in fleet), key=lambda d: (d not in online, d))
         phase = phases_of(ids, spec.plan)
@@ -175,41 +87,41 @@ class Rollouts:
                           plan=spec.plan.model_dump(), state="running", phase=0, phase_started_at=now(),
                           created_by=by)
         session.add(rollout)
-        figures = _version_figures(session, spec.model_id)
+        figures = version_figures(session, spec.model_id)
         for dm in fleet:
             target = RolloutTarget(rollout_id=rollout.id, device_id=dm.device_id, phase=phase[dm.device_id],
                                    from_version=dm.version,
-                                   baseline=_own_figures(dm) or figures.get(dm.version or ""))
+                                   baseline=own_figures(dm) or figures.get(dm.version or ""))
             if dm.version == spec.version:
                 target.state, target.error = "activated", "already ran this version"
             elif dm.pinned_version is not None:
                 target.state, target.error = "skipped", f"pinned to {dm.pinned_version}"
             session.add(target)
-        _event(session, rollout, "created", detail={"targets": len(fleet), "by": by,
-                                                    "phases": 1 + len(spec.plan.waves)})
-        _event(session, rollout, "phase_started", detail={"phase": 0, "name": "canary"})
+        add_event(session, rollout, "created", detail={"targets": len(fleet), "by": by,
+                                                       "phases": 1 + len(spec.plan.waves)})
+        add_event(session, rollout, "phase_started", detail={"phase": 0, "name": "canary"})
         return rollout
 
     def pause(self, session: Session, publish: Publish, *, rollout_id: str, reason: str = "") -> Rollout:
-        rollout = self._get(session, rollout_id, "running")
-        self._set(session, rollout, "paused", reason or "paused by an operator")
+        rollout = get_rollout(session, rollout_id, "running")
+        set_state(session, rollout, "paused", reason or "paused by an operator")
         return rollout
 
     def resume(self, session: Session, publish: Publish, *, rollout_id: str) -> Rollout:
-        rollout = self._get(session, rollout_id, "paused")
-        self._set(session, rollout, "running", None, kind="resumed")
+        rollout = get_rollout(session, rollout_id, "paused")
+        set_state(session, rollout, "running", None, kind="resumed")
         return rollout
 
     def abort(self, session: Session, publish: Publish, *, rollout_id: str, reason: str = "") -> Rollout:
         """Send nothing more; updated devices stay as they are (roll back to undo them)."""
-        rollout = self._get(session, rollout_id, "running", "paused")
-        for t in self._targets(session, rollout.id, "pending"):
-            self._target(session, rollout, t, "skipped", error="rollout aborted")
-        self._set(session, rollout, "aborted", reason or "aborted by an operator")
+        rollout = get_rollout(session, rollout_id, "running", "paused")
+        for t in targets_of(session, rollout.id, "pending"):
+            set_target(session, rollout, t, "skipped", error="rollout aborted")
+        set_state(session, rollout, "aborted", reason or "aborted by an operator")
         return rollout
 
     def rollback(self, session: Session, publish: Publish, *, rollout_id: str, reason: str = "") -> Rollout:
-        rollout = self._get(session, rollout_id, "running", "paused", "completed", "aborted")
+        rollout = get_rollout(session, rollout_id, "running", "paused", "completed", "aborted")
         self._undo(session, rollout, "rolling_back", reason or "rolled back by an operator")
         return rollout
 
@@ -231,7 +143,7 @@ class Rollouts:
                 col(Rollout.state).in_(ACTIVE))).all():
             t.state, t.error, t.updated_at = "skipped", f"pinned to {version}", now()
             session.add(t)
-        if version is not None and dm.version != version and device_id in _online(session, [device_id]):
+        if version is not None and dm.version != version and device_id in online_ids(session, [device_id]):
             self._install(publish, dm.model_id, version, device_id, command_id=new_id(), rollout_id=None,
                           session=session)
         return dm
@@ -249,9 +161,9 @@ class Rollouts:
         if st.model is None and not st.tags:
             return
         dm = session.get(DeviceModel, device_id) or DeviceModel(device_id=device_id)
-        dm.tags = _trusted_tags(session, device_id, st.tags)
+        dm.tags = trusted_tags(session, device_id, st.tags)
         if st.model is not None:
-            self._record_model(dm, st.model)
+            record_model(dm, st.model)
         dm.updated_at = now()
         session.add(dm)
         if dm.pinned_version and dm.version != dm.pinned_version and self.registry.get(session, dm.model_id,
@@ -266,7 +178,7 @@ class Rollouts:
             return
         dm = session.get(DeviceModel, device_id) or DeviceModel(device_id=device_id)
         if r.active is not None:
-            self._record_model(dm, r.active)
+            record_model(dm, r.active)
         if r.stage == "tested" and r.test:
             dm.test = {"version": r.version, **r.test}
         dm.updated_at = now()
@@ -291,7 +203,7 @@ class Rollouts:
         elif r.stage == "rolled_back":
             state = "failed"  # it fell back on its own: the install did not hold
         error = f"{r.error.code}: {r.error.text}" if r.error else None
-        self._target(session, rollout, target, state, error=error,
+        set_target(session, rollout, target, state, error=error,
                      detail={"stage": r.stage, "test": r.test or None, "error": error})
         self.due = True
 
@@ -305,19 +217,19 @@ class Rollouts:
         active = select(Rollout).where(col(Rollout.state).in_(ACTIVE)).with_for_update(skip_locked=True)
         resend, self._resend = self._resend, set()
         for rollout in session.exec(active).all():
-            targets = self._targets(session, rollout.id)
-            online = _online(session, [t.device_id for t in targets])
+            targets = targets_of(session, rollout.id)
+            online = online_ids(session, [t.device_id for t in targets])
             if rollout.state in ("running", "paused"):
-                breach = self._breach(session, rollout, targets)
+                breach = gate_breach(session, rollout, targets)
                 if breach:
                     self._undo(session, rollout, "halting", breach, kind="halted")
-                    targets = self._targets(session, rollout.id)
+                    targets = targets_of(session, rollout.id)
             if rollout.state == "running":
                 self._advance(session, rollout, targets, online, publish)
             self._send(session, rollout, targets, online, publish, resend)
             if rollout.state in ("halting", "rolling_back") and not any(
                     t.state in UNDO + IN_FLIGHT for t in targets):
-                self._set(session, rollout, "halted" if rollout.state == "halting" else "rolled_back", rollout.reason,
+                set_state(session, rollout, "halted" if rollout.state == "halting" else "rolled_back", rollout.reason,
                           kind="rollback_done")
 
     def _advance(self, session: Session, rollout: Rollout, targets: list[RolloutTarget], online: set[str],
@@ -333,21 +245,23 @@ class Rollouts:
             t = now()
             if rollout.soak_until is None:
                 rollout.soak_until = t + plan.soak_s
-                _event(session, rollout, "soak_started", detail={"phase": rollout.phase, "until": rollout.soak_until,
-                                                                 "updated": sum(x.state == "activated" for x in mine)})
+                add_event(session, rollout, "soak_started",
+                          detail={"phase": rollout.phase, "until": rollout.soak_until,
+                                  "updated": sum(x.state == "activated" for x in mine)})
             if t < rollout.soak_until:
                 return
             if rollout.phase >= last:
                 stragglers = [x.device_id for x in targets if x.state == "pending"]
                 if stragglers:  # offline: they are updated when they come back
                     return
-                self._set(session, rollout, "completed", None)
+                set_state(session, rollout, "completed", None)
                 return
             rollout.phase += 1
             rollout.phase_started_at, rollout.soak_until, rollout.updated_at = t, None, t
             session.add(rollout)
-            _event(session, rollout, "phase_started", detail={"phase": rollout.phase, "name": f"wave {rollout.phase}",
-                                                              "percent": plan.waves[rollout.phase - 1]})
+            add_event(session, rollout, "phase_started",
+                      detail={"phase": rollout.phase, "name": f"wave {rollout.phase}",
+                              "percent": plan.waves[rollout.phase - 1]})
 
     def _send(self, session: Session, rollout: Rollout, targets: list[RolloutTarget], online: set[str],
               publish: Publish, resend: set[str] | None = frozenset()) -> None:
@@ -374,7 +288,7 @@ class Rollouts:
                     and not deferred:
                 dm = session.get(DeviceModel, target.device_id)
                 if dm is not None and dm.pinned_version is not None:
-                    self._target(session, rollout, target, "skipped", error=f"pinned to {dm.pinned_version}")
+                    set_target(session, rollout, target, "skipped", error=f"pinned to {dm.pinned_version}")
                     continue
                 self._command(session, rollout, target, publish)
                 room -= 1
@@ -394,9 +308,9 @@ class Rollouts:
         target.sent_at = now()
         if again:
             session.add(target)
-            _event(session, rollout, "resent", target.device_id, {"command_id": target.command_id})
+            add_event(session, rollout, "resent", target.device_id, {"command_id": target.command_id})
         else:
-            self._target(session, rollout, target, "rolling_back" if undo else "sent",
+            set_target(session, rollout, target, "rolling_back" if undo else "sent",
                          detail={"command_id": target.command_id})
 
     def _install(self, publish: Publish, model_id: str, version: str, device_id: str, *, command_id: str,
@@ -411,138 +325,16 @@ class Rollouts:
         q = dict(parse_qsl(signed_query(self.url_secret, files_path(model_id, version))))
         return f"{self.api_url}/v1/models/{model_id}/versions/{version}/signed/{q['exp']}/{q['sig']}"
 
-    # -- gates -------------------------------------------------------------------------------
-
-    def _breach(self, session: Session, rollout: Rollout, targets: list[RolloutTarget]) -> str | None:
-        """Why the updated devices say this version must not go further, or None."""
-        gates = Plan.model_validate(rollout.plan).gates
-        failed = [t for t in targets if t.state == "failed"]
-        if len(failed) > gates.max_failures:
-            tests = sum("test" in (t.error or "").split(":")[0] for t in failed)
-            what = f"test synthesis failed on {tests} device(s)" if tests else "install/activation failed"
-            ids = ", ".join(t.device_id for t in failed[:5])
-            return f"gate failures: {what}, {len(failed)} failed > {gates.max_failures} allowed ({ids})"
-        updated = [t for t in targets if t.state == "activated" and t.activated_at is not None]
-        if not updated:
-            return None
-        ok, bad = self._job_outcomes(session, updated)
-        if ok + bad >= gates.min_jobs and bad / (ok + bad) > gates.max_error_rate:
-            return f"gate error_rate: {bad} of {ok + bad} jobs failed on updated devices > {gates.max_error_rate:.0%}"
-        for key, limit in (("rtf", gates.max_rtf_ratio), ("first_chunk_s", gates.max_first_chunk_ratio)):
-            ratios = [t.test[key] / t.baseline[key] for t in updated
-                      if t.test and t.baseline and t.test.get(key) and t.baseline.get(key)]
-            if ratios and statistics.median(ratios) > limit:
-                return (f"gate {key}: test synthesis {statistics.median(ratios):.2f}x the previous version's "
-                        f"(median of {len(ratios)} device(s)) > {limit:g}x")
-        return None
-
-    @staticmethod
-    def _job_outcomes(session: Session, updated: list[RolloutTarget]) -> tuple[int, int]:
-        """Job attempts done and failed (for the model's sake) on each device since it activated."""
-        since = {t.device_id: t.activated_at for t in updated}
-        rows = session.exec(select(JobEvent.device_id, JobEvent.kind, JobEvent.detail, JobEvent.ts).where(
-            col(JobEvent.device_id).in_(list(since)), col(JobEvent.kind).in_(("done", "attempt_failed")),
-            JobEvent.ts >= min(since.values()))).all()
-        ok = bad = 0
-        for device_id, kind, detail, ts in rows:
-            if ts < since[device_id]:
-                continue
-            if kind == "done":
-                ok += 1
-            elif (detail or {}).get("code") not in NOT_MODEL_ERRORS:
-                bad += 1
-        return ok, bad
-
-    # -- helpers -----------------------------------------------------------------------------
-
     def _undo(self, session: Session, rollout: Rollout, state: str, reason: str, kind: str | None = None) -> None:
         """Stop, and roll back every device this rollout updated (offline ones when they return)."""
-        self._set(session, rollout, state, reason, kind=kind)
-        for t in self._targets(session, rollout.id):
+        set_state(session, rollout, state, reason, kind=kind)
+        for t in targets_of(session, rollout.id):
             if t.state == "pending":
-                self._target(session, rollout, t, "skipped", error=reason)
+                set_target(session, rollout, t, "skipped", error=reason)
             elif t.state == "activated" and t.from_version and t.command_id:
-                self._target(session, rollout, t, "rollback")
+                set_target(session, rollout, t, "rollback")
         log.warning("rollout %s of %s %s: %s", rollout.id, rollout.model_id, state, reason)
-
-    @staticmethod
-    def _record_model(dm: DeviceModel, active: p.ActiveModel) -> None:
-        if dm.version is not None and active.version != dm.version and (dm.test or {}).get("version") != active.version:
-            dm.test = None  # figures belong to the version they were measured on
-        dm.model_id, dm.version, dm.slot, dm.previous_version = (active.model_id, active.version, active.slot,
-                                                                 active.previous_version)
-
-    @staticmethod
-    def _get(session: Session, rollout_id: str, *states: str) -> Rollout:
-        rollout = session.get(Rollout, rollout_id)
-        if rollout is None:
-            raise RolloutError("unknown_rollout", f"no rollout {rollout_id!r}")
-        if rollout.state not in states:
-            raise RolloutError("wrong_state",
-                               f"rollout {rollout_id} is {rollout.state}; this needs it {' or '.join(states)}")
-        return rollout
-
-    @staticmethod
-    def _targets(session: Session, rollout_id: str, state: str | None = None) -> list[RolloutTarget]:
-        session.flush()
-        query = select(RolloutTarget).where(RolloutTarget.rollout_id == rollout_id)
-        if state is not None:
-            query = query.where(RolloutTarget.state == state)
-        return list(session.exec(query.order_by(RolloutTarget.phase, RolloutTarget.device_id)).all())
-
-    @staticmethod
-    def _set(session: Session, rollout: Rollout, state: str, reason: str | None, kind: str | None = None) -> None:
-        rollout.state, rollout.reason, rollout.updated_at = state, reason, now()
-        session.add(rollout)
-        _event(session, rollout, kind or state, detail={"state": state, "reason": reason})
-
-    @staticmethod
-    def _target(session: Session, rollout: Rollout, target: RolloutTarget, state: str, *, error: str | None = None,
-                detail: dict | None = None) -> None:
-        target.state, target.updated_at = state, now()
-        if error is not None:
-            target.error = error
-        session.add(target)
-        _event(session, rollout, f"device_{state}", target.device_id, detail)
 
 
 def files_path(model_id: str, version: str) -> str:
     return f"/v1/models/{model_id}/versions/{version}/files"
-
-
-def _online(session: Session, device_ids: list[str]) -> set[str]:
-    if not device_ids:
-        return set()
-    session.flush()
-    return set(session.exec(select(Device.id).where(col(Device.id).in_(device_ids), Device.status == "online")).all())
-
-
-def _own_figures(dm: DeviceModel) -> dict | None:
-    """The test figures the device measured for the version it runs, if it did."""
-    return dm.test if dm.test and dm.test.get("version") == dm.version else None
-
-
-def _version_figures(session: Session, model_id: str) -> dict[str, dict[str, float]]:
-    """Per version, the median test-synthesis figures its devices measured: a baseline for devices
-    that never measured their own."""
-    by_version: dict[str, list[dict]] = {}
-    for dm in session.exec(select(DeviceModel).where(DeviceModel.model_id == model_id)).all():
-        if _own_figures(dm):
-            by_version.setdefault(dm.version, []).append(dm.test)
-    return {v: {k: statistics.median(f[k] for f in tests if isinstance(f.get(k), int | float))
-                for k in ("rtf", "first_chunk_s") if any(isinstance(f.get(k), int | float) for f in tests)}
-            for v, tests in by_version.items()}
-
-
-def _event(session: Session, rollout: Rollout, kind: str, device_id: str | None = None,
-           detail: dict | None = None) -> None:
-    session.add(RolloutEvent(rollout_id=rollout.id, kind=kind, device_id=device_id, detail=detail))
-
-
-def _trusted_tags(session: Session, device_id: str, reported: list[str]) -> list[str]:
-    """An enrolled device's tags are the ones an admin gave it at enrolment (a device must not tag
-    itself into another customer's rollout); only a device on an open broker reports its own."""
-    login = session.get(MqttUser, device_id)
-    if login is not None and login.kind == "device":
-        return list(login.tags)
-    return list(reported)

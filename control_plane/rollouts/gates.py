@@ -1,0 +1,52 @@
+"""The gates: what the devices already updated say about the version, evaluated all the time."""
+
+from __future__ import annotations
+
+import statistics
+
+from sqlmodel import Session, col, select
+
+from control_plane.models import JobEvent, Rollout, RolloutTarget
+from control_plane.rollouts.plans import Plan
+from control_plane.rollouts.states import NOT_MODEL_ERRORS
+
+
+def gate_breach(session: Session, rollout: Rollout, targets: list[RolloutTarget]) -> str | None:
+    """Why the updated devices say this version must not go further, or None."""
+    gates = Plan.model_validate(rollout.plan).gates
+    failed = [t for t in targets if t.state == "failed"]
+    if len(failed) > gates.max_failures:
+        tests = sum("test" in (t.error or "").split(":")[0] for t in failed)
+        what = f"test synthesis failed on {tests} device(s)" if tests else "install/activation failed"
+        ids = ", ".join(t.device_id for t in failed[:5])
+        return f"gate failures: {what}, {len(failed)} failed > {gates.max_failures} allowed ({ids})"
+    updated = [t for t in targets if t.state == "activated" and t.activated_at is not None]
+    if not updated:
+        return None
+    ok, bad = job_outcomes(session, updated)
+    if ok + bad >= gates.min_jobs and bad / (ok + bad) > gates.max_error_rate:
+        return f"gate error_rate: {bad} of {ok + bad} jobs failed on updated devices > {gates.max_error_rate:.0%}"
+    for key, limit in (("rtf", gates.max_rtf_ratio), ("first_chunk_s", gates.max_first_chunk_ratio)):
+        ratios = [t.test[key] / t.baseline[key] for t in updated
+                  if t.test and t.baseline and t.test.get(key) and t.baseline.get(key)]
+        if ratios and statistics.median(ratios) > limit:
+            return (f"gate {key}: test synthesis {statistics.median(ratios):.2f}x the previous version's "
+                    f"(median of {len(ratios)} device(s)) > {limit:g}x")
+    return None
+
+
+def job_outcomes(session: Session, updated: list[RolloutTarget]) -> tuple[int, int]:
+    """Job attempts done and failed (for the model's sake) on each device since it activated."""
+    since = {t.device_id: t.activated_at for t in updated}
+    rows = session.exec(select(JobEvent.device_id, JobEvent.kind, JobEvent.detail, JobEvent.ts).where(
+        col(JobEvent.device_id).in_(list(since)), col(JobEvent.kind).in_(("done", "attempt_failed")),
+        JobEvent.ts >= min(since.values()))).all()
+    ok = bad = 0
+    for device_id, kind, detail, ts in rows:
+        if ts < since[device_id]:
+            continue
+        if kind == "done":
+            ok += 1
+        elif (detail or {}).get("code") not in NOT_MODEL_ERRORS:
+            bad += 1
+    return ok, bad
