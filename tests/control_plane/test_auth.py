@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from control_plane.signed_urls import signature_ok, signed_query
 from voicefleet.credentials import auth_headers
-from voicefleet.onebox import Cluster
+from voicefleet_cli.onebox import Cluster
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from services import http, new_cluster
 
 from benchmarks.signals import speechlike
 from voicefleet.broker import MosquittoBroker
-from voicefleet.onebox import Cluster
+from voicefleet_cli.onebox import Cluster
 
 pytest.importorskip("resemblyzer")
 
