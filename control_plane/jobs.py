@@ -24,20 +24,24 @@ from control_plane.models import (
 )
 from control_plane.scheduler import DeviceView, FleetStats, JobInfo, unservable_reason
 from voicefleet import protocol as p
+from voicefleet.errors import CodedError
 from voicefleet.ids import new_id, now
 from voicefleet.text.dialects import resolve_auto
 from voicefleet.text.instructions import Instruction, parse_instruction
 
 
-class Unservable(Exception):
+class Unservable(CodedError):
     """No device in the fleet can serve what this job asks for."""
 
+    def __init__(self, text: str):
+        super().__init__("unservable", text)
 
-class QueueFull(Exception):
+
+class QueueFull(CodedError):
     """The queue is at its bound; ``retry_after_s`` is how long the current drain rate needs."""
 
     def __init__(self, depth: int, retry_after_s: int, tier: str | None = None):
-        super().__init__(f"{depth} {tier + ' ' if tier else ''}jobs are queued")
+        super().__init__("queue_full", f"{depth} {tier + ' ' if tier else ''}jobs are queued; retry later")
         self.depth = depth
         self.retry_after_s = retry_after_s
         self.tier = tier

@@ -13,8 +13,8 @@ from voicefleet.errors import CodedError
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 LOCKS_DIR = Path(__file__).resolve().parent / "locks"
-# Settings the agent reads outside AgentSettings (edge_agent/engines/student.py, voicefleet/bundle.py).
-DIRECT_AGENT_ENV = ("student_bundle", "trusted_keys")
+# Settings the agent reads outside AgentSettings (voicefleet/bundle.py's trusted keys).
+DIRECT_AGENT_ENV = ("trusted_keys",)
 
 
 class ImageError(CodedError):

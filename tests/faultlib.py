@@ -51,7 +51,7 @@ def job_text(rng: random.Random) -> str:
 
 
 def expected_samples(job_text_: str) -> int:
-    """What the timed engine produces for a text (see edge_agent/engines/timed.py)."""
+    """What the timed engine produces for a text (see edge_agent/engines/benchmark_only.py)."""
     return round(len(job_text_.strip()) * TIMED_S_PER_CHAR * TIMED_SAMPLE_RATE)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 
 class CodedError(ValueError):
+    retry_after_s: int | None = None  # set when the refusal is temporary: how long until a retry may pass
+
     def __init__(self, code: str, text: str):
         super().__init__(f"{code}: {text}")
         self.code = code

@@ -10,6 +10,7 @@ import logging
 import sys
 
 from voicefleet.api_errors import ApiError
+from voicefleet.errors import CodedError
 from voicefleet_cli.client import cmd_devices, cmd_jobs, cmd_say
 from voicefleet_cli.settings import DEFAULT_API, CliSettings
 
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args, settings)
-    except ApiError as exc:
+    except (ApiError, CodedError) as exc:  # the API's refusal, or a setting to fix (an unknown engine, say)
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

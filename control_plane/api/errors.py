@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from control_plane import jobs
 from voicefleet.errors import CodedError
 
 # code -> HTTP status; a code not listed is 422 (the request asked for something that is refused:
@@ -28,6 +27,7 @@ STATUS: dict[str, int] = {
     # jobs
     "unservable": 422,
     "queue_full": 429,  # with Retry-After
+    "busy": 503,  # the dispatcher's inbox is full (with Retry-After)
     # voices
     "not_found": 404,
     "no_audio": 404,
@@ -68,15 +68,8 @@ def error_response(code: str, text: str, *, status: int | None = None, detail: A
 
 
 async def _coded(request: Request, exc: CodedError) -> JSONResponse:
-    return error_response(exc.code, exc.text)
-
-
-async def _unservable(request: Request, exc: jobs.Unservable) -> JSONResponse:
-    return error_response("unservable", str(exc))
-
-
-async def _queue_full(request: Request, exc: jobs.QueueFull) -> JSONResponse:
-    return error_response("queue_full", f"{exc}; retry later", headers={"Retry-After": str(exc.retry_after_s)})
+    retry = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else None
+    return error_response(exc.code, exc.text, headers=retry)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -102,8 +95,6 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 def install(app: FastAPI) -> None:
     """Answer every refusal with an ErrorBody, and describe it so in the OpenAPI document."""
     app.add_exception_handler(CodedError, _coded)
-    app.add_exception_handler(jobs.Unservable, _unservable)
-    app.add_exception_handler(jobs.QueueFull, _queue_full)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
     app.openapi = lambda: _openapi(app)

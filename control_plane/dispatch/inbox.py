@@ -7,14 +7,21 @@ import queue
 import time
 from typing import Any
 
+from voicefleet.errors import CodedError
+
 MAX_ITEMS = 50_000  # far above what one batch drains (BATCH); a full inbox means the loop is stuck
 BATCH = 500
 LINGER_S = 0.0005
 WAKE = object()  # put on the inbox to make the loop run a scheduling pass at once
 
 
-class InboxFull(RuntimeError):
+class InboxFull(CodedError):
     """The dispatcher is not keeping up; the request was not taken (nothing was written)."""
+
+    retry_after_s = 1
+
+    def __init__(self, waiting: int):
+        super().__init__("busy", f"the control plane has {waiting} requests waiting; try again shortly")
 
 
 class Inbox(queue.Queue):
@@ -32,7 +39,7 @@ class Inbox(queue.Queue):
         try:
             self.put_nowait(item)
         except queue.Full:
-            raise InboxFull(f"the dispatcher has {self.qsize()} requests waiting; try again shortly") from None
+            raise InboxFull(self.qsize()) from None
 
     def drain(self, timeout: float) -> tuple[list, bool]:
         """Wait for the first item, then linger briefly for more: messages that come in bursts

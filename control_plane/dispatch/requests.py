@@ -49,7 +49,7 @@ def _submit(ctx: Context, session: Session, ask: Ask, out: Outbox) -> None:
                 jobs.check_voice(session, spec, presets)
                 jobs.check_servable(spec, views, fleet.stats, grace_s=ctx.settings.offline_grace_s)
             except jobs.Unservable as exc:
-                raise jobs.Unservable(f"jobs[{i}]: {exc}" if len(specs) > 1 else str(exc)) from None
+                raise jobs.Unservable(f"jobs[{i}]: {exc.text}" if len(specs) > 1 else exc.text) from None
         _check_room(ctx, specs)
     except (jobs.Unservable, jobs.QueueFull) as exc:
         out.answer(ask, error=exc)

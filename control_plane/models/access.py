@@ -13,7 +13,7 @@ from voicefleet.protocol import DEVICE_ID_PATTERN
 
 
 class ApiToken(SQLModel, table=True):
-    """An API token (control_plane/auth.py): only the hash of its secret is kept."""
+    """An API token (control_plane/tokens.py): only the hash of its secret is kept."""
 
     id: str = Field(primary_key=True, max_length=16)
     name: str = Field(max_length=200)

@@ -4,8 +4,6 @@ device messages and the tick, all run on the dispatcher's thread inside its tran
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import parse_qsl
 
 from sqlmodel import Session, col, select
@@ -50,14 +48,6 @@ class Rollouts:
         self._resend: set[str] | None = None  # None: every device
 
     # -- operators' requests (run on the dispatcher thread, one typed command each) ----------
-
-    def command(self, session: Session, publish: Publish, op: str, **kw) -> Any:
-        """An operation by name (kept for callers not yet on the typed commands)."""
-        handler: Callable = {"create": self.create, "pause": self.pause, "resume": self.resume,
-                             "abort": self.abort, "rollback": self.rollback, "pin": self.pin}[op]
-        result = handler(session, publish, **kw)
-        self.due = True
-        return result
 
     def create(self, session: Session, publish: Publish, *, spec: RolloutCreate, by: str | None = None) -> Rollout:
         row = self.registry.get(session, spec.model_id, spec.version)

@@ -7,16 +7,16 @@ from typing import Any, Protocol
 
 from pydantic import ConfigDict
 
+from voicefleet.errors import CodedError
 from voicefleet.protocol import Capabilities, EngineDescriptor, SpeechSpec, VoicePrompt
 
 
-class EngineError(Exception):
-    """Synthesis failed; ``code`` names the cause for machines, the message says what to fix."""
+class EngineError(CodedError):
+    """Synthesis failed; ``code`` names the cause for machines, ``text`` says what to fix;
+    ``retryable``: another attempt (on another device) may succeed."""
 
     def __init__(self, code: str, text: str, *, retryable: bool = False):
-        super().__init__(text)
-        self.code = code
-        self.text = text
+        super().__init__(code, text)
         self.retryable = retryable
 
 
