@@ -40,6 +40,7 @@ from benchmarks.report import AUTH, finite  # noqa: E402
 from voicefleet import protocol as p  # noqa: E402
 from voicefleet.broker import MosquittoBroker, free_port  # noqa: E402
 from voicefleet.bundle import generate_signing_key, pack_archive, write_bundle  # noqa: E402
+from voicefleet.ids import new_id  # noqa: E402
 from voicefleet_cli.onebox import Cluster  # noqa: E402
 
 MODEL_ID = "bench-student"
@@ -194,7 +195,7 @@ class SimFleet:
 
         self.host, self.port = mqtt_host_port(mqtt_url)
         self.model_id = model_id
-        self.boot_id = p.new_id()
+        self.boot_id = new_id()
         self.broken_versions: set[str] = set()  # install fails its test synthesis
         self.bad_job_versions: set[str] = set()  # jobs fail on this version
         self.busy_once: set[str] = set()  # these devices answer their next install "busy"

@@ -19,6 +19,7 @@ from edge_agent.config import AgentSettings
 from edge_agent.engines.base import Engine
 from edge_agent.journal import Journal
 from voicefleet import protocol as p
+from voicefleet.ids import now
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Hub:
         return bool(self.settings.api_url) and self.connected()
 
     def _journal(self, spoken: dict) -> None:
-        self._to_journal.put({**spoken, "ts": p.now()})
+        self._to_journal.put({**spoken, "ts": now()})
 
     def _write_journal(self) -> None:
         while (spoken := self._to_journal.get()) is not None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from voicefleet import protocol as p
+from voicefleet.ids import now
 
 DEFAULT_MAX_ENTRIES = 50_000
 
@@ -95,4 +96,4 @@ class Journal:
         if drops:
             with self._lock:
                 self._db.execute("DELETE FROM dropped")
-            self.append("telemetry", p.now(), {"journal_dropped": drops}, evict=False)  # must not cost a phrase
+            self.append("telemetry", now(), {"journal_dropped": drops}, evict=False)  # must not cost a phrase

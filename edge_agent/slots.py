@@ -22,12 +22,15 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from voicefleet import protocol as p
 from voicefleet.files import fsync_dir, fsync_file, write_atomic
+
+if TYPE_CHECKING:
+    from edge_agent.engines.base import Engine
 
 log = logging.getLogger(__name__)
 Slot = Literal["a", "b"]
@@ -225,5 +228,5 @@ def boot_engine(settings, slots: SlotStore, engines=None):
     return engine
 
 
-def _has_student(engine) -> bool:
-    return any(e.descriptor.name == "student-onnx" for e in getattr(engine, "engines", [engine]))
+def _has_student(engine: Engine) -> bool:
+    return any(e.descriptor.name == "student-onnx" for e in engine.members())

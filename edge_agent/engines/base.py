@@ -62,5 +62,9 @@ class Engine(Protocol):
         engine is itself; a chain picks its member or raises EngineError."""
         return self
 
+    def members(self) -> list[Engine]:
+        """The engines that speak for this one: itself, or a chain's members."""
+        return [self]
+
     def synthesize(self, request: SynthesisRequest,
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]: ...

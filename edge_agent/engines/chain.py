@@ -26,6 +26,9 @@ class EngineChain(Engine):
         raise EngineError("unsupported", f"no engine here speaks lang {request.lang!r} dialect "
                                          f"{request.dialect!r} voice {request.voice!r}")
 
+    def members(self) -> list[Engine]:
+        return list(self.engines)
+
     def synthesize(self, request: SynthesisRequest,
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]:
         return self.select(request).synthesize(request, cancelled)

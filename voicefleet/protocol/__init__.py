@@ -12,7 +12,6 @@ Import names from here (``from voicefleet import protocol as p; p.JobAssign``).
 
 from __future__ import annotations
 
-from voicefleet.ids import new_id, now  # kept here for the agents' and tools' ``p.now()``
 from voicefleet.protocol.base import (
     ID_PATTERN,
     MAX_PAYLOAD_BYTES,
@@ -62,5 +61,5 @@ __all__ = [
     "ErrorInfo", "ImageState", "JobAssign", "JobCancel", "JobDone", "JobEvent", "JobEventBase", "JobFailed",
     "JobReturned", "JobStarted", "Message", "OtaCommand", "OtaFile", "OtaReport", "ProtocolError",
     "ReminderCommand", "SpeechSpec", "Telemetry", "VoicePrompt",
-    "control_subscriptions", "decode", "device_topic", "encode", "new_id", "now", "parse_device_topic",
+    "control_subscriptions", "decode", "device_topic", "encode", "parse_device_topic",
 ]
