@@ -32,7 +32,15 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from benchmarks.fleet import TERMINAL, CpuMeter, bench_cluster, log_tails, online, terminal_count  # noqa: E402
+from benchmarks.fleet import (  # noqa: E402
+    TERMINAL,
+    CpuMeter,
+    bench_cluster,
+    log_tails,
+    online,
+    terminal_count,
+    wait_final,
+)
 from benchmarks.load import LeanPoster  # noqa: E402
 from benchmarks.raw_mqtt import raw_broker  # noqa: E402
 from benchmarks.report import AUTH, finite  # noqa: E402
@@ -123,22 +131,6 @@ async def _submit_all(api: str, *, jobs: int, conc: int, batch: int, ids: list[s
     await asyncio.gather(*(submitter() for _ in range(conc)))
 
 
-async def _wait_final(client: httpx.AsyncClient, base_terminal: int, accepted: int) -> None:
-    """Until every accepted job reached a final state (or progress stalls)."""
-    last, last_change = -1, time.monotonic()
-    while True:
-        counts = await terminal_count(client)
-        finished = sum(counts.get(s, 0) for s in TERMINAL) - base_terminal
-        if finished >= accepted:
-            break
-        if finished != last:
-            last, last_change = finished, time.monotonic()
-        elif time.monotonic() - last_change > STALL_TIMEOUT_S:
-            log(f"no progress for {STALL_TIMEOUT_S:.0f}s: {finished}/{accepted} finished")
-            break
-        await asyncio.sleep(0.25)  # rates come from job rows, not from this poll
-
-
 async def throughput(api: str, *, jobs: int, conc: int, meter: CpuMeter, batch: int = 1) -> dict[str, Any]:
     """``batch`` 1 posts each job alone to /v1/jobs; more posts that many per /v1/jobs/batch request."""
     limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
@@ -151,7 +143,7 @@ async def throughput(api: str, *, jobs: int, conc: int, meter: CpuMeter, batch: 
         t_first = time.time()
         await _submit_all(api, jobs=jobs, conc=conc, batch=batch, ids=ids, errors=errors)
         t_submitted = time.time()
-        await _wait_final(client, base_terminal, len(ids))
+        await wait_final(client, len(ids), base=base_terminal, stall_s=STALL_TIMEOUT_S, log=log)
         cpu = meter.stop()
         rows = await _fetch_jobs(client, ids, conc)
     states = Counter(r["state"] for r in rows)

@@ -4,8 +4,10 @@ control plane's jobs by state."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -80,3 +82,23 @@ async def terminal_count(client: httpx.AsyncClient) -> dict[str, int]:
             state = line.split('"')[1]
             counts[state] = int(float(line.rsplit(" ", 1)[1]))
     return counts
+
+
+async def wait_final(client: httpx.AsyncClient, accepted: int, *, log: Callable[[str], None], base: int = 0,
+                     stall_s: float = 30.0, poll_s: float = 0.25, timeout_s: float | None = None) -> None:
+    """Until ``accepted`` jobs more than ``base`` are final, none finished for ``stall_s``, or
+    ``timeout_s`` passed (rates come from job rows, not from this poll)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last, last_change = -1, time.monotonic()
+    while deadline is None or time.monotonic() < deadline:
+        counts = await terminal_count(client)
+        finished = sum(counts.get(s, 0) for s in TERMINAL) - base
+        if finished >= accepted:
+            return
+        if finished != last:
+            last, last_change = finished, time.monotonic()
+        elif time.monotonic() - last_change > stall_s:
+            log(f"no job finished for {stall_s:.0f}s: {finished}/{accepted}")
+            return
+        await asyncio.sleep(poll_s)
+    log(f"gave up waiting after {timeout_s:.0f}s")

@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from benchmarks.fleet import TERMINAL, CpuMeter, bench_cluster, log_tails, online, terminal_count  # noqa: E402
+from benchmarks.fleet import TERMINAL, CpuMeter, bench_cluster, log_tails, online, wait_final  # noqa: E402
 from benchmarks.load import Arrival, replay  # noqa: E402
 from benchmarks.report import AUTH, finite  # noqa: E402
 from benchmarks.stats import pct  # noqa: E402
@@ -109,21 +109,8 @@ def make_trace(rate: float, seconds: float, seed: int) -> list[Arrival]:
 
 async def wait_finished(api: str, accepted: int, timeout_s: float) -> None:
     """Until every accepted job is final, ``timeout_s`` passed, or none finished for STALL_S."""
-    deadline = time.monotonic() + timeout_s
-    last, last_change = -1, time.monotonic()
     async with httpx.AsyncClient(base_url=api, timeout=30, headers=AUTH) as client:
-        while time.monotonic() < deadline:
-            counts = await terminal_count(client)
-            finished = sum(counts.get(s, 0) for s in TERMINAL)
-            if finished >= accepted:
-                return
-            if finished != last:
-                last, last_change = finished, time.monotonic()
-            elif time.monotonic() - last_change > STALL_S:
-                log(f"no job finished for {STALL_S:.0f}s: {finished}/{accepted}")
-                return
-            await asyncio.sleep(0.5)
-        log(f"gave up waiting after {timeout_s:.0f}s")
+        await wait_final(client, accepted, stall_s=STALL_S, poll_s=0.5, timeout_s=timeout_s, log=log)
 
 
 async def fetch_jobs(api: str, ids: list[str]) -> list[dict[str, Any]]:
