@@ -3,7 +3,8 @@
 A zero-shot cloning engine copies whatever is in the prompt: silence, clipping, hum and room
 noise come back in every sentence it speaks. ``check_prompt`` decodes an upload with libsndfile
 (WAV, FLAC, OGG Vorbis/Opus, MP3 via libsndfile >= 1.1's mpg123) and refuses it with one
-``ClipError(code, text)`` per problem, the text saying what to fix. Measurements, all on the
+``ClipError(code, text)`` per problem, the text saying what to fix (a WAV cut short, which libsndfile
+reads without a word, is ``truncated``). Measurements, all on the
 decoded clip mixed to mono at its own sample rate, in 30 ms frames:
 
 - silence: a frame is *active* when its RMS is within ``ACTIVE_DB`` of the clip's loud level
@@ -121,7 +122,40 @@ def _decode(data: bytes, name: str) -> tuple[np.ndarray, int, str]:
         raise ClipError("undecodable", f"{name} could not be decoded ({why}); {help_}") from None
     if not np.all(np.isfinite(audio)):
         raise ClipError("undecodable", f"{name} has NaN or infinite samples; re-export it as 16- or 24-bit PCM")
+    declared = wav_declared_frames(data)
+    if declared is not None and declared > audio.shape[0]:
+        # Refused, not repaired: the transcript would no longer match what is left of the audio.
+        raise ClipError("truncated", f"{name} is cut short: its header says {declared / sr:.1f} s of audio but it "
+                        f"holds {audio.shape[0] / sr:.1f} s (an interrupted recording, copy or upload); upload the "
+                        "whole file again")
     return audio, sr, fmt
+
+
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # what streaming writers leave in a size they could not go back to fill
+
+
+def wav_declared_frames(data: bytes) -> int | None:
+    """The frames a RIFF/RIFX/RF64 WAV's header declares in its data chunk; None for other formats or
+    an unknown length. libsndfile clamps a data chunk that runs past the end of the file silently."""
+    if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX", b"RF64") or data[8:12] != b"WAVE":
+        return None
+    order = "big" if data[:4] == b"RIFX" else "little"
+    pos, block_align, ds64_size = 12, None, None
+    while pos + 8 <= len(data):
+        cid, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], order)
+        body = data[pos + 8:pos + 8 + size]
+        if cid == b"ds64" and len(body) >= 16:
+            ds64_size = int.from_bytes(body[8:16], "little")
+        elif cid == b"fmt " and len(body) >= 14:
+            block_align = int.from_bytes(body[12:14], order)
+        elif cid == b"data":
+            if data[:4] == b"RF64" and size == 0xFFFFFFFF:
+                size = ds64_size or 0
+            if size in _UNKNOWN_SIZES or not block_align:
+                return None
+            return size // block_align
+        pos += 8 + size + (size & 1)  # chunks are padded to an even length
+    return None
 
 
 def _downmix(audio: np.ndarray, name: str) -> np.ndarray:

@@ -106,3 +106,26 @@ def test_moderate_noise_passes_with_its_snr_estimated():
 def test_lengths_at_the_limits_pass():
     assert check_prompt(encode(valid(3.05))).duration_s == pytest.approx(3.05, abs=0.01)
     assert check_prompt(encode(valid(29.9))).duration_s == pytest.approx(29.9, abs=0.01)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_a_wav_cut_short_is_refused_as_truncated_with_both_durations(subtype: str):
+    """libsndfile reads a WAV whose data chunk ends early without a word: 5.9 s declared, 3.1 s held.
+    The transcript would no longer match the audio, so the clip is refused, not repaired."""
+    whole = encode(valid(5.9), subtype=subtype)
+    cut = whole[: 44 + (len(whole) - 44) * 31 // 59]
+    with pytest.raises(ClipError) as info:
+        check_prompt(cut, "cut.wav")
+    assert info.value.code == "truncated"
+    assert "5.9 s" in info.value.text and "3.1 s" in info.value.text and "cut.wav" in info.value.text
+
+
+def test_a_wav_of_unknown_length_or_with_chunks_after_its_data_is_not_truncated():
+    whole = encode(valid(5.0))
+    streamed = bytearray(whole)  # a streaming writer leaves the sizes at 0xFFFFFFFF
+    streamed[4:8] = streamed[40:44] = b"\xff\xff\xff\xff"
+    assert check_prompt(bytes(streamed)).duration_s == pytest.approx(5.0, abs=0.01)
+    tail = b"LIST" + (12).to_bytes(4, "little") + b"INFOISFT\x02\x00\x00\x00x\x00"
+    with_list = bytearray(whole + tail)
+    with_list[4:8] = (len(with_list) - 8).to_bytes(4, "little")
+    assert check_prompt(bytes(with_list)).duration_s == pytest.approx(5.0, abs=0.01)
