@@ -8,23 +8,28 @@ agent there (``edge_agent/updater.py``).
 
 - ``tone``: returns a short sine tone at once, so a benchmark measures the control plane, the broker
   and the agent runtime rather than synthesis.
-- ``timed``: silence paced as a model of the configured real-time factor would produce audio, so a
-  routing benchmark can build a fleet of fast and slow agents on one box and measure the scheduling
-  rather than the synthesis. Configured by ``TimedConfig`` (``VOICEFLEET_TIMED_*``, read at start):
+- ``timed``: a quiet job-specific pattern (``timed_pcm``) paced as a model of the configured real-time
+  factor would produce audio, so a routing benchmark can build a fleet of fast and slow agents on one
+  box and measure the scheduling rather than the synthesis. Configured by ``TimedConfig``
+  (``VOICEFLEET_TIMED_*``, read at start):
   ``RTF`` (0.1, synthesis seconds per audio second); ``S_PER_CHAR`` (0.06, audio seconds per input
   character); ``SLOWDOWN`` (1) and ``SLOWDOWN_AT`` (a unix timestamp: from then on the RTF is
   multiplied by the factor, so one agent can turn slow mid-run; a factor without a timestamp applies
-  from the start); ``LANGUAGES`` ("zh,en") and ``DIALECTS`` (""): its capabilities; ``CLONING`` and
+  from the start); ``SLOWDOWN_AFTER_JOBS`` (0: the slowdown spares this many jobs first, counted from
+  the engine's start, so a test can turn an agent slow after it has shown itself fast, whatever the
+  machine's speed); ``LANGUAGES`` ("zh,en") and ``DIALECTS`` (""): its capabilities; ``CLONING`` and
   ``INSTRUCTIONS`` ("1" to advertise them): a stand-in for a CosyVoice3 GPU worker in routing tests.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import struct
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -73,10 +78,11 @@ class TimedConfig(BaseSettings):
     s_per_char: float = 0.06
     slowdown: float = 1.0
     slowdown_at: float = 0.0  # unix time; 0 means from the start
+    slowdown_after_jobs: int = 0  # jobs this engine serves at the healthy pace before the slowdown
     languages: Annotated[tuple[str, ...], NoDecode] = ("zh", "en")
     dialects: Annotated[tuple[str, ...], NoDecode] = ()
     # Advertise what a CosyVoice3 GPU worker offers (zero-shot cloning, style instructions), so routing
-    # tests can stand in for one where no GPU or weights are: the engine still only paces silence.
+    # tests can stand in for one where no GPU or weights are: the engine still only paces its pattern.
     cloning: bool = False
     instructions: bool = False
 
@@ -105,8 +111,10 @@ class TimedConfig(BaseSettings):
     def _flag(cls, value):
         return value == "1" if isinstance(value, str) else value
 
-    def rtf_at(self, unix_time: float) -> float:
-        return self.rtf * self.slowdown if unix_time >= self.slowdown_at else self.rtf
+    def rtf_at(self, unix_time: float, job_index: int = 0) -> float:
+        """The RTF of a job's chunk due at ``unix_time``; ``job_index`` counts this engine's jobs from 0."""
+        slowed = unix_time >= self.slowdown_at and job_index >= self.slowdown_after_jobs
+        return self.rtf * self.slowdown if slowed else self.rtf
 
 
 def timed_config() -> TimedConfig:
@@ -120,10 +128,19 @@ def timed_config() -> TimedConfig:
         raise EngineUnavailable(f"{name}={raw!r} {error.get('ctx', {}).get('error', error['msg'])}") from None
 
 
-class BenchmarkTimedEngine(Engine):
-    """Silence at 1 kHz, each 0.5 s chunk released after chunk seconds x RTF."""
+def timed_pcm(text: str, offset: int, samples: int) -> bytes:
+    """The timed engine's audio for ``text`` from sample ``offset``: a quiet pattern that depends on the
+    text and on each sample's position, so a check can tell audio that went to the wrong job, lost a
+    chunk or came in the wrong order from the right audio (silence cannot)."""
+    seed = zlib.crc32(text.encode())
+    return struct.pack(f"<{samples}h", *(((seed + 40503 * i) & 0x3FF) - 512 for i in range(offset, offset + samples)))
 
-    descriptor = EngineDescriptor(name="timed-benchmark", version="1", model="silence-paced-by-rtf",
+
+class BenchmarkTimedEngine(Engine):
+    """A quiet, job-specific pattern at 1 kHz (``timed_pcm``), each 0.5 s chunk released after chunk
+    seconds x RTF."""
+
+    descriptor = EngineDescriptor(name="timed-benchmark", version="1", model="pattern-paced-by-rtf",
                                   sample_rate=SAMPLE_RATE)
 
     def __init__(self, config: TimedConfig | None = None):
@@ -131,6 +148,7 @@ class BenchmarkTimedEngine(Engine):
         self.capabilities = Capabilities(languages=list(self.config.languages),
                                          dialects=list(self.config.dialects), voices=["default"],
                                          cloning=self.config.cloning, instructions=self.config.instructions)
+        self._jobs = itertools.count()  # next() is atomic under the GIL: concurrent slots get distinct indexes
 
     def audio_samples(self, text: str) -> int:
         return round(len(text) * self.config.s_per_char * SAMPLE_RATE)
@@ -140,18 +158,18 @@ class BenchmarkTimedEngine(Engine):
         total = self.audio_samples(request.text.strip())
         if total == 0:
             raise EngineError("empty_text", "the text is empty or only whitespace; give words to speak")
-        return self._paced(total, cancelled)
+        return self._paced(request.text.strip(), total, cancelled, next(self._jobs))
 
-    def _paced(self, total: int, cancelled: Callable[[], bool]) -> Iterator[bytes]:
+    def _paced(self, text: str, total: int, cancelled: Callable[[], bool], job_index: int) -> Iterator[bytes]:
         # Deadlines are offsets from one monotonic start, so sleep overshoot never accumulates.
         start, due = time.monotonic(), 0.0
         for offset in range(0, total, CHUNK_SAMPLES):
             samples = min(CHUNK_SAMPLES, total - offset)
-            due += samples / SAMPLE_RATE * self.config.rtf_at(time.time())
+            due += samples / SAMPLE_RATE * self.config.rtf_at(time.time(), job_index)
             time.sleep(max(0.0, start + due - time.monotonic()))
             if cancelled():
                 return
-            yield bytes(2 * samples)
+            yield timed_pcm(text, offset, samples)
 
 
 # -- the registry and the agent entry point ---------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from voicefleet_cli.onebox import Cluster
 @pytest.fixture
 def fleet(mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[Cluster]:
     """A control plane with quick heartbeats and no agents yet; ids unique per test."""
-    c = new_cluster(tmp_path, mqtt_broker.url, VOICEFLEET_HEARTBEAT_TIMEOUT_S="2", VOICEFLEET_OFFLINE_GRACE_S="2",
+    c = new_cluster(tmp_path, mqtt_broker.url, VOICEFLEET_HEARTBEAT_TIMEOUT_S="2", VOICEFLEET_OFFLINE_GRACE_S="5",
                     VOICEFLEET_TELEMETRY_INTERVAL_S="0.3")
     try:
         c.start_control_plane()
@@ -70,20 +69,21 @@ def test_a_cantonese_job_never_reaches_a_mandarin_only_agent(fleet: Cluster):
 
 
 def test_a_job_whose_only_capable_agent_is_down_is_refused_naming_it(fleet: Cluster):
-    """Within the grace period (2 s here) the job is accepted and waits; after it, refused."""
+    """Within the grace period (5 s here: longer than a busy machine takes from seeing the last will to
+    submitting) the job is accepted and waits; after it, refused."""
     agent(fleet, "mandarin")
     cantonese = agent(fleet, "cantonese", dialects="yue")
     fleet.agents[cantonese].send_signal(signal.SIGKILL)  # its last will marks it offline
     wait_for(lambda: device_info(fleet, cantonese)["status"] == "offline", "the last will")
     waiting = submit(fleet, dialect="yue")
     assert waiting.status_code == 201 and waiting.json()["state"] == "queued"
-    refused = wait_for(lambda: (r := submit(fleet, dialect="yue")).status_code == 422 and r, "the end of the grace", 10)
+    refused = wait_for(lambda: (r := submit(fleet, dialect="yue")).status_code == 422 and r, "the end of the grace", 30)
     assert f"{cantonese} (offline)" in refused.json()["error"]["text"]
 
 
 def test_cordoned_and_silent_agents_get_no_new_jobs(fleet: Cluster):
     fast = agent(fleet, "fast", rtf=0.001)
-    spare = agent(fleet, "spare", rtf=0.05)
+    spare = agent(fleet, "spare", rtf=1.0)  # 0.6 s a job: slower than "fast" by far more than a busy box's jitter
     # equal priors, ties by id: the first job teaches the scheduler that "fast" is fast
     assert wait_done(fleet, submit(fleet).json()["id"])["device_id"] == fast
     assert http.post(f"{fleet.api}/v1/devices/{fast}/cordon").json()["gate"] == "cordoned by an operator"
@@ -142,17 +142,17 @@ def test_a_full_tier_answers_429_with_retry_after_while_the_other_tier_is_accept
 
 
 def test_a_job_stuck_on_an_agent_that_turned_slow_is_handed_to_another(fleet: Cluster):
-    slow_from = time.time() + 4
+    """The agent turns slow on its second job (a job count, not a clock, so a busy machine cannot make
+    the first job slow too): 10,000 x its RTF, a minute for what it did in 6 ms."""
     turned = f"turned-{fleet.tag}"
-    fleet.start_agent(turned, engine="timed", VOICEFLEET_TIMED_RTF="0.01", VOICEFLEET_TIMED_SLOWDOWN="1000",
-                      VOICEFLEET_TIMED_SLOWDOWN_AT=str(slow_from))
+    fleet.start_agent(turned, engine="timed", VOICEFLEET_TIMED_RTF="0.01", VOICEFLEET_TIMED_SLOWDOWN="10000",
+                      VOICEFLEET_TIMED_SLOWDOWN_AFTER_JOBS="1", VOICEFLEET_DRAIN_TIMEOUT_S="1")
     wait_for(lambda: device_info(fleet, turned)["eligible"], "the agent")
     steady = agent(fleet, "zz-steady", rtf=0.05)
     assert wait_done(fleet, submit(fleet).json()["id"])["device_id"] == turned  # learnt: it is fast
-    time.sleep(max(0.0, slow_from - time.time()) + 0.2)
-    stuck = submit(fleet).json()["id"]  # 10 characters: 0.006 s expected there, 6 s now
-    done = wait_done(fleet, stuck)
+    stuck = submit(fleet).json()["id"]  # 10 characters: 0.006 s expected there, 60 s now
+    done = wait_done(fleet, stuck)  # within wait_done's 30 s only if it was handed on
     assert done["state"] == "done" and done["device_id"] == steady
     returned = [e for e in done["events"] if e["kind"] == "returned"]
     assert returned and returned[0]["device_id"] == turned and "hedged" in returned[0]["detail"]["reason"]
-    assert done["finished_at"] - done["created_at"] < 4  # not the 6 s it would have taken
+    assert done["finished_at"] - done["created_at"] < 30  # not the 60 s it would have taken
