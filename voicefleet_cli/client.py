@@ -29,7 +29,8 @@ def _request(method: str, url: str, body: dict | None = None, timeout: float = 3
     try:
         return urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        hint = " (set VOICEFLEET_TOKEN to an API token)" if exc.code == 401 else ""
+        hint = (" (set VOICEFLEET_TOKEN to an API token; on the control plane's box `voicefleet admin-token` "
+                "writes a new admin token to VOICEFLEET_HOME/admin.token)") if exc.code == 401 else ""
         raise ApiError(f"{error_text(exc.read())}{hint}", exc.code) from None
     except urllib.error.URLError as exc:
         raise ApiError(f"cannot reach the control plane at {url}: {exc.reason} "
@@ -89,6 +90,21 @@ def cmd_devices(args, settings: CliSettings) -> int:
         caps = d.get("capabilities") or {}
         engine = (d.get("engine") or {}).get("name", "-")
         print(f"{d['id']:<20} {d['status']:<9} {d['role'] or '-':<6} {engine:<16} "
-              f"{d['inflight']}/{d['max_concurrency']}  langs={','.join(caps.get('languages', []))} "
-              f"dialects={','.join(caps.get('dialects', [])) or '-'}")
+              f"{d['inflight']}/{d['max_concurrency']}  {_takes_jobs(d):<10} "
+              f"langs={','.join(caps.get('languages', []))} dialects={','.join(caps.get('dialects', [])) or '-'}"
+              + ("" if d.get("eligible") else f"  gate: {d.get('gate') or '-'}"))
+    return 0
+
+
+def _takes_jobs(device: dict) -> str:
+    """Whether the scheduler gives it new jobs: ``eligible``, ``cordoned`` (an operator's or a
+    revocation's; ``voicefleet uncordon`` lifts it) or ``gated`` (the gate says why)."""
+    if device.get("cordoned"):
+        return "cordoned"
+    return "eligible" if device.get("eligible") else "gated"
+
+
+def cmd_uncordon(args, settings: CliSettings) -> int:
+    d = _json("POST", f"{api_url(args, settings)}/v1/devices/{args.device_id}/uncordon")
+    print(f"{d['id']}: {_takes_jobs(d)}" + ("" if d.get("eligible") else f" (gate: {d.get('gate') or '-'})"))
     return 0

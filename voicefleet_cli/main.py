@@ -11,7 +11,7 @@ import sys
 
 from voicefleet.api_errors import ApiError
 from voicefleet.errors import CodedError
-from voicefleet_cli.client import cmd_devices, cmd_jobs, cmd_say
+from voicefleet_cli.client import cmd_devices, cmd_jobs, cmd_say, cmd_uncordon
 from voicefleet_cli.settings import DEFAULT_API, CliSettings
 
 # Each command imports its application when it runs: the edge install has no fastapi, sqlmodel or torch.
@@ -43,6 +43,14 @@ def cmd_up(args, settings: CliSettings) -> int:
     return run_one_box(settings, port=args.port)
 
 
+def cmd_admin_token(args, settings: CliSettings) -> int:
+    from voicefleet_cli.onebox_repair import renew_admin_token
+
+    path = renew_admin_token(settings.home, name="admin (made on the box)")
+    print(f"a new admin token is in {path}; the CLI on this box uses it (revoke the old one if it leaked)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="voicefleet", description=__doc__)
     ap.add_argument("--api", help=f"control plane URL (default $VOICEFLEET_API_URL or {DEFAULT_API})")
@@ -71,7 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--state")
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(func=cmd_jobs)
-    sub.add_parser("devices", help="list devices").set_defaults(func=cmd_devices)
+    sub.add_parser("devices", help="list devices: status, whether they take jobs (cordon, gate)").set_defaults(
+        func=cmd_devices)
+    uncordon = sub.add_parser("uncordon", help="let a cordoned device take jobs again (operator)")
+    uncordon.add_argument("device_id")
+    uncordon.set_defaults(func=cmd_uncordon)
+    sub.add_parser("admin-token", help="make a new admin token in this box's database (no token needed) and "
+                   "write it to VOICEFLEET_HOME/admin.token").set_defaults(func=cmd_admin_token)
     sub.add_parser("distill", help="teacher -> student distillation (see `voicefleet distill --help`)")
     sub.add_parser("image", help="signed RAUC device images (see `voicefleet image --help`)")
     return ap

@@ -20,18 +20,23 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+from voicefleet.api_errors import error_text
 from voicefleet.broker import MosquittoBroker
 from voicefleet.credentials import api_token, auth_headers
 from voicefleet.processes import terminate
+from voicefleet_cli import onebox_repair as repair
 from voicefleet_cli.settings import CliSettings
 
 AGENTS = (("edge-1", "edge"), ("cloud-1", "cloud"))
 READY_TIMEOUT_S = 60.0
 BENCHMARK_ONLY_ENGINES = frozenset({"tone", "timed"})  # edge_agent/engines/benchmark_only.py
 TEST_HOOKS = ("VOICEFLEET_OTA_PAUSE_AFTER",)
+TOKEN_SOURCE_HINT = "VOICEFLEET_TOKEN, VOICEFLEET_ADMIN_TOKEN"  # voicefleet/credentials.py reads these first
 AGENT_COMMAND = ["-m", "voicefleet_cli", "agent"]
 BENCHMARK_AGENT_COMMAND = ["-m", "edge_agent.engines.benchmark_only"]
 
@@ -88,8 +93,30 @@ class Cluster:
     def enrol_env(self, device_id: str) -> dict[str, str]:
         """What an agent needs to enrol here: a one-time token naming it (an agent that already holds
         its login ignores it, and the token expires unused)."""
-        made = post_json(f"{self.api}/v1/enrolment-tokens", {"device_id": device_id, "ttl_s": 600}, self.token)
+        made = self.post("/v1/enrolment-tokens", {"device_id": device_id, "ttl_s": 600})
         return {"VOICEFLEET_ENROL_TOKEN": made["token"], "VOICEFLEET_API_URL": self.api}
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
+        """One API call with this cluster's admin token: (HTTP status, decoded body); 0 when unreachable."""
+        req = urllib.request.Request(f"{self.api}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json", **auth_headers(self.token)})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, error_text(exc.read())
+        except (OSError, ValueError) as exc:
+            return 0, str(exc)
+
+    def post(self, path: str, body: dict) -> Any:
+        """POST with the admin token; a refusal is a ClusterError that says what the API said."""
+        status, answer = self.call("POST", path, body)
+        if status // 100 != 2:
+            hint = (f" (the admin token from {TOKEN_SOURCE_HINT} or {self.home / 'admin.token'} was refused; "
+                    "`voicefleet admin-token` on this box makes a new one)") if status == 401 else ""
+            raise ClusterError(f"POST {path} answered {status or 'nothing'}: {answer}{hint}")
+        return answer
 
     def processes(self) -> list[subprocess.Popen]:
         return [p for p in [self.control, *self.agents.values()] if p is not None]
@@ -114,13 +141,6 @@ class Cluster:
         with open(self.home / f"{log_name}.log", "ab") as out:
             return subprocess.Popen([sys.executable, *args], env={**self.env, **env},
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-
-def post_json(url: str, body: dict, token: str | None = None) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json", **auth_headers(token)})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
 
 
 def broker_login_env(broker: MosquittoBroker) -> dict[str, str]:
@@ -149,18 +169,25 @@ def run_one_box(settings: CliSettings, port: int | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         cluster.start_control_plane(**(broker_login_env(broker) if broker else {}))
+        notes = [note for note in [repair.admin_token(cluster)] if note]
+        ids = [device_id for device_id, _ in AGENTS]
+        stale = repair.revoked_logins(cluster, ids) if broker else {}  # they enrol again below
         for device_id, role in AGENTS:
             cluster.start_agent(device_id, role=role, engine=None, **(cluster.enrol_env(device_id) if broker else {}))
+        notes += repair.lift_revocation_cordons(cluster, stale)
+        notes += repair.cordoned_notes(cluster, [i for i in ids if i not in stale])
         print(f"voicefleet is up: API at {cluster.api} (interactive docs at {cluster.api}/docs)\n"
               f"  broker {cluster.env['VOICEFLEET_MQTT_URL']}, data and logs in {home}\n"
               f"  try: voicefleet say \"今天下午三点提醒我开会\" -o reminder.wav", flush=True)
+        for note in notes:
+            print(f"  note: {note}", flush=True)
         while not stop.wait(1.0):
             dead = [p for p in cluster.processes() if p.poll() is not None]
             if dead:
                 print(f"a child process exited ({dead[0].args}); see the logs in {home}", file=sys.stderr)
                 return 1
         return 0
-    except ClusterError as exc:
+    except (ClusterError, repair.RepairError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
