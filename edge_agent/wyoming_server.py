@@ -76,6 +76,8 @@ def request_fields(tag: str, dialects: list[str]) -> tuple[str, str | None]:
     if primary == "zh" and region in _CANTONESE_REGIONS and "yue" in dialects:
         return "zh", "yue"
     if primary in dialects:
+    if primary == "zh" and region in dialects:  # BCP 47's extended-language form: zh-yue is yue
+        return "zh", region
         return "zh", primary
     return primary, None
 

@@ -171,15 +171,16 @@ def test_streaming_text_speaks_sentences_as_they_complete(server: WyomingTtsServ
 
 
 def test_cantonese_voice_falls_to_espeak_at_its_own_rate(server: WyomingTtsServer) -> None:
-    async def scenario() -> tuple[Reply, Reply]:
+    async def scenario() -> tuple[Reply, ...]:
         async with _client(server) as client:
             by_language = await _one_shot(client, CANTONESE, SynthesizeVoice(language="yue"))
             by_name = await _one_shot(client, CANTONESE, SynthesizeVoice(name="yue-default"))
-            return by_language, by_name
+            by_subtags = [await _one_shot(client, CANTONESE, SynthesizeVoice(language=tag))
+                          for tag in ("zh-HK", "zh-yue")]  # BCP 47 says Cantonese both ways
+            return by_language, by_name, *by_subtags
 
-    by_language, by_name = asyncio.run(scenario())
-    _assert_audio(by_language, 22050)
-    _assert_audio(by_name, 22050)
+    for reply in asyncio.run(scenario()):
+        _assert_audio(reply, 22050)
 
 
 def test_errors_come_back_as_error_events_and_the_connection_lives_on(server: WyomingTtsServer) -> None:
@@ -231,6 +232,8 @@ def test_sentence_buffer_holds_back_the_unfinished_tail() -> None:
 def test_language_tags_map_to_request_fields() -> None:
     assert request_fields("yue", ["yue"]) == ("zh", "yue")
     assert request_fields("zh-HK", ["yue"]) == ("zh", "yue")
+    assert request_fields("zh-yue", ["yue"]) == request_fields("zh_YUE", ["yue"]) == ("zh", "yue")
+    assert request_fields("zh-yue", []) == ("zh", None)  # no engine speaks it: Mandarin, as for zh-HK
     assert request_fields("zh_CN", ["yue"]) == ("zh", None)
     assert request_fields("en-US", ["yue"]) == ("en", None)
 
