@@ -66,6 +66,7 @@ class Agent:
                            (self._topic("ota"), 1)],
             session_expiry_s=settings.mqtt_session_expiry_s, keepalive_s=settings.mqtt_keepalive_s,
             will=will, on_connected=self._on_connected, login=enrolment.mqtt_login(settings),
+            login_help=enrolment.login_help(settings),
         )
 
     def _topic(self, kind: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from edge_agent.config import AgentSettings
 from voicefleet.api_errors import error_text
+from voicefleet.errors import CodedError
 from voicefleet.files import write_atomic
 from voicefleet.settings import MqttLogin
 
@@ -20,8 +21,11 @@ log = logging.getLogger(__name__)
 TIMEOUT_S = 30.0
 
 
-class EnrolmentFailed(RuntimeError):
+class EnrolmentFailed(CodedError):
     """The control plane refused the token or could not be reached; the text says what to do."""
+
+    def __init__(self, text: str):
+        super().__init__("enrolment_failed", text)
 
 
 def mqtt_login(settings: AgentSettings) -> MqttLogin:
@@ -33,6 +37,20 @@ def mqtt_login(settings: AgentSettings) -> MqttLogin:
         return settings.mqtt_login()
     stored = json.loads(path.read_text())
     return replace(settings.mqtt_login(), username=stored["mqtt_username"], password=stored["mqtt_password"])
+
+
+def login_help(settings: AgentSettings) -> str:
+    """What to do when the broker refuses the login that mqtt_login() chose: where it came from and how
+    to get one that works (said with the refusal, instead of a traceback)."""
+    path, device = settings.credentials_path(), settings.device_id
+    new_token = (f"ask an admin for an enrolment token naming {device!r} (POST /v1/enrolment-tokens "
+                 f"{{\"device_id\": \"{device}\"}}) and start with VOICEFLEET_ENROL_TOKEN=<token>")
+    if path.exists():
+        return (f"the login stored in {path} was revoked or is unknown to this broker's control plane; "
+                f"delete that file, {new_token} and VOICEFLEET_API_URL (docs/security.md)")
+    if settings.mqtt_login().username:
+        return f"check VOICEFLEET_MQTT_USERNAME and VOICEFLEET_MQTT_PASSWORD, or enrol: {new_token}"
+    return f"this broker wants a login: {new_token} and VOICEFLEET_API_URL (docs/security.md)"
 
 
 def enrol(settings: AgentSettings) -> dict:

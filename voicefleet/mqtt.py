@@ -11,19 +11,35 @@ import logging
 import queue
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from voicefleet.errors import CodedError
 from voicefleet.settings import MqttLogin, mqtt_host_port, mqtt_tls
 
 log = logging.getLogger(__name__)
+# CONNACK reasons that no retry will change: the broker answered and refused this login (MQTT 5, 3.2.2.2).
+LOGIN_REFUSALS = frozenset({"Not authorized", "Bad user name or password", "Client identifier not valid",
+                            "Banned"})
 
 
-class MqttUnavailable(RuntimeError):
-    """The broker could not be reached in time."""
+class MqttUnavailable(CodedError):
+    """The broker could not be reached in time, or refused us; the text says what to do."""
+
+    def __init__(self, text: str, code: str = "mqtt_unavailable"):
+        super().__init__(code, text)
+
+
+class MqttRefused(MqttUnavailable):
+    """The broker answered and refused our login (``reason``: its CONNACK reason, e.g. Not authorized)."""
+
+    def __init__(self, reason: str, text: str):
+        super().__init__(text, "mqtt_login_refused")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -50,7 +66,10 @@ class MqttClient:
     def __init__(self, url: str, client_id: str, *, inbox: queue.Queue[Inbound],
                  subscriptions: list[tuple[str, int]], session_expiry_s: int = 3600,
                  keepalive_s: int = 10, will: Will | None = None, manual_ack: bool = False,
-                 receive_maximum: int = 1000, on_connected=None, login: MqttLogin | None = None):
+                 receive_maximum: int = 1000, on_connected=None, login: MqttLogin | None = None,
+                 login_help: str | None = None):
+        """``login_help``: what to do when the broker refuses the login (where it came from, how to get
+        a new one); said with the refusal."""
         self.host, self.port = mqtt_host_port(url)
         self.client_id = client_id
         self._inbox = inbox
@@ -60,6 +79,9 @@ class MqttClient:
         self._receive_maximum = receive_maximum
         self._on_connected = on_connected
         self.connected = threading.Event()
+        self.refused: str | None = None  # the broker's last CONNACK refusal of our login, if any
+        self._login = login or MqttLogin()
+        self._login_help = login_help
         self._client = paho.Client(
             paho.CallbackAPIVersion.VERSION2, client_id=client_id,
             protocol=paho.MQTTv5, manual_ack=manual_ack,
@@ -67,7 +89,7 @@ class MqttClient:
         self._client.max_inflight_messages_set(receive_maximum)
         self._client.max_queued_messages_set(0)  # unbounded: a publish is never dropped locally
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
-        _apply_login(self._client, login or MqttLogin(), tls=mqtt_tls(url))
+        _apply_login(self._client, self._login, tls=mqtt_tls(url))
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         # paho writes each packet separately; with Nagle on, a packet sent right after another
@@ -81,17 +103,29 @@ class MqttClient:
 
     def start(self, timeout_s: float = 10.0, *, require: bool = True) -> None:
         """Connect (and keep reconnecting). ``require``: raise MqttUnavailable if no broker answers
-        within ``timeout_s``; a hub that must work offline passes False and carries on without one."""
+        within ``timeout_s``, MqttRefused at once if it refuses our login; a hub that must work offline
+        passes False and carries on without one."""
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self._session_expiry_s
         props.ReceiveMaximum = self._receive_maximum
         self._client.connect_async(self.host, self.port, keepalive=self._keepalive_s,
                                    clean_start=False, properties=props)
         self._client.loop_start()
-        if require and not self.connected.wait(timeout_s):
-            self._client.loop_stop()
-            raise MqttUnavailable(f"no MQTT broker answered at {self.host}:{self.port} within {timeout_s}s; "
-                                  "start one or set VOICEFLEET_MQTT_URL")
+        if not require:
+            return
+        deadline = time.monotonic() + timeout_s
+        while not self.connected.wait(0.05):
+            if self.refused in LOGIN_REFUSALS or time.monotonic() > deadline:
+                self._client.loop_stop()
+                if self.refused:  # the broker answered: its reason, not "no broker"
+                    raise MqttRefused(self.refused, self.refusal_text(self.refused))
+                raise MqttUnavailable(f"no MQTT broker answered at {self.host}:{self.port} within {timeout_s}s; "
+                                      "start one or set VOICEFLEET_MQTT_URL")
+
+    def refusal_text(self, reason: str) -> str:
+        who = f"as {self._login.username!r}" if self._login.username else "without a username"
+        text = f"the broker refused our login ({reason}) {who} at {self.host}:{self.port}"
+        return f"{text}: {self._login_help}" if self._login_help else text
 
     def stop(self) -> None:
         self._client.disconnect()
@@ -109,8 +143,12 @@ class MqttClient:
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("MQTT connect to %s:%s refused: %s", self.host, self.port, reason_code)
+            first = self.refused != str(reason_code)  # paho keeps retrying: say each new reason once
+            self.refused = str(reason_code)
+            if first:
+                log.error("MQTT connect refused: %s", self.refusal_text(self.refused))
             return
+        self.refused = None
         if self._subscriptions:
             client.subscribe(self._subscriptions)
         log.info("MQTT connected to %s:%s as %s (session present: %s)", self.host, self.port,
