@@ -8,6 +8,11 @@ once; the per-user ACL lines go with the login, so nothing is left for a revoked
 
 Device D may read ``vf/v1/dev/D/{job,cancel,ota,reminder}`` and write ``vf/v1/dev/D/{state,telemetry,
 event}``, nothing else; control planes may use all of ``vf/v1/#``.
+
+Operators who watch the wire keep read-only logins in ``observers`` beside them (written with
+``mosquitto_passwd``; the control plane never writes it): every rewrite copies them into ``passwd``
+with ``topic read vf/#`` and nothing else, so they survive enrolments and revocations. A name that
+is also a device or control plane login is left out (logged): the database's login wins.
 """
 
 from __future__ import annotations
@@ -25,19 +30,27 @@ from sqlmodel import Session
 from control_plane import enrolment
 from control_plane.models import MqttUser
 from voicefleet import protocol as p
-from voicefleet.broker import ACL_FILE, PASSWORD_FILE, PID_FILE
+from voicefleet.broker import ACL_FILE, OBSERVERS_FILE, PASSWORD_FILE, PID_FILE
 from voicefleet.files import write_atomic
 
 log = logging.getLogger(__name__)
 BROKER_GROUP = "mosquitto"  # Debian's broker drops to this user: the files must be readable by it
 
 
-def password_file_text(users: list[MqttUser]) -> str:
-    return "".join(f"{u.username}:{u.password_hash}\n" for u in users)
+OBSERVER_READS = f"{p.TOPIC_ROOT.split('/')[0]}/#"  # vf/#: everything voicefleet says, read-only
 
 
-def acl_text(users: list[MqttUser]) -> str:
-    lines = ["# Written by the voicefleet control plane from its database; edits here are overwritten."]
+def password_file_text(users: list[MqttUser], observers: list[tuple[str, str]] = ()) -> str:
+    """``observers``: (username, hash) pairs from the observers file, after the database's logins."""
+    return "".join(f"{u.username}:{u.password_hash}\n" for u in users) + "".join(
+        f"{name}:{hashed}\n" for name, hashed in observers)
+
+
+def acl_text(users: list[MqttUser], observers: list[tuple[str, str]] = ()) -> str:
+    lines = ["# Written by the voicefleet control plane from its database and the observers file; "
+             "edits here are overwritten."]
+    for name, _ in observers:
+        lines += ["", f"user {name}", f"topic read {OBSERVER_READS}"]
     for u in users:
         lines += ["", f"user {u.username}"]
         if u.kind == "control":
@@ -63,9 +76,28 @@ class BrokerFiles:
             fcntl.flock(lock, fcntl.LOCK_EX)
             with Session(engine) as session:
                 users = enrolment.active_users(session)
-            _write(self.folder / PASSWORD_FILE, password_file_text(users))
-            _write(self.folder / ACL_FILE, acl_text(users))
+            observers = self.observers(taken={u.username for u in users})
+            _write(self.folder / PASSWORD_FILE, password_file_text(users, observers))
+            _write(self.folder / ACL_FILE, acl_text(users, observers))
             self.reload()
+
+    def observers(self, *, taken: set[str]) -> list[tuple[str, str]]:
+        """The read-only logins in the observers file: (username, hash), less the names in ``taken``."""
+        try:
+            text = (self.folder / OBSERVERS_FILE).read_text()
+        except FileNotFoundError:
+            return []
+        found = []
+        for number, line in enumerate(text.splitlines(), 1):
+            name, sep, hashed = line.strip().partition(":")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            if not (sep and name and hashed) or name in taken:
+                why = "is a device or control plane login" if name in taken else "is not <name>:<hash>"
+                log.warning("%s line %d left out: %s", self.folder / OBSERVERS_FILE, number, why)
+                continue
+            found.append((name, hashed))
+        return found
 
     def reload(self) -> bool:
         """SIGHUP the broker; False (logged) when there is none to tell."""

@@ -33,6 +33,9 @@ STOP_TIMEOUT_S = 10.0
 # A secured broker's files in its work directory: logins and ACLs (written by the control plane,
 # control_plane/broker_auth.py) and the pid it is told to reload by.
 PASSWORD_FILE, ACL_FILE, PID_FILE = "passwd", "acl", "mosquitto.pid"
+# Read-only observer logins an operator keeps there (mosquitto_passwd's format); the control plane
+# copies them into PASSWORD_FILE with read access to every voicefleet topic (docs/security.md).
+OBSERVERS_FILE = "observers"
 _START_ATTEMPTS = 3  # a port picked by free_port() can be taken by someone else before we bind
 
 
