@@ -113,8 +113,9 @@ async def wait_finished(api: str, accepted: int, timeout_s: float) -> None:
         await wait_final(client, accepted, stall_s=STALL_S, poll_s=0.5, timeout_s=timeout_s, log=log)
 
 
-async def fetch_jobs(api: str, ids: list[str]) -> list[dict[str, Any]]:
-    """The job rows: the list endpoint (newest 1000) first, one GET each for the rest."""
+async def fetch_jobs(api: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The job rows by id: the list endpoint (newest 1000) first, one GET each for the rest; an id the
+    control plane does not know (404) is left out, so the summary counts it lost."""
     async with httpx.AsyncClient(base_url=api, timeout=30, headers=AUTH) as client:
         r = await client.get("/v1/jobs", params={"limit": 1000})
         rows = {j["id"]: j for j in r.json()} if r.status_code == 200 else {}
@@ -123,11 +124,13 @@ async def fetch_jobs(api: str, ids: list[str]) -> list[dict[str, Any]]:
         async def one(job_id: str) -> None:
             async with sem:
                 resp = await client.get(f"/v1/jobs/{job_id}")
+                if resp.status_code == 404:
+                    return
                 resp.raise_for_status()
                 rows[job_id] = resp.json()
 
         await asyncio.gather(*(one(i) for i in ids if i not in rows))
-    return [rows[i] for i in ids]
+    return {i: rows[i] for i in ids if i in rows}
 
 
 class Run:
@@ -201,8 +204,13 @@ def run_one(home: Path, tag: str, policy: str, trace: list[Arrival], args: argpa
             "fleet_start_s": round(fleet_start_s, 1), "cpu_s": cpu}
 
 
-def summarize(rows: list[dict[str, Any]], trace: list[Arrival], sent: dict[str, Any], tag: str,
+def summarize(found: dict[str, dict[str, Any]], trace: list[Arrival], sent: dict[str, Any], tag: str,
               slowdown_unix: float) -> dict[str, Any]:
+    """Figures of one run. ``found``: job rows by id; ``sent["ids"]``: the ids the API answered 201 for.
+    A job is lost if its row is missing or not final: counted from the ids, not as a remainder."""
+    accepted: list[str] = sent["ids"]
+    rows = [found[i] for i in accepted if i in found]
+    lost = [i for i in accepted if i not in found or found[i]["state"] not in TERMINAL]
     states = Counter(r["state"] for r in rows)
     done = [r for r in rows if r["state"] == "done"]
     times = [r["finished_at"] - r["created_at"] for r in done]
@@ -211,8 +219,8 @@ def summarize(rows: list[dict[str, Any]], trace: list[Arrival], sent: dict[str, 
         by_device.setdefault(r["device_id"].removeprefix(f"{tag}-"), []).append(t)
     slowed = sum(1 for r in done if r["device_id"].endswith("-cloudslow") and (r["assigned_at"] or 0) >= slowdown_unix)
     return {
-        "jobs": len(trace), "accepted": len(rows), "done": len(done), "failed": states.get("failed", 0),
-        "cancelled": states.get("cancelled", 0), "lost": len(rows) - sum(states.get(s, 0) for s in TERMINAL),
+        "jobs": len(trace), "accepted": len(accepted), "done": len(done), "failed": states.get("failed", 0),
+        "cancelled": states.get("cancelled", 0), "lost": len(lost), "lost_ids": lost[:10],
         "rejected_429": sent["statuses"].get("429", 0),
         "other_submit_errors": {k: v for k, v in sent["statuses"].items() if k not in ("201", "429")},
         "completion_s": {"p50": _r(pct(times, 50)), "p99": _r(pct(times, 99)), "max": _r(max(times, default=math.nan)),
@@ -282,7 +290,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "config": {"seconds": args.seconds, "loads": args.loads, "policies": args.policies, "seed": args.seed,
                    "connections": args.connections, "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                   "engine": "timed (benchmark-only BenchmarkTimedEngine: silence paced by its RTF)",
+                   "engine": "timed (benchmark-only BenchmarkTimedEngine: a quiet pattern paced by its RTF)",
                    "s_per_char": S_PER_CHAR, "chars": [MIN_CHARS, MAX_CHARS], "mean_audio_s": MEAN_AUDIO_S},
         "fleet": [asdict(a) for a in FLEET],
         "capacity_jobs_per_s": round(cap, 2),

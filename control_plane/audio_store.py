@@ -114,6 +114,8 @@ class LocalAudioStore:
         """Check the audio against the agent's count and checksum, then write the WAV."""
         k = (job_id, attempt)
         got = self._next.get(k, 0)
+        if got == 0 and chunks and not self._early.get(k) and (stored := self._stored(job_id, sha256)) is not None:
+            return stored  # a "done" handled again after its transaction failed: the WAV is already written
         if got != chunks or self._early.get(k):
             raise AudioIntegrityError(f"received {got} of {chunks} audio chunks in order")
         with self._lock:
@@ -133,6 +135,17 @@ class LocalAudioStore:
         with open(dest, "wb") as out:
             out.write(wav_header(sample_rate, len(data)) + data)
         self.discard(job_id, attempt)
+        return StoredAudio(key=key, samples=len(data) // SAMPLE_WIDTH, bytes=len(data), sha256=sha256)
+
+    def _stored(self, job_id: str, sha256: str) -> StoredAudio | None:
+        """The job's final WAV, if one is written and its audio hashes to ``sha256``."""
+        key = self.final_key(job_id)
+        try:
+            data = (self.root / key).read_bytes()[WAV_HEADER_BYTES:]
+        except FileNotFoundError:
+            return None
+        if hashlib.sha256(data).hexdigest() != sha256:
+            return None
         return StoredAudio(key=key, samples=len(data) // SAMPLE_WIDTH, bytes=len(data), sha256=sha256)
 
     def discard(self, job_id: str, attempt: int) -> None:

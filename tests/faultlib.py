@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from services import ADMIN_TOKEN, http
+from services import ADMIN_TOKEN, PostgresServer, http
 from sqlalchemy import create_engine, text
 
+from edge_agent.engines.benchmark_only import timed_pcm
 from voicefleet.broker import MosquittoBroker, free_port
 from voicefleet.credentials import auth_headers
 from voicefleet_cli.onebox import Cluster
@@ -38,6 +39,7 @@ KEEPALIVE_S = 2  # small, so a SIGSTOPped agent's last will fires after ~3 s
 HEARTBEAT_TIMEOUT_S = 2
 CUT_OFF_S = 5.0  # longer than 1.5 x keep-alive and the heartbeat timeout
 BROKER_DOWN_S = 3.0
+DATABASE_DOWN_S = 10.0
 # Mandarin filler: each job's text is a slice of it, 10-60 characters.
 _SOURCE = "今天下午三点提醒我开会请在会议前准备好材料并通知所有同事明天上午九点检查邮件记得带上笔记本电脑和充电器" * 3
 # (device id suffix, role, slots): a cloud/edge mix
@@ -108,9 +110,10 @@ class Submitter(threading.Thread):
 class Harness:
     """Broker (own dir and port, persistent), control plane on ``database_url``, three timed agents."""
 
-    def __init__(self, workdir: Path, database_url: str, *, rtf: float = 0.2):
+    def __init__(self, workdir: Path, database_url: str, *, rtf: float = 0.2, pg: PostgresServer | None = None):
         self.workdir = Path(workdir)
         self.database_url = database_url
+        self.pg = pg  # the server behind database_url, when this harness may stop it (database_outage)
         self.rtf = rtf
         self.tag = uuid.uuid4().hex[:6]
         self.broker = MosquittoBroker(self.workdir / "broker")
@@ -239,6 +242,17 @@ class Harness:
             _signal(proc, signal.SIGCONT)
         return self._record("agent_sigstop", device, t0, recover_from=t0)
 
+    def stop_database(self, rng: random.Random, *, down_s: float = DATABASE_DOWN_S) -> Fault:
+        """Stop PostgreSQL under load and start it again: the control plane must hold what it could not
+        commit (unacked) and refuse new work with 503 meanwhile, then carry on with nothing lost."""
+        if self.pg is None:
+            raise RuntimeError("database_outage needs a harness built with its own PostgresServer (pg=...)")
+        t0 = time.time()
+        self.pg.pause()
+        time.sleep(down_s)
+        self.pg.resume()
+        return self._record("database_outage", "postgresql", t0)
+
     def _record(self, kind: str, target: str, t0: float, *, recover_from: float | None = None) -> Fault:
         end = time.time()
         fault = Fault(kind, target, started=t0, ended=end, recover_from=end if recover_from is None else recover_from)
@@ -248,7 +262,8 @@ class Harness:
 
     def fault_by_kind(self, kind: str) -> Callable[[random.Random], Fault]:
         return {"agent_sigkill": self.kill_agent, "control_plane_sigkill": self.kill_control_plane,
-                "broker_restart": self.restart_broker, "agent_sigstop": self.cut_off_agent}[kind]
+                "broker_restart": self.restart_broker, "agent_sigstop": self.cut_off_agent,
+                "database_outage": self.stop_database}[kind]
 
     # -- waiting and checking ---------------------------------------------------------------
 
@@ -369,7 +384,8 @@ def _every_attempt_has_reason(job: dict) -> bool:
 
 
 def _audio_intact(client: httpx.Client, api: str, job_id: str, body: str, art: dict) -> bool:
-    """A valid WAV whose PCM is as long as the text asks for, and hashes to what was stored."""
+    """A valid WAV holding exactly what the timed engine makes for this job's text (its pattern tells
+    one job, and one position, from another), and hashing to what was stored."""
     resp = client.get(f"{api}/v1/jobs/{job_id}/audio")
     if resp.status_code != 200:
         return False
@@ -380,7 +396,7 @@ def _audio_intact(client: httpx.Client, api: str, job_id: str, body: str, art: d
     except (wave.Error, EOFError):
         return False
     samples = expected_samples(body)
-    return (rate == TIMED_SAMPLE_RATE and width == 2 and channels == 1 and len(pcm) == 2 * samples
+    return (rate == TIMED_SAMPLE_RATE and width == 2 and channels == 1 and pcm == timed_pcm(body.strip(), 0, samples)
             and art["samples"] == samples and art["bytes"] == len(pcm)
             and hashlib.sha256(pcm).hexdigest() == art["sha256"])
 

@@ -129,6 +129,19 @@ class PostgresServer:
             self._finalizer = None
         self._dir = None
 
+    def pause(self) -> None:
+        """An outage: stop the server (fast: clients are cut off), keeping its data and its port."""
+        if self.external or self._dir is None:
+            raise PostgresUnavailable("only a server this process started can be paused")
+        self._pg("pg_ctl", "-D", str(self._dir / "data"), "-m", "fast", "-w", "-t", "30", "stop")
+
+    def resume(self) -> None:
+        """Start a paused server again on the same port."""
+        assert self._dir is not None and self.port is not None
+        options = f"-c listen_addresses={self.host} -p {self.port} -k {self._dir / 'sock'} {PG_OPTIONS}"
+        self._pg("pg_ctl", "-D", str(self._dir / "data"), "-l", str(self._dir / "postgres.log"), "-o", options,
+                 "-w", "-t", "30", "start")
+
     def create_database(self, name: str) -> str:
         """Create an empty database and return its SQLAlchemy URL (psycopg 3 driver)."""
         if not _DB_NAME_RE.match(name):

@@ -13,8 +13,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import create_engine
+
+from voicefleet.errors import CodedError
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -54,6 +56,26 @@ def wait_for_database(engine: Engine, timeout_s: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+class DatabaseUnavailable(CodedError):
+    """The database does not answer: nothing was written; the same request may pass in a moment."""
+
+    retry_after_s = 5
+
+    def __init__(self, detail: str = ""):
+        super().__init__("database_unavailable", "the database is not answering; nothing was written, try again "
+                         "shortly" + (f" ({detail})" if detail else ""))
+
+
+def database_up(engine: Engine) -> bool:
+    """One round trip: does the database answer now? (Tells an outage from a failure of the request.)"""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        return True
+    except DBAPIError:
+        return False
 
 
 def alembic_config(url: str) -> Config:

@@ -16,7 +16,10 @@ import threading
 import time
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from control_plane import jobs
+from control_plane.core.db import DatabaseUnavailable, database_up
 from control_plane.dispatch import device_events, requests
 from control_plane.dispatch.commands import Ask, Command
 from control_plane.dispatch.context import Context
@@ -31,6 +34,7 @@ from voicefleet.mqtt import Inbound, MqttClient
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_S = 1.0
+OUTAGE_RETRY_S = 0.5  # how often a turn that hit a database outage is tried again
 
 
 class Dispatcher:
@@ -42,6 +46,7 @@ class Dispatcher:
         self.mqtt = mqtt
         self.inbox = inbox
         self.snapshot = FleetSnapshot()  # replaced, never changed: routes read it from any thread
+        self._outage_since: float | None = None  # monotonic time the database stopped answering
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
 
@@ -76,27 +81,79 @@ class Dispatcher:
     # -- the loop -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        ctx = self.ctx
+        held: list = []  # device messages whose batch could not commit: never acked, handled again first
         next_housekeeping = time.monotonic()
         while not self._stop.is_set():
             batch, woken = self.inbox.drain(timeout=0.25)
-            out = Outbox(reschedule=woken)
-            if batch:
-                self._handle_batch(batch, out)
+            batch, held = held + batch, []
+            out = Outbox(reschedule=woken or self._outage_since is not None)
             housekept = time.monotonic() >= next_housekeeping
+            try:
+                self._step(batch, out, housekept)
+            except DatabaseUnavailable as exc:
+                held = self._hold(batch, exc)
+                self._stop.wait(OUTAGE_RETRY_S)
+                continue
             if housekept:
-                housekeeping(ctx, out)
                 next_housekeeping = time.monotonic() + HOUSEKEEPING_S
-            if housekept or ctx.rollouts.due:  # soaks end with no message; a report moves a rollout at once
-                tick_rollouts(ctx, out)
-            changed = bool(batch) or housekept or out.reschedule
-            if out.reschedule:
-                with ctx.session() as session:
-                    schedule(ctx, session, out)
-                    jobs.commit(session)
-            if changed:
-                self.snapshot = ctx.fleet.snapshot()  # before answers go out: a route sees what it caused
-            announce(out, self.mqtt, ctx.watch)
+            announce(out, self.mqtt, self.ctx.watch)
+
+    def _step(self, batch: list, out: Outbox, housekept: bool) -> None:
+        """One turn: the batch, the clock's work, a scheduling pass, the snapshot. Raises
+        DatabaseUnavailable, having announced nothing, when the database does not answer."""
+        ctx = self.ctx
+        if self._outage_since is not None:  # back: what memory tracked during the outage may be off
+            self._guard(ctx.reload_fleet)
+            log.warning("the database answers again after %.1fs; handling the %d messages held meanwhile",
+                        time.monotonic() - self._outage_since, len(batch))
+            self._outage_since = None
+        if batch:
+            self._handle_batch(batch, out)
+        if housekept:
+            self._guard(housekeeping, ctx, out)
+        if housekept or ctx.rollouts.due:  # soaks end with no message; a report moves a rollout at once
+            tick_rollouts(ctx, out)
+        changed = bool(batch) or housekept or out.reschedule
+        if out.reschedule:
+            self._guard(self._schedule, out)
+        if changed:
+            self.snapshot = ctx.fleet.snapshot()  # before answers go out: a route sees what it caused
+
+    def _schedule(self, out: Outbox) -> None:
+        with self.ctx.session() as session:
+            schedule(self.ctx, session, out)
+            jobs.commit(session)
+
+    def _guard(self, work, *args) -> None:
+        """Run clock or scheduling work: a database outage stops the turn; any other fault is logged
+        and the loop goes on (the next tick tries again)."""
+        try:
+            work(*args)
+        except Exception as exc:
+            self._raise_if_down(exc)
+            log.exception("%s failed; trying again at the next turn", getattr(work, "__name__", work))
+
+    def _raise_if_down(self, exc: BaseException) -> None:
+        if isinstance(exc, DatabaseUnavailable):
+            raise exc
+        if isinstance(exc, DBAPIError) and not database_up(self.ctx.engine):
+            raise DatabaseUnavailable(type(exc.orig or exc).__name__) from exc
+
+    def _hold(self, batch: list, exc: DatabaseUnavailable) -> list:
+        """Keep the device messages of a turn that could not commit (unacked: the broker keeps them
+        too) and refuse its commands at once with a 503 that says nothing was written."""
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.error("the database is not answering: holding device messages unacknowledged until it is back")
+        out = Outbox()
+        held = []
+        for item in batch:
+            if isinstance(item, Ask):
+                out.answer(item, error=exc)
+            else:
+                held.append(item)
+        announce(out, self.mqtt, self.ctx.watch)
+        return held
 
     def _handle_batch(self, batch: list, out: Outbox) -> None:
         ctx = self.ctx
@@ -115,7 +172,8 @@ class Dispatcher:
                 jobs.commit(session)
                 del loaded
             out.acks.extend(i for i in batch if isinstance(i, Inbound))
-        except Exception:
+        except Exception as exc:
+            self._raise_if_down(exc)
             # One bad item must not sink the others: redo the batch one item at a time.
             log.exception("batch of %d failed; retrying one by one", len(batch))
             ctx.reload_fleet()
@@ -137,6 +195,7 @@ class Dispatcher:
                 self._handle(session, d, one)
                 jobs.commit(session)
         except Exception as exc:
+            self._raise_if_down(exc)
             log.exception("dropping an item that cannot be handled")
             ctx.metrics.dropped.labels("handler_error").inc()
             ctx.reload_fleet()

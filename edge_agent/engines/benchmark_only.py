@@ -40,7 +40,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from edge_agent import engines
 from edge_agent.config import AgentSettings
-from edge_agent.engines.base import Engine, EngineError, EngineUnavailable, SynthesisRequest, never_cancelled
+from edge_agent.engines.base import (
+    Engine,
+    EngineUnavailable,
+    SynthesisRequest,
+    never_cancelled,
+    refuse_unspeakable,
+)
 from edge_agent.engines.settings import EngineSettings
 from voicefleet.protocol import LANGUAGES, Capabilities, EngineDescriptor
 
@@ -59,6 +65,7 @@ class BenchmarkToneEngine(Engine):
 
     def synthesize(self, request: SynthesisRequest,
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]:
+        refuse_unspeakable(request)
         yield _TONE
 
 
@@ -155,9 +162,8 @@ class BenchmarkTimedEngine(Engine):
 
     def synthesize(self, request: SynthesisRequest,
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]:
+        refuse_unspeakable(request)  # at once, not at the first chunk: this is not a generator
         total = self.audio_samples(request.text.strip())
-        if total == 0:
-            raise EngineError("empty_text", "the text is empty or only whitespace; give words to speak")
         return self._paced(request.text.strip(), total, cancelled, next(self._jobs))
 
     def _paced(self, text: str, total: int, cancelled: Callable[[], bool], job_index: int) -> Iterator[bytes]:

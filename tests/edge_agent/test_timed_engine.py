@@ -7,7 +7,7 @@ import time
 import pytest
 
 from edge_agent.engines.base import EngineError, EngineUnavailable, SynthesisRequest
-from edge_agent.engines.benchmark_only import CHUNK_SAMPLES, SAMPLE_RATE, BenchmarkTimedEngine, TimedConfig
+from edge_agent.engines.benchmark_only import CHUNK_SAMPLES, SAMPLE_RATE, BenchmarkTimedEngine, TimedConfig, timed_pcm
 from edge_agent.runner import JobRunner
 from voicefleet import protocol as p
 
@@ -59,7 +59,10 @@ def test_audio_length_and_chunking(env: pytest.MonkeyPatch) -> None:
     _, chunks = _timed_run(BenchmarkTimedEngine(), "今" * 37)  # 37 x 0.06 = 2.22 s
     assert sum(len(c) for c in chunks) == 2 * round(37 * 0.06 * SAMPLE_RATE)
     assert [len(c) for c in chunks] == [2 * CHUNK_SAMPLES] * 4 + [2 * 220]
-    assert all(c == bytes(len(c)) for c in chunks)  # silence
+    audio = b"".join(chunks)
+    assert audio == timed_pcm("今" * 37, 0, len(audio) // 2)  # the job's own pattern, in order
+    assert audio != timed_pcm("明" * 37, 0, len(audio) // 2) and audio != bytes(len(audio))  # another job's differs
+    assert audio[:1000] != audio[1000:2000]  # and so does another position in the same job
 
 
 def test_empty_text_fails(env: pytest.MonkeyPatch) -> None:

@@ -81,3 +81,21 @@ def requeued_from(h: Harness, device: str) -> list[dict]:
         if lost_on and detail["attempt"] > min(lost_on):
             out.append(detail)
     return out
+
+
+def test_database_outage_under_load(tmp_path: Path):
+    """PostgreSQL stopped for 10 s while jobs stream in and run: what the control plane could not commit
+    it holds unacked, new work is refused with 503 (nothing half-written), and when the database is
+    back every accepted job ends done once with its own audio."""
+    server = PostgresServer()
+    if server.external:
+        pytest.skip("an outage needs a PostgreSQL server this test starts and stops itself")
+    with server:
+        url = server.create_database(f"f_outage_{uuid.uuid4().hex[:8]}")
+        with Harness(tmp_path, url, pg=server) as h:
+            report = run_scenario(h, jobs=JOBS, interval_s=INTERVAL_S, faults=[(2.0, "database_outage")], seed=6,
+                                  until_accepted=True)
+            assert_promise_kept(report, h, {"database_outage"})
+            assert report.failed == 0, report.describe()
+            assert set(report.refused) == {"503"}, report.describe()  # refused while it was down, and only then
+            assert "database_unavailable" in report.refusal_texts["503"]
