@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from speechcheck import is_speech_of, noise_like, speech_distance
 
 from edge_agent.engines.base import EngineUnavailable, SynthesisRequest
 from edge_agent.engines.student import DEFAULT_BUNDLE, StudentEngine, frame_features, receptive_frames
@@ -83,13 +84,23 @@ def test_streamed_chunks_equal_one_whole_phrase_run(engine: StudentEngine):
 
 
 def test_engine_speaks_mandarin_and_refuses_what_it_cannot(engine: StudentEngine):
-    pcm = b"".join(engine.synthesize(SynthesisRequest(text="客厅的灯已经关好，晚安。")))
+    text = "客厅的灯已经关好，晚安。"
+    pcm = b"".join(engine.synthesize(SynthesisRequest(text=text)))
     samples = np.frombuffer(pcm, "<i2").astype(np.float64)
     assert len(samples) / 24000 > 1.0 and np.sqrt(np.mean(samples**2)) > 300
+    assert is_speech_of(text, pcm, 24000), speech_distance(text, pcm, 24000)  # the teacher's sentence, not noise
     with pytest.raises(Exception, match="no dialect"):
         list(engine.synthesize(SynthesisRequest(text="你好", dialect="yue")))
     with pytest.raises(Exception, match="no Chinese characters"):
         list(engine.synthesize(SynthesisRequest(text="hello")))
+
+
+def test_the_speech_check_refuses_noise_as_loud_and_as_long_as_the_student(engine: StudentEngine):
+    """What the check above stands on: a student that emitted noise would fail it."""
+    text = "客厅的灯已经关好，晚安。"
+    noise = noise_like(b"".join(engine.synthesize(SynthesisRequest(text=text))))
+    distance = speech_distance(text, noise, 24000)
+    assert not is_speech_of(text, noise, 24000) and distance["mcd_db"] > 9, distance
 
 
 def test_tampered_bundle_is_refused(tmp_path: Path):

