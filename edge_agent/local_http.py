@@ -17,7 +17,9 @@ from typing import Protocol
 
 from edge_agent.engines.base import EngineError, SynthesisRequest
 from edge_agent.reminders import ReminderStore
+from voicefleet import protocol as p
 from voicefleet.audio import wav_header
+from voicefleet.text.speakable import unspeakable
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 16 * 1024
@@ -118,7 +120,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             rendered = self.api.render(request, cancelled=gone.is_set)
         except EngineError as exc:
-            status = 422 if exc.code in ("unsupported", "invalid_text", "text_too_long") else 503
+            status = 422 if p.request_fault(exc.code) else 503  # the request's fault, or the hub's
             raise ApiError(status, exc.code, exc.text) from exc
         self.send_response(200)
         self.send_header("Content-Type", "audio/wav")
@@ -230,8 +232,11 @@ class Handler(BaseHTTPRequestHandler):
 
 def _speech_request(body: dict) -> SynthesisRequest:
     text = body.get("text")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not text:
         raise ApiError(422, "invalid_text", "text must be a non-empty string")
+    why = unspeakable(text)  # the same code and words as the control plane's submit and every engine
+    if why is not None:
+        raise ApiError(422, why.code, why.text)
     if len(text) > MAX_TEXT_CHARS:
         raise ApiError(422, "text_too_long", f"text is {len(text)} characters; at most {MAX_TEXT_CHARS}")
     unknown = set(body) - {"text", "lang", "dialect", "voice", "instruction"}

@@ -32,8 +32,9 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-from edge_agent.engines.base import Engine, EngineError, SynthesisRequest
+from edge_agent.engines.base import Engine, EngineError, SynthesisRequest, refuse_unspeakable
 from voicefleet.text.sentences import _SENTENCE_END, DEFAULT_MAX_CHARS, split_sentences
+from voicefleet.text.speakable import speakable
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,9 @@ def request_fields(tag: str, dialects: list[str]) -> tuple[str, str | None]:
         primary = "zh"
     if primary == "zh" and region in _CANTONESE_REGIONS and "yue" in dialects:
         return "zh", "yue"
-    if primary in dialects:
     if primary == "zh" and region in dialects:  # BCP 47's extended-language form: zh-yue is yue
         return "zh", region
+    if primary in dialects:
         return "zh", primary
     return primary, None
 
@@ -153,10 +154,6 @@ class SentenceBuffer:
         return ready
 
 
-def _speakable(sentence: str) -> bool:
-    return any(ch.isalnum() for ch in sentence)
-
-
 @dataclass
 class StreamSession:
     request: SynthesisRequest  # text is filled in per sentence
@@ -209,8 +206,7 @@ class TtsEventHandler(AsyncEventHandler):
     async def _one_shot(self, synth: Synthesize) -> None:
         try:
             request = self._request(synth.voice, synth.text)
-            if not _speakable(synth.text):
-                raise EngineError("empty_text", "nothing to speak: the text has no letters or digits")
+            refuse_unspeakable(request)  # the code and words every path gives (voicefleet/text/speakable.py)
             rate = self.engine.select(request).descriptor.sample_rate
             start = AudioStart(rate=rate, width=SAMPLE_WIDTH, channels=CHANNELS).event()
             await self._speak(request, rate, partial(self.write_event, start))
@@ -253,7 +249,7 @@ class TtsEventHandler(AsyncEventHandler):
         return session.rate
 
     async def _speak_sentence(self, session: StreamSession, sentence: str) -> None:
-        if not _speakable(sentence):  # a stray "……" has nothing to say
+        if not speakable(sentence):  # a stray "……" has nothing to say
             return
         request = session.request.model_copy(update={"text": sentence})
         try:

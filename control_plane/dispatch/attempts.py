@@ -23,10 +23,16 @@ def ended(ctx: Context, job: Job, device_id: str | None, out: Outbox) -> None:
 
 def fail(ctx: Context, session: Session, job: Job, *, code: str, text: str, retryable: bool, out: Outbox,
          event_id: str | None = None) -> None:
+    """The attempt failed with ``code``. Only the device's own faults count towards its health gate:
+    a lost device is not an error rate, and a request's fault (``p.REQUEST_FAULTS``: text with nothing
+    to speak, a combination no engine offers) says nothing about the device, so one client's bad
+    requests never close a device to everyone. Such a job ends at once: every device would refuse it."""
     device_id = job.device_id
     ctx.store.discard(job.id, job.attempt)
-    if device_id and code != "device_lost":  # a lost device is not an error rate
+    request_fault = p.request_fault(code)
+    if device_id and code != "device_lost" and not request_fault:
         ctx.fleet.stats.observe_outcome(device_id, ok=False)
+    retryable = retryable and not request_fault
     if jobs.fail_attempt(session, job, code=code, text=text, retryable=retryable, event_id=event_id):
         ctx.fleet.queued[job.tier] += 1
     ended(ctx, job, device_id, out)

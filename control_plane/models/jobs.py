@@ -10,15 +10,18 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from voicefleet.ids import new_id, now
-from voicefleet.protocol import DIALECTS, LANGUAGES, MAX_TEXT_CHARS, SpeechSpec
+from voicefleet.protocol import DIALECTS, LANGUAGES, MAX_TEXT_CHARS, UNSUPPORTED, SpeechSpec
 from voicefleet.text.annotations import AnnotationError
 from voicefleet.text.annotations import parse as parse_annotations
 from voicefleet.text.dialects import lookup
+from voicefleet.text.instructions import parse_instruction
+from voicefleet.text.speakable import unspeakable
 
 MAX_BATCH_JOBS = 1000
 
@@ -52,14 +55,15 @@ class JobCreate(SpeechSpec, SQLModel):
     @field_validator("text")
     @classmethod
     def _text(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("text is empty: give the words to speak")
         if len(v) >= MAX_TEXT_CHARS:
             raise ValueError(f"text has {len(v)} characters; split it into jobs under {MAX_TEXT_CHARS}")
         try:
             parse_annotations(v)  # inline pinyin / ARPAbet / sound tags must be well-formed
         except AnnotationError as exc:
             raise ValueError(str(exc)) from None
+        why = unspeakable(v)  # what every device would refuse (empty_text, nothing_to_speak): refused here
+        if why is not None:
+            raise PydanticCustomError(why.code, why.text)
         return v
 
     @field_validator("lang")
@@ -71,15 +75,39 @@ class JobCreate(SpeechSpec, SQLModel):
 
     @field_validator("dialect")
     @classmethod
-    def _dialect(cls, v: str | None) -> str | None:
-        """A catalog code or any of its names (粤语, Cantonese, 四川话 …), or "auto" (see ``region``)."""
-        if v is None or v == "auto":
+    def _dialect(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """A catalog code or any of its names (粤语, Cantonese, 四川话 …), or "auto" (see ``region``);
+        the catalog is Chinese dialects, so any of them needs lang zh."""
+        if v is None:
             return v
-        found = lookup(v)
-        if found is None:
+        found = None if v == "auto" else lookup(v)
+        if v != "auto" and found is None:
             raise ValueError(f"unknown dialect {v!r}; use one of {sorted(DIALECTS)}, a name such as 四川话, "
                              "or \"auto\" with a region")
-        return found.code
+        _needs_chinese(info, "dialect \"auto\" picks a Chinese dialect by region" if found is None
+                       else f"dialect {found.code!r} ({found.name_en}) is a Chinese dialect", "the dialect")
+        return v if found is None else found.code
+
+    @field_validator("instruction")
+    @classmethod
+    def _instruction(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """An instruction that asks for a dialect ("用粤语说") makes it the job's dialect (control_plane/jobs.py
+        ``resolve``): like the field, it needs lang zh."""
+        asked = lookup(parse_instruction(v).dialect or "") if v else None
+        if asked is not None:
+            _needs_chinese(info, f"the instruction asks for {asked.name_en}, a Chinese dialect",
+                           "it from the instruction")
+        return v
+
+
+def _needs_chinese(info: ValidationInfo, what: str, it: str) -> None:
+    """Refuse a Chinese dialect with another language: no engine offers, say, English in Cantonese
+    (every device would answer ``unsupported``)."""
+    lang = info.data.get("lang")  # absent when the language itself was refused
+    if lang is not None and lang != "zh":
+        raise PydanticCustomError(UNSUPPORTED, "{what}: it needs lang \"zh\", not \"{lang}\"; set lang \"zh\", "
+                                  "or drop {it} to speak {name}",
+                                  {"what": what, "lang": lang, "it": it, "name": LANGUAGES[lang]})
 
 
 class JobBatch(SQLModel):

@@ -9,6 +9,7 @@ from pydantic import ConfigDict
 
 from voicefleet.errors import CodedError
 from voicefleet.protocol import Capabilities, EngineDescriptor, SpeechSpec, VoicePrompt
+from voicefleet.text.speakable import unspeakable
 
 
 class EngineError(CodedError):
@@ -38,6 +39,14 @@ class SynthesisRequest(SpeechSpec):
 
     def __init__(self, text: str | None = None, /, **fields: Any) -> None:
         super().__init__(**fields if text is None else {**fields, "text": text})
+
+
+def refuse_unspeakable(request: SpeechSpec) -> None:
+    """EngineError (``empty_text`` or ``nothing_to_speak``) when nothing in the text would be spoken:
+    every engine refuses such text the same way (voicefleet/text/speakable.py decides)."""
+    why = unspeakable(request.text)
+    if why is not None:
+        raise EngineError(why.code, why.text)
 
 
 def never_cancelled() -> bool:

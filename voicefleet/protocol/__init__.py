@@ -25,6 +25,11 @@ from voicefleet.protocol.codec import JobEvent, decode, encode
 from voicefleet.protocol.devices import DeviceRecord, DeviceState, ImageState, Telemetry
 from voicefleet.protocol.dialects import DIALECT_CATALOG, DIALECTS, Dialect
 from voicefleet.protocol.jobs import (
+    BAD_TEXT,
+    EMPTY_TEXT,
+    NOTHING_TO_SPEAK,
+    REQUEST_FAULTS,
+    UNSUPPORTED,
     AudioChunk,
     JobAssign,
     JobCancel,
@@ -33,6 +38,7 @@ from voicefleet.protocol.jobs import (
     JobFailed,
     JobReturned,
     JobStarted,
+    request_fault,
 )
 from voicefleet.protocol.ota import ActiveModel, OtaCommand, OtaFile, OtaReport
 from voicefleet.protocol.reminders import ReminderCommand
@@ -55,11 +61,12 @@ from voicefleet.protocol.topics import (
 )
 
 __all__ = [
+    "BAD_TEXT", "EMPTY_TEXT", "NOTHING_TO_SPEAK", "REQUEST_FAULTS", "UNSUPPORTED",
     "DEVICE_ID_PATTERN", "DIALECTS", "DIALECT_CATALOG", "FROM_DEVICE", "ID_PATTERN", "LANGUAGES",
     "MAX_PAYLOAD_BYTES", "MAX_TEXT_CHARS", "SAFE_ID_RE", "SCHEMA_VERSION", "TOPIC_ROOT", "TO_DEVICE",
     "ActiveModel", "AudioChunk", "Capabilities", "DeviceRecord", "DeviceState", "Dialect", "EngineDescriptor",
     "ErrorInfo", "ImageState", "JobAssign", "JobCancel", "JobDone", "JobEvent", "JobEventBase", "JobFailed",
     "JobReturned", "JobStarted", "Message", "OtaCommand", "OtaFile", "OtaReport", "ProtocolError",
     "ReminderCommand", "SpeechSpec", "Telemetry", "VoicePrompt",
-    "control_subscriptions", "decode", "device_topic", "encode", "parse_device_topic",
+    "control_subscriptions", "decode", "device_topic", "encode", "parse_device_topic", "request_fault",
 ]

