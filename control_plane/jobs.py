@@ -20,9 +20,9 @@ from control_plane.models import (
     JobCreate,
     JobEvent,
     JobState,
-    Voice,
 )
 from control_plane.scheduler import DeviceView, FleetStats, JobInfo, unservable_reason
+from control_plane.voices import find as find_voice
 from voicefleet import protocol as p
 from voicefleet.errors import CodedError
 from voicefleet.ids import new_id, now
@@ -104,10 +104,11 @@ def active_assignments(session: Session) -> list[tuple]:
                              .where(Job.state.in_(ACTIVE_STATES))).all())
 
 
-def check_voice(session: Session, spec: JobCreate, presets: set[str]) -> None:
-    """A job's voice is a preset some engine offers or a voice in the library (a prompt voice,
-    which only a cloning engine can serve: the capability check then says so)."""
-    if spec.voice and spec.voice not in presets and session.get(Voice, spec.voice) is None:
+def check_voice(session: Session, spec: JobCreate, presets: set[str], *, owner: str | None = None) -> None:
+    """A job's voice is a preset some engine offers or a voice in the library that ``owner`` may use
+    (None: any; another client's voice is unknown here, as on /v1/voices). A prompt voice only a
+    cloning engine can serve: the capability check then says so."""
+    if spec.voice and spec.voice not in presets and find_voice(session, spec.voice, owner=owner) is None:
         offered = ", ".join(sorted(presets)) or "none yet"
         raise Unservable(f"unknown voice {spec.voice!r}: use a preset a device offers ({offered}) or the id of "
                          "an uploaded voice (POST /v1/voices)")

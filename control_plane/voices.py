@@ -1,11 +1,13 @@
 """The voice library: prompt voices (an uploaded, checked clip plus its transcript, for zero-shot
 cloning engines such as CosyVoice3) and preset voices (what the fleet's engines advertise).
 
-A prompt voice is identified by its content hash (SHA-256 of the normalised samples, see
-``voicefleet.audio_checks``): the same clip uploaded twice is one voice, and the hash is the audio's
-storage key (``voices/ab/abcd….wav`` under the audio dir, never a user-supplied name) and the key of
-the speaker-embedding cache. Embeddings are resemblyzer's 256-d GE2E d-vectors, unit norm, so the
-cosine of two is their dot product.
+A prompt voice belongs to the subject of the token that uploaded it: a client sees and uses only
+its own (``owner=`` below; None for the roles that see everything), so another's voice is unknown
+to it, never forbidden. Within one owner a voice is identified by its content hash (SHA-256 of the
+normalised samples, see ``voicefleet.audio_checks``): the same clip uploaded twice is one voice.
+The hash is also the audio's storage key (``voices/ab/abcd….wav`` under the audio dir, never a
+user-supplied name) and the key of the speaker-embedding cache. Embeddings are resemblyzer's
+256-d GE2E d-vectors, unit norm, so the cosine of two is their dot product.
 """
 
 from __future__ import annotations
@@ -183,29 +185,29 @@ class VoiceService:
         return cls(settings.resolved_audio_dir(), EmbeddingCache(settings.redis_url))
 
     def add(self, session: Session, *, data: bytes, filename: str | None, transcript: str | None,
-            consent: str | None, name: str | None) -> tuple[Voice, bool]:
-        """(voice, created): the existing voice, not created, when the same clip is already in."""
+            consent: str | None, name: str | None, owner: str | None) -> tuple[Voice, bool]:
+        """(voice, created): the owner's existing voice, not created, when it already added this clip."""
         transcript, consent, name = _fields(transcript, consent, name)
         clip = check_prompt(data, filename)
-        existing = self.by_hash(session, clip.sha256)
+        existing = self.by_hash(session, clip.sha256, owner=owner)
         if existing is not None:
             return existing, False
         key = self._write_audio(clip)
         vector = self.cache.get(clip.sha256, clip.samples_16k)
         voice = Voice(name=name or f"voice-{clip.sha256[:8]}", kind="prompt", transcript=transcript, consent=consent,
-                      content_sha256=clip.sha256, duration_s=clip.duration_s, sample_rate=clip.sample_rate,
+                      owner=owner, content_sha256=clip.sha256, duration_s=clip.duration_s, sample_rate=clip.sample_rate,
                       snr_db=clip.snr_db, embedding=[round(float(v), 6) for v in vector], audio_key=key)
         session.add(voice)
         try:
             session.commit()
         except IntegrityError:  # the same clip added meanwhile by another request
             session.rollback()
-            return self.by_hash(session, clip.sha256), False
+            return self.by_hash(session, clip.sha256, owner=owner), False
         session.refresh(voice)
         return voice, True
 
-    def by_hash(self, session: Session, sha256: str) -> Voice | None:
-        return session.exec(select(Voice).where(Voice.content_sha256 == sha256)).first()
+    def by_hash(self, session: Session, sha256: str, *, owner: str | None) -> Voice | None:
+        return session.exec(select(Voice).where(Voice.content_sha256 == sha256, Voice.owner == owner)).first()
 
     def _write_audio(self, clip: CheckedClip) -> str:
         """Store the normalised WAV under its content hash (hex only: no path from the user)."""
@@ -222,11 +224,12 @@ class VoiceService:
             raise VoiceError("no_audio", f"voice {voice.id} has no stored prompt audio")
         return path
 
-    def similar(self, session: Session, voice: Voice, limit: int) -> list[tuple[Voice, float]]:
-        """Other prompt voices by cosine of their embeddings, most similar first."""
+    def similar(self, session: Session, voice: Voice, limit: int, *, owner: str | None) -> list[tuple[Voice, float]]:
+        """Other prompt voices ``owner`` may see, by cosine of their embeddings, most similar first."""
         if not voice.embedding:
             raise VoiceError("no_embedding", f"voice {voice.id} has no speaker embedding to compare")
-        others = [v for v in session.exec(select(Voice).where(Voice.id != voice.id)).all() if v.embedding]
+        others = [v for v in session.exec(_owned(select(Voice), owner).where(Voice.id != voice.id)).all()
+                  if v.embedding]
         if not others:
             return []
         target = _unit(np.asarray(voice.embedding, dtype=np.float64))
@@ -234,6 +237,22 @@ class VoiceService:
         scores = matrix @ target / (np.linalg.norm(matrix, axis=1) + 1e-12)
         order = np.argsort(-scores)[:limit]
         return [(others[i], round(float(scores[i]), 4)) for i in order]
+
+
+def find(session: Session, voice_id: str, *, owner: str | None) -> Voice | None:
+    """The stored voice ``voice_id`` if ``owner`` may see and use it (None: operators, admins and
+    viewers, who see every voice); another owner's voice is None, as if it did not exist."""
+    voice = session.get(Voice, voice_id)
+    return voice if voice is not None and (owner is None or voice.owner == owner) else None
+
+
+def stored(session: Session, *, owner: str | None) -> list[Voice]:
+    """The stored voices ``owner`` may see (None: all), newest first."""
+    return list(session.exec(_owned(select(Voice), owner).order_by(Voice.created_at.desc())).all())  # type: ignore[attr-defined]
+
+
+def _owned(query: Any, owner: str | None) -> Any:
+    return query if owner is None else query.where(Voice.owner == owner)
 
 
 def presets(devices: list[Device], eligible: Callable[[str], bool]) -> list[Preset]:

@@ -29,6 +29,7 @@ class Submit(Command):
 
     specs: list[JobCreate]
     owner: str | None = None
+    voice_owner: str | None = None  # whose cloned voices the jobs may name; None: any (operators, admins)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def _submit(ctx: Context, session: Session, ask: Ask, out: Outbox) -> None:
     try:
         for i, spec in enumerate(specs):
             try:
-                jobs.check_voice(session, spec, presets)
+                jobs.check_voice(session, spec, presets, owner=cmd.voice_owner)
                 jobs.check_servable(spec, views, fleet.stats, grace_s=ctx.settings.offline_grace_s)
             except jobs.Unservable as exc:
                 raise jobs.Unservable(f"jobs[{i}]: {exc.text}" if len(specs) > 1 else exc.text) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from voicefleet.ids import new_id, now
@@ -12,14 +12,19 @@ from voicefleet.ids import new_id, now
 
 class Voice(SQLModel, table=True):
     """A stored voice: today only ``prompt`` voices (an uploaded clip for zero-shot cloning); preset
-    voices come from what the devices' engines advertise and are not stored."""
+    voices come from what the devices' engines advertise and are not stored. A voice belongs to the
+    subject of the token that uploaded it (``control_plane.voices.find`` says who may see and use it);
+    the same clip uploaded by two owners is two voices, so neither learns of the other's."""
+
+    __table_args__ = (UniqueConstraint("owner", "content_sha256", name="uq_voice_owner_content"),)
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     name: str = Field(max_length=64)
     kind: str = "prompt"  # prompt | preset
     transcript: str | None = None  # the words spoken in the prompt; required for prompt voices
     consent: str  # who is speaking and how they agreed to the use of their voice
-    content_sha256: str | None = Field(default=None, unique=True, max_length=64)  # of the normalised samples
+    owner: str | None = Field(default=None, index=True, max_length=64)  # the uploading token's subject
+    content_sha256: str | None = Field(default=None, max_length=64)  # of the normalised samples
     duration_s: float | None = None
     sample_rate: int | None = None  # as uploaded; stored audio is 24 kHz mono
     snr_db: float | None = None

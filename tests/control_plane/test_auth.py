@@ -121,3 +121,60 @@ def test_signed_urls_open_one_path_until_they_expire(cluster: Cluster):
     assert httpx.get(f"{cluster.api}/v1/voices/nobody/audio").status_code == 401
     forged = httpx.get(f"{cluster.api}/v1/voices/nobody/audio", params={"exp": exp, "sig": sig})
     assert forged.status_code == 401
+
+
+def _upload(client: httpx.Client, seed: int) -> httpx.Response:
+    import io
+
+    import soundfile as sf
+
+    from benchmarks.signals import speechlike
+
+    buf = io.BytesIO()
+    sf.write(buf, speechlike(5.0, seed=seed), 24_000, format="WAV", subtype="PCM_16")
+    return client.post("/v1/voices", files={"file": ("me.wav", buf.getvalue(), "audio/wav")}, timeout=60,
+                       data={"transcript": "今天天气很好", "consent": "the speaker agreed in writing, release #7"})
+
+
+def test_a_clients_voices_are_its_own_to_see_and_to_speak_with(cluster: Cluster):
+    """Voices belong to the subject that uploaded them, as jobs do: another client finds nothing (404,
+    not 403), cannot name them in a job (an unknown voice), and its own upload of the same clip is
+    its own voice; operators, admins and viewers see every voice, operators speak with any."""
+    pytest.importorskip("resemblyzer")
+    import uuid
+
+    cloner = f"cloner-{uuid.uuid4().hex[:6]}"  # the timed engine advertising cloning: a CosyVoice3 stand-in
+    cluster.start_agent(cloner, role="cloud", engine="timed", VOICEFLEET_TIMED_CLONING="1",
+                        VOICEFLEET_TIMED_RTF="0.001")
+    alice, bob, operator, viewer = (token(cluster, r) for r in ("client", "client", "operator", "viewer"))
+    mine = _upload(alice, seed=41)
+    assert mine.status_code == 201, mine.text
+    voice = mine.json()["id"]
+
+    def prompt_ids(client: httpx.Client) -> list[str]:
+        return [v["id"] for v in client.get("/v1/voices", params={"kind": "prompt"}).json()]
+
+    assert prompt_ids(alice) == [voice]
+    assert prompt_ids(bob) == [] and all(v["kind"] == "preset" for v in bob.get("/v1/voices").json())
+    for path in (f"/v1/voices/{voice}", f"/v1/voices/{voice}/similar"):
+        hidden = bob.get(path)
+        assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "not_found", (path, hidden.text)
+        assert alice.get(path).status_code == 200, path
+    assert bob.get(f"/v1/voices/{voice}/audio").status_code == 403  # the clip: operators and signed URLs only
+    for reader in (operator, viewer):
+        assert voice in prompt_ids(reader) and reader.get(f"/v1/voices/{voice}").json()["consent"]
+
+    # The same clip from bob is bob's own voice: it does not hand him alice's (id, transcript, consent).
+    again = _upload(bob, seed=41)
+    assert again.status_code == 201 and again.json()["id"] != voice, again.text
+    assert prompt_ids(bob) == [again.json()["id"]]
+    assert [r["voice"]["id"] for r in bob.get(f"/v1/voices/{again.json()['id']}/similar").json()] == []
+    assert prompt_ids(alice) == [voice]
+
+    refused = bob.post("/v1/jobs", json={"text": "你好", "voice": voice})
+    assert refused.status_code == 422 and f"unknown voice {voice!r}" in refused.json()["error"]["text"], refused.text
+    for client in (alice, operator):
+        job = client.post("/v1/jobs", json={"text": "你好", "voice": voice})
+        assert job.status_code == 201, job.text
+        done = wait_job(cluster.api, job.json()["id"])
+        assert (done["state"], done["device_id"], done["voice"]) == ("done", cloner, voice)

@@ -45,7 +45,9 @@ async def submit_jobs(batch: JobBatch, services: ServicesDep, who: Submitter):
 
 
 async def _submit(specs: list[JobCreate], services: Services, who: Principal, *, single: bool) -> Response:
-    rows = await services.dispatcher.ask(Submit(specs, owner=who.subject))  # Unservable, QueueFull: api/errors.py
+    voice_owner = None if who.sees_everything else who.subject  # a client names only its own cloned voices
+    # Unservable and QueueFull become answers in api/errors.py.
+    rows = await services.dispatcher.ask(Submit(specs, owner=who.subject, voice_owner=voice_owner))
     # Serialised here, once: FastAPI would validate the response model a second time.
     public = [_public(row).model_dump_json() for row in rows]
     body = public[0] if single else "[" + ",".join(public) + "]"

@@ -11,11 +11,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 from sqlmodel import Session, select
 
-from control_plane.api.auth import allow, allow_signed_or, authenticate
+from control_plane.api.auth import PrincipalDep, allow, allow_signed_or
 from control_plane.api.deps import Services, ServicesDep, SessionDep
 from control_plane.models import Device, Voice, VoicePublic, VoiceSimilar
-from control_plane.tokens import Role
-from control_plane.voices import Preset, VoiceError, VoiceService, cloning_devices, presets
+from control_plane.tokens import Principal, Role
+from control_plane.voices import Preset, VoiceError, VoiceService, cloning_devices, find, presets, stored
 
 router = APIRouter(prefix="/v1/voices", tags=["voices"])
 MAX_CLIP_BYTES = 10 * 1000 * 1000
@@ -28,6 +28,12 @@ def get_voices(request: Request) -> VoiceService:
 
 
 VoicesDep = Annotated[VoiceService, Depends(get_voices)]
+
+
+def _owner(who: Principal | None) -> str | None:
+    """Whose voices the caller sees and uses: a client its own, every other role (and a signed URL,
+    which names one voice) all of them."""
+    return None if who is None or who.sees_everything else who.subject
 
 
 def _eligible(services: Services) -> Callable[[str], bool]:
@@ -49,10 +55,12 @@ def _fleet(session: Session, services: Services) -> tuple[list[Device], Callable
     return list(session.exec(select(Device).order_by(Device.id)).all()), _eligible(services)
 
 
-@router.post("", status_code=201, response_model=VoicePublic, dependencies=[Depends(allow(Role.operator, Role.client))],
+@router.post("", status_code=201, response_model=VoicePublic,
              responses={200: {"description": "the same clip is already a voice: that voice"},
                         413: {"description": "clip too large"}, 422: {"description": "clip or fields refused"}})
-async def add_voice(services: ServicesDep, voices: VoicesDep, file: Annotated[UploadFile | None, File()] = None,
+async def add_voice(services: ServicesDep, voices: VoicesDep,
+                    who: Annotated[Principal, Depends(allow(Role.operator, Role.client))],
+                    file: Annotated[UploadFile | None, File()] = None,
                     transcript: Annotated[str | None, Form()] = None, consent: Annotated[str | None, Form()] = None,
                     name: Annotated[str | None, Form()] = None) -> Response:
     """Add a prompt voice from a 3-30 s clip (WAV, FLAC, OGG, MP3; multipart field ``file``) with the
@@ -62,37 +70,39 @@ async def add_voice(services: ServicesDep, voices: VoicesDep, file: Annotated[Up
     data = await file.read(MAX_CLIP_BYTES + 1)
     if len(data) > MAX_CLIP_BYTES:
         raise VoiceError("too_large", TOO_LARGE_HINT)
-    voice, created = await run_in_threadpool(_add, services, voices, data, file.filename, transcript, consent, name)
+    voice, created = await run_in_threadpool(_add, services, voices, data, file.filename, transcript, consent, name,
+                                             who.subject)
     return Response(voice.model_dump_json(), status_code=201 if created else 200, media_type="application/json")
 
 
 def _add(services: Services, voices: VoiceService, data: bytes, filename: str | None, transcript: str | None,
-         consent: str | None, name: str | None) -> tuple[VoicePublic, bool]:
+         consent: str | None, name: str | None, owner: str) -> tuple[VoicePublic, bool]:
     with Session(services.engine) as session:
         voice, created = voices.add(session, data=data, filename=filename, transcript=transcript, consent=consent,
-                                    name=name)
+                                    name=name, owner=owner)
         devices, eligible = _fleet(session, services)
         return _prompt_public(voice, cloning_devices(devices, eligible)), created
 
 
-@router.get("", response_model=list[VoicePublic], dependencies=[Depends(authenticate)])
-def list_voices(session: SessionDep, services: ServicesDep,
+@router.get("", response_model=list[VoicePublic])
+def list_voices(session: SessionDep, services: ServicesDep, who: PrincipalDep,
                 kind: Literal["preset", "prompt"] | None = None) -> list[VoicePublic]:
-    """Prompt voices (newest first), then the presets the fleet's engines advertise."""
+    """Prompt voices (newest first; a client's own, everyone's for other roles), then the presets the
+    fleet's engines advertise."""
     devices, eligible = _fleet(session, services)
     out: list[VoicePublic] = []
     if kind in (None, "prompt"):
         cloners = cloning_devices(devices, eligible)
-        rows = session.exec(select(Voice).order_by(Voice.created_at.desc())).all()  # type: ignore[attr-defined]
-        out += [_prompt_public(v, cloners) for v in rows]
+        out += [_prompt_public(v, cloners) for v in stored(session, owner=_owner(who))]
     if kind in (None, "preset"):
         out += [_preset_public(p) for p in presets(devices, eligible)]
     return out
 
 
-def _find(session: Session, services: Services, voice_id: str) -> Voice | VoicePublic | None:
-    """A stored voice by id, else a preset by name."""
-    voice = session.get(Voice, voice_id)
+def _find(session: Session, services: Services, voice_id: str, who: Principal | None) -> Voice | VoicePublic | None:
+    """A stored voice by id that ``who`` may see, else a preset by name (another client's voice is 404,
+    not 403, as jobs are: its id reveals nothing)."""
+    voice = find(session, voice_id, owner=_owner(who))
     if voice is not None:
         return voice
     devices, eligible = _fleet(session, services)
@@ -103,10 +113,9 @@ def _not_found(voice_id: str) -> VoiceError:
     return VoiceError("not_found", f"no voice {voice_id!r}; GET /v1/voices lists them")
 
 
-@router.get("/{voice_id}", response_model=VoicePublic, responses={404: {"description": "no such voice"}},
-            dependencies=[Depends(authenticate)])
-def get_voice(voice_id: str, session: SessionDep, services: ServicesDep):
-    found = _find(session, services, voice_id)
+@router.get("/{voice_id}", response_model=VoicePublic, responses={404: {"description": "no such voice"}})
+def get_voice(voice_id: str, session: SessionDep, services: ServicesDep, who: PrincipalDep):
+    found = _find(session, services, voice_id, who)
     if found is None:
         raise _not_found(voice_id)
     if isinstance(found, VoicePublic):
@@ -119,7 +128,7 @@ def get_voice(voice_id: str, session: SessionDep, services: ServicesDep):
             responses={200: {"content": {"audio/wav": {}}}, 404: {"description": "no such voice or no audio"}})
 def voice_audio(voice_id: str, session: SessionDep, services: ServicesDep, voices: VoicesDep):
     """The prompt as stored: 24 kHz mono 16-bit WAV, peak at -1 dBFS."""
-    found = _find(session, services, voice_id)
+    found = _find(session, services, voice_id, None)  # only operators, admins and signed URLs get here
     if found is None:
         raise _not_found(voice_id)
     if isinstance(found, VoicePublic):
@@ -127,12 +136,13 @@ def voice_audio(voice_id: str, session: SessionDep, services: ServicesDep, voice
     return FileResponse(voices.audio_path(found), media_type="audio/wav", filename=f"{found.id}.wav")
 
 
-@router.get("/{voice_id}/similar", response_model=list[VoiceSimilar], dependencies=[Depends(authenticate)],
-            responses={404: {"description": "no such voice"}, 422: {"description": "a preset: no embedding"}})
-def similar_voices(voice_id: str, session: SessionDep, services: ServicesDep, voices: VoicesDep,
+@router.get("/{voice_id}/similar", response_model=list[VoiceSimilar],
+            responses={404: {"description": "no such voice"},
+                       409: {"description": "no_embedding: a preset, or a voice without one: nothing to compare"}})
+def similar_voices(voice_id: str, session: SessionDep, services: ServicesDep, voices: VoicesDep, who: PrincipalDep,
                    limit: int = Query(5, ge=1, le=100)):
     """Other prompt voices ranked by speaker-embedding cosine (1 = same voice), most similar first."""
-    found = _find(session, services, voice_id)
+    found = _find(session, services, voice_id, who)
     if found is None:
         raise _not_found(voice_id)
     if isinstance(found, VoicePublic):
@@ -140,4 +150,4 @@ def similar_voices(voice_id: str, session: SessionDep, services: ServicesDep, vo
                          "a clip of it to compare)")
     cloners = cloning_devices(*_fleet(session, services))
     return [VoiceSimilar(similarity=score, voice=_prompt_public(v, cloners))
-            for v, score in voices.similar(session, found, limit)]
+            for v, score in voices.similar(session, found, limit, owner=_owner(who))]
