@@ -18,15 +18,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from voicefleet.files import write_atomic
 
-if TYPE_CHECKING:
-    from voicefleet_cli.onebox import Cluster
-
 ADMIN_TOKEN_FILE = "admin.token"  # where a control plane keeps its first admin token (control_plane/tokens.py)
 TOKEN_VARIABLES = ("VOICEFLEET_TOKEN", "VOICEFLEET_ADMIN_TOKEN")  # what voicefleet/credentials.py reads first
+
+
+class Cluster(Protocol):
+    """What the repairs need of voicefleet_cli.onebox.Cluster (which imports this module)."""
+
+    api: str
+    home: Path
+    env: dict[str, str]
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]: ...
 
 
 class RepairError(RuntimeError):
