@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from control_plane.api.errors import declare
 from control_plane.signed_urls import signature_ok
 from control_plane.tokens import Principal, Role, Tokens
 
@@ -33,6 +34,9 @@ def authenticate(request: Request,
     return who
 
 
+# What each dependency can answer: the OpenAPI document lists it on every operation that uses it
+# (control_plane/api/errors.py reads ``responses`` off the dependency tree).
+authenticate.responses = declare(401, 429)  # type: ignore[attr-defined]
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
@@ -46,6 +50,7 @@ def allow(*roles: Role):
             raise HTTPException(403, f"this needs the {names} role; this token is {who.role}")
         return who
 
+    check.responses = declare(403)  # type: ignore[attr-defined]  (401 and 429: authenticate, below it)
     return check
 
 
@@ -60,6 +65,7 @@ def allow_signed_or(*roles: Role):
             return None
         return role_check(authenticate(request, credentials))
 
+    check.responses = declare(401, 403, 429)  # type: ignore[attr-defined]  (calls authenticate itself)
     return check
 
 

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from control_plane.api.errors import declare
 from control_plane.audio_store import LocalAudioStore
 from control_plane.core.config import Settings
 from control_plane.dispatch import Dispatcher
@@ -44,4 +45,5 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
         yield session
 
 
+get_session.responses = declare("database_unavailable")  # type: ignore[attr-defined]  (see api/errors.py)
 SessionDep = Annotated[Session, Depends(get_session)]

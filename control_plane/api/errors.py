@@ -102,11 +102,12 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 def _allowed(app: FastAPI, path: str) -> list[str]:
-    """Every method some route takes at ``path``: Starlette's 405 names only the first route's
-    (GET and POST /v1/voices are two routes)."""
-    methods = {m for r in iter_route_contexts(app.routes)
-               if getattr(r, "path_regex", None) is not None and r.path_regex.match(path) for m in r.methods or ()}
-    return sorted(methods)
+    """Every method of the resource ``path`` is: Starlette's 405 names only its first route's (GET and
+    POST /v1/voices are two routes). The resource is the first path template that matches, as the
+    document says (/v1/jobs/batch, not /v1/jobs/{job_id})."""
+    routes = [r for r in iter_route_contexts(app.routes) if getattr(r, "path_regex", None) is not None]
+    first = next((r.path_format for r in routes if r.path_regex.match(path)), None)
+    return sorted({m for r in routes if r.path_format == first for m in r.methods or ()})
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import StrictFloat, StrictInt
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
@@ -30,8 +31,8 @@ class ApiTokenCreate(SQLModel):
     name: str = Field(min_length=1, max_length=200)
     role: Literal["admin", "operator", "viewer", "client"]
     subject: str | None = Field(default=None, min_length=1, max_length=64, regex=r"^[A-Za-z0-9_.@-]+$")
-    rate_per_s: float | None = Field(default=None, gt=0, le=100_000)
-    burst: int | None = Field(default=None, ge=1, le=1_000_000)
+    rate_per_s: StrictFloat | None = Field(default=None, gt=0, le=100_000)  # strict: true is not 1
+    burst: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class ApiTokenPublic(SQLModel):
@@ -62,7 +63,7 @@ class EnrolmentToken(SQLModel, table=True):
 class EnrolmentTokenCreate(SQLModel):
     device_id: str | None = Field(default=None, regex=DEVICE_ID_PATTERN)
     tags: list[str] = Field(default_factory=list, max_length=32)
-    ttl_s: float = Field(default=86_400.0, gt=0, le=30 * 86_400)  # how long it may be redeemed
+    ttl_s: StrictFloat = Field(default=86_400.0, gt=0, le=30 * 86_400)  # how long it may be redeemed
 
 
 class EnrolmentTokenPublic(SQLModel):

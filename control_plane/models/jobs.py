@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import StrictFloat, StrictInt, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
@@ -43,13 +43,17 @@ class JobCreate(SpeechSpec, SQLModel):
     """What a client submits: a speech spec and how to schedule it. Validation errors name the
     field and what to fix."""
 
-    priority: int = Field(default=0, ge=-10, le=10)
+    # What the schema can say of the text and language (schema only: refusals keep the validators' codes
+    # and texts below, which also want something speakable and well-formed inline annotations).
+    text: str = Field(schema_extra={"json_schema_extra": {"minLength": 1, "maxLength": MAX_TEXT_CHARS - 1}})
+    lang: str = Field(default="zh", schema_extra={"json_schema_extra": {"enum": sorted(LANGUAGES)}})
+    priority: StrictInt = Field(default=0, ge=-10, le=10)  # strict: true is not 1
     # interactive jobs go ahead of batch jobs (a batch job waiting long enough is served in turn)
     tier: Literal["interactive", "batch"] = "interactive"
     # with dialect "auto": the caller's province or city (GB/T 2260 code or name); its dialect is used
     # when some online engine speaks it, else Mandarin
     region: str | None = Field(default=None, max_length=64)
-    deadline_s: float | None = Field(default=None, gt=0, le=86400,
+    deadline_s: StrictFloat | None = Field(default=None, gt=0, le=86400,
                                      description="complete within this many seconds of submission, if possible")
 
     @field_validator("text")

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 from sqlmodel import select
 
 from control_plane import jobs
 from control_plane.api.auth import Operator, Reader
 from control_plane.api.deps import ServicesDep, SessionDep
+from control_plane.api.errors import DISPATCHER_ANSWERS, declare
 from control_plane.dispatch import Send, SteerDevice
 from control_plane.models import Device, DeviceModel, DevicePublic, DeviceRecord
 from voicefleet.ids import new_id
 from voicefleet.protocol import ReminderCommand
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
+_STEER_ANSWERS = declare(404, *DISPATCHER_ANSWERS)
 
 
 def _public(dev: Device, inflight: dict[str, int], services, dm: DeviceModel | None = None) -> DevicePublic:
@@ -41,7 +43,7 @@ def list_devices(session: SessionDep, services: ServicesDep) -> list[DevicePubli
             for d in session.exec(select(Device).order_by(Device.id)).all()]
 
 
-@router.get("/{device_id}", response_model=DevicePublic, dependencies=[Reader])
+@router.get("/{device_id}", response_model=DevicePublic, dependencies=[Reader], responses=declare(404))
 def get_device(device_id: str, session: SessionDep, services: ServicesDep) -> DevicePublic:
     dev = session.get(Device, device_id)
     if dev is None:
@@ -62,10 +64,12 @@ def history(device_id: str, session: SessionDep, limit: int = Query(1000, ge=1, 
 class ReminderCreate(BaseModel):
     """A hub reminder: ``text`` and exactly one of ``at`` (unix time), ``every_s``, ``time`` ("HH:MM")."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The schema says "exactly one" too: one branch per schedule, each matching only when it is given.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": [k], "properties": {k: {"not": {"type": "null"}}}} for k in ("at", "every_s", "time")]})
     text: str = Field(min_length=1, max_length=500)
-    at: float | None = None
-    every_s: float | None = Field(default=None, gt=0)
+    at: StrictFloat | None = None  # strict: false is not the epoch
+    every_s: StrictFloat | None = Field(default=None, gt=0)
     time: str | None = Field(default=None, pattern=r"^\d{2}:\d{2}$")
 
     @model_validator(mode="after")
@@ -75,7 +79,8 @@ class ReminderCreate(BaseModel):
         return self
 
 
-@router.post("/{device_id}/reminders", status_code=202, dependencies=[Operator])
+@router.post("/{device_id}/reminders", status_code=202, dependencies=[Operator],
+             responses=declare(404, *DISPATCHER_ANSWERS))
 async def add_reminder(device_id: str, body: ReminderCreate, services: ServicesDep) -> dict:
     """Send a reminder to a hub; it arrives when the hub is (back) online and fires there even offline."""
     reminder_id = new_id()
@@ -85,7 +90,8 @@ async def add_reminder(device_id: str, body: ReminderCreate, services: ServicesD
     return {"id": reminder_id, "device_id": device_id, "status": "sent"}
 
 
-@router.delete("/{device_id}/reminders/{reminder_id}", status_code=202, dependencies=[Operator])
+@router.delete("/{device_id}/reminders/{reminder_id}", status_code=202, dependencies=[Operator],
+               responses=declare(404, *DISPATCHER_ANSWERS))
 async def delete_reminder(device_id: str, services: ServicesDep,
                           reminder_id: str = Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")) -> dict:
     cmd = ReminderCommand(op="delete", reminder_id=reminder_id)
@@ -101,19 +107,19 @@ async def _command(kind: str, device_id: str, services) -> DevicePublic:
     return _public(dev, {}, services)
 
 
-@router.post("/{device_id}/cordon", response_model=DevicePublic, dependencies=[Operator])
+@router.post("/{device_id}/cordon", response_model=DevicePublic, dependencies=[Operator], responses=_STEER_ANSWERS)
 async def cordon(device_id: str, services: ServicesDep) -> DevicePublic:
     """No new jobs for this device; what it runs finishes."""
     return await _command("cordon", device_id, services)
 
 
-@router.post("/{device_id}/drain", response_model=DevicePublic, dependencies=[Operator])
+@router.post("/{device_id}/drain", response_model=DevicePublic, dependencies=[Operator], responses=_STEER_ANSWERS)
 async def drain(device_id: str, services: ServicesDep) -> DevicePublic:
     """Cordon, and put the jobs assigned to it but not started back in the queue."""
     return await _command("drain", device_id, services)
 
 
-@router.post("/{device_id}/uncordon", response_model=DevicePublic, dependencies=[Operator])
+@router.post("/{device_id}/uncordon", response_model=DevicePublic, dependencies=[Operator], responses=_STEER_ANSWERS)
 async def uncordon(device_id: str, services: ServicesDep) -> DevicePublic:
     """Let the device take new jobs again."""
     return await _command("uncordon", device_id, services)

@@ -10,6 +10,7 @@ from sqlmodel import Session
 from control_plane import broker_auth, enrolment
 from control_plane.api.auth import Admin
 from control_plane.api.deps import Services, ServicesDep, SessionDep
+from control_plane.api.errors import DISPATCHER_ANSWERS, declare
 from control_plane.dispatch import MarkOffline, SteerDevice
 from control_plane.models import (
     EnrolmentTokenCreate,
@@ -34,7 +35,7 @@ def list_tokens(session: SessionDep) -> list[EnrolmentTokenPublic]:
     return [EnrolmentTokenPublic.model_validate(t) for t in enrolment.list_tokens(session)]
 
 
-@router.post("/enrol", response_model=EnrolResponse)
+@router.post("/enrol", response_model=EnrolResponse, responses=declare("invalid_token", "wrong_device", "device_taken"))
 def enrol(body: EnrolRequest, session: SessionDep, services: ServicesDep) -> EnrolResponse:
     """Redeem an enrolment token: the device's MQTT login, whose password is given only here."""
     user, password = enrolment.enrol(session, token=body.token, device_id=body.device_id)
@@ -49,7 +50,8 @@ def list_users(session: SessionDep) -> list[MqttUserPublic]:
     return [MqttUserPublic.model_validate(u) for u in enrolment.list_users(session)]
 
 
-@router.post("/devices/{device_id}/revoke", response_model=MqttUserPublic, dependencies=[Admin])
+@router.post("/devices/{device_id}/revoke", response_model=MqttUserPublic, dependencies=[Admin],
+             responses=declare(404, *DISPATCHER_ANSWERS))
 async def revoke(device_id: str, services: ServicesDep) -> MqttUserPublic:
     """Cut a device off at once: its login goes, the broker disconnects it, its jobs go to others."""
     user = await run_in_threadpool(_revoke, services, device_id)

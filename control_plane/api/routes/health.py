@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from control_plane.api.auth import Reader
@@ -16,7 +17,13 @@ def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool]
+
+
+@router.get("/readyz", response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "not ready: a check failed"}})
 def readyz(session: SessionDep, services: ServicesDep, response: Response) -> dict:
     checks = {"database": _database_ok(session), "broker": services.dispatcher.connected}
     if not all(checks.values()):

@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 from control_plane import jobs
 from control_plane.api.auth import PrincipalDep, allow
 from control_plane.api.deps import Services, ServicesDep, SessionDep
+from control_plane.api.errors import DISPATCHER_ANSWERS, declare
 from control_plane.dispatch import Cancel, Submit
 from control_plane.models import AudioArtifact, Job, JobBatch, JobCreate, JobDetail, JobEventPublic, JobPublic, JobState
 from control_plane.tokens import Principal, Role
@@ -21,6 +22,7 @@ from voicefleet.audio import wav_header
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 Submitter = Annotated[Principal, Depends(allow(Role.operator, Role.client))]
+_SUBMIT_ANSWERS = declare("unservable", "queue_full", *DISPATCHER_ANSWERS)
 FOLLOW_POLL_S = 0.5  # a follower re-reads the job at least this often, wake-up or not
 
 
@@ -29,15 +31,13 @@ def _public(job: Job | dict) -> JobPublic:
     return JobPublic.model_validate(job, update={"audio_url": f"/v1/jobs/{job_id}/audio"})
 
 
-@router.post("", status_code=201, response_model=JobPublic,
-             responses={422: {"description": "invalid or unservable"}, 429: {"description": "queue full"}})
+@router.post("", status_code=201, response_model=JobPublic, responses=_SUBMIT_ANSWERS)
 async def submit_job(spec: JobCreate, services: ServicesDep, who: Submitter):
     """Queue a job; it is durable when this returns (its row is committed)."""
     return await _submit([spec], services, who, single=True)
 
 
-@router.post("/batch", status_code=201, response_model=list[JobPublic],
-             responses={422: {"description": "invalid or unservable"}, 429: {"description": "queue full"}})
+@router.post("/batch", status_code=201, response_model=list[JobPublic], responses=_SUBMIT_ANSWERS)
 async def submit_jobs(batch: JobBatch, services: ServicesDep, who: Submitter):
     """Queue up to 1,000 jobs at once, all or none, in order (for bulk producers such as a
     dubbing pipeline: one request and one commit instead of one per job)."""
@@ -62,14 +62,14 @@ def list_jobs(session: SessionDep, who: PrincipalDep, state: JobState | None = N
     return [_public(j) for j in jobs.list_jobs(session, state=state, owner=owner, limit=min(max(limit, 1), 1000))]
 
 
-@router.get("/{job_id}", response_model=JobDetail)
+@router.get("/{job_id}", response_model=JobDetail, responses=declare(404))
 def get_job(job_id: str, session: SessionDep, who: PrincipalDep) -> JobDetail:
     job = _must(session, job_id, who)
     events = [JobEventPublic.model_validate(e) for e in jobs.job_events(session, job_id=job_id)]
     return JobDetail.model_validate(_public(job), update={"events": events})
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic)
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=declare(404, *DISPATCHER_ANSWERS))
 async def cancel_job(job_id: str, services: ServicesDep, who: Submitter) -> JobPublic:
     if not who.sees_everything:  # a client may cancel only its own jobs
         await run_in_threadpool(_visible, services, job_id, who)
@@ -80,7 +80,8 @@ async def cancel_job(job_id: str, services: ServicesDep, who: Submitter) -> JobP
 
 
 @router.get("/{job_id}/audio", response_class=StreamingResponse,
-            responses={200: {"content": {"audio/wav": {}}}, 409: {"description": "job failed or cancelled"}})
+            responses={200: {"content": {"audio/wav": {}}}, **declare(404),
+                       409: {"description": "job failed or cancelled"}})
 async def job_audio(job_id: str, services: ServicesDep, who: PrincipalDep):
     """The WAV of a finished job; while it is still running, its audio streams as it is made. Only
     its submitter, operators and admins may hear it."""

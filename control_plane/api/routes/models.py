@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from control_plane.api.auth import Operator, Reader, allow_signed_or
 from control_plane.api.deps import ServicesDep, SessionDep
+from control_plane.api.errors import DISPATCHER_ANSWERS, declare
 from control_plane.dispatch import PinModel
 from control_plane.models import DeviceModelPublic, ModelVersion, ModelVersionPublic
 from control_plane.registry import Registry, running
@@ -25,6 +26,11 @@ from control_plane.tokens import Role
 router = APIRouter(prefix="/v1/models", tags=["models"])
 MAX_UPLOAD_BYTES = 2 << 30
 TOO_LARGE_HINT = f"a bundle archive may be at most {MAX_UPLOAD_BYTES >> 30} GiB"
+_PIN_ANSWERS = declare("unknown_device", "unknown_version", *DISPATCHER_ANSWERS)
+# Starlette's FileResponse answers a Range request with 206, or 416 when it is out of the file.
+_FILE_ANSWERS = {200: {"content": {"application/octet-stream": {}}, "description": "the file"},
+                 206: {"content": {"application/octet-stream": {}}, "description": "the ranges asked for"},
+                 **declare(404, 416)}
 
 
 def _registry(services: ServicesDep) -> Registry:
@@ -41,6 +47,8 @@ def _counts(session: Session, model_id: str | None = None) -> Counter:
 
 
 @router.post("", status_code=201, response_model=ModelVersionPublic, dependencies=[Operator],
+             responses={200: {"model": ModelVersionPublic, "description": "this exact version is already stored"},
+                        **declare("too_large", "version_exists", "invalid_request")},
              openapi_extra={"requestBody": {"content": {"application/gzip": {"schema": {"type": "string",
                                                                                        "format": "binary"}}}}})
 async def upload(request: Request, response: Response, session: SessionDep,
@@ -78,7 +86,8 @@ def devices(model_id: str, session: SessionDep) -> list[DeviceModelPublic]:
     return [DeviceModelPublic.model_validate(dm) for dm in running(session, model_id)]
 
 
-@router.get("/{model_id}/versions/{version}", response_model=ModelVersionPublic, dependencies=[Reader])
+@router.get("/{model_id}/versions/{version}", response_model=ModelVersionPublic, dependencies=[Reader],
+            responses=declare(404))
 def get_version(model_id: str, version: str, session: SessionDep, services: ServicesDep) -> ModelVersionPublic:
     return _public(_version(session, services, model_id, version), _counts(session, model_id), detail=True)
 
@@ -88,13 +97,15 @@ class Pin(BaseModel):
     version: str = Field(min_length=1, max_length=100)
 
 
-@router.put("/{model_id}/pins/{device_id}", response_model=DeviceModelPublic, dependencies=[Operator])
+@router.put("/{model_id}/pins/{device_id}", response_model=DeviceModelPublic, dependencies=[Operator],
+            responses=_PIN_ANSWERS)
 async def pin(model_id: str, device_id: str, body: Pin, services: ServicesDep) -> DeviceModelPublic:
     """Keep a device on a version: rollouts pass it by, and it installs the version now if it runs another."""
     return await _pin(services, model_id, device_id, body.version)
 
 
-@router.delete("/{model_id}/pins/{device_id}", response_model=DeviceModelPublic, dependencies=[Operator])
+@router.delete("/{model_id}/pins/{device_id}", response_model=DeviceModelPublic, dependencies=[Operator],
+               responses=_PIN_ANSWERS)
 async def unpin(model_id: str, device_id: str, services: ServicesDep) -> DeviceModelPublic:
     return await _pin(services, model_id, device_id, None)
 
@@ -107,13 +118,15 @@ async def _pin(services, model_id: str, device_id: str, version: str | None) -> 
 # ---------------------------------------------------------------------------------- files
 
 
-@router.get("/{model_id}/versions/{version}/files/{name}", dependencies=[Depends(allow_signed_or(Role.operator))])
+@router.get("/{model_id}/versions/{version}/files/{name}", dependencies=[Depends(allow_signed_or(Role.operator))],
+            response_class=FileResponse, responses=_FILE_ANSWERS)
 def file(model_id: str, version: str, name: str, session: SessionDep, services: ServicesDep) -> FileResponse:
     """One file of a version (Range requests resume a download)."""
     return _file(session, services, model_id, version, name)
 
 
-@router.get("/{model_id}/versions/{version}/signed/{exp}/{sig}/{name}")
+@router.get("/{model_id}/versions/{version}/signed/{exp}/{sig}/{name}", response_class=FileResponse,
+            responses={**_FILE_ANSWERS, **declare(403)})
 def signed_file(model_id: str, version: str, exp: str, sig: str, name: str, session: SessionDep,
                 services: ServicesDep) -> FileResponse:
     """What an OtaCommand's ``base_url`` points at: the signature covers the version's whole files folder."""

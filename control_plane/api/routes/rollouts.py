@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from control_plane.api.auth import Operator, PrincipalDep, Reader
 from control_plane.api.deps import ServicesDep, SessionDep
+from control_plane.api.errors import DISPATCHER_ANSWERS, declare
 from control_plane.dispatch import (
     AbortRollout,
     CreateRollout,
@@ -30,6 +31,7 @@ from control_plane.models import (
 from control_plane.rollouts import RolloutCreate
 
 router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"])
+_STEER_ANSWERS = declare("unknown_rollout", "wrong_state", *DISPATCHER_ANSWERS)
 
 
 def _public(session: Session, rollout: Rollout, detail: bool = False) -> RolloutPublic:
@@ -44,7 +46,8 @@ async def _ask(services, command: RolloutCommand) -> Rollout:
     return await services.dispatcher.ask(command)  # a RolloutError answers with its code (api/errors.py)
 
 
-@router.post("", status_code=201, response_model=RolloutPublic, dependencies=[Operator])
+@router.post("", status_code=201, response_model=RolloutPublic, dependencies=[Operator],
+             responses=declare("unknown_version", "rollout_active", "no_targets", *DISPATCHER_ANSWERS))
 async def create(body: RolloutCreate, who: PrincipalDep, services: ServicesDep, session: SessionDep) -> RolloutPublic:
     """Start rolling a registry version out: canaries first, then the waves (docs/rollouts.md)."""
     rollout = await _ask(services, CreateRollout(spec=body, by=who.subject))
@@ -59,12 +62,13 @@ def list_rollouts(session: SessionDep, state: str | None = None, limit: int = 10
     return [_public(session, r) for r in session.exec(query).all()]
 
 
-@router.get("/{rollout_id}", response_model=RolloutPublic, dependencies=[Reader])
+@router.get("/{rollout_id}", response_model=RolloutPublic, dependencies=[Reader], responses=declare(404))
 def get_rollout(rollout_id: str, session: SessionDep) -> RolloutPublic:
     return _public(session, _get(session, rollout_id), detail=True)
 
 
-@router.get("/{rollout_id}/events", response_model=list[RolloutEventPublic], dependencies=[Reader])
+@router.get("/{rollout_id}/events", response_model=list[RolloutEventPublic], dependencies=[Reader],
+            responses=declare(404))
 def events(rollout_id: str, session: SessionDep, after_id: int = 0, limit: int = 1000) -> list[RolloutEventPublic]:
     """Every step, in order; ``after_id`` pages on (the id of the last event seen)."""
     _get(session, rollout_id)
@@ -78,26 +82,26 @@ class Reason(BaseModel):
     reason: str = Field(default="", max_length=500)
 
 
-@router.post("/{rollout_id}/pause", response_model=RolloutPublic, dependencies=[Operator])
+@router.post("/{rollout_id}/pause", response_model=RolloutPublic, dependencies=[Operator], responses=_STEER_ANSWERS)
 async def pause(rollout_id: str, services: ServicesDep, session: SessionDep,
                body: Reason | None = None) -> RolloutPublic:
     """Send no more installs; what devices are installing finishes, and gates still apply."""
     return await _steer(services, session, PauseRollout(rollout_id, reason=(body or Reason()).reason))
 
 
-@router.post("/{rollout_id}/resume", response_model=RolloutPublic, dependencies=[Operator])
+@router.post("/{rollout_id}/resume", response_model=RolloutPublic, dependencies=[Operator], responses=_STEER_ANSWERS)
 async def resume(rollout_id: str, services: ServicesDep, session: SessionDep) -> RolloutPublic:
     return await _steer(services, session, ResumeRollout(rollout_id))
 
 
-@router.post("/{rollout_id}/abort", response_model=RolloutPublic, dependencies=[Operator])
+@router.post("/{rollout_id}/abort", response_model=RolloutPublic, dependencies=[Operator], responses=_STEER_ANSWERS)
 async def abort(rollout_id: str, services: ServicesDep, session: SessionDep,
                body: Reason | None = None) -> RolloutPublic:
     """Stop here: devices not yet updated are left alone, updated ones keep the new version."""
     return await _steer(services, session, AbortRollout(rollout_id, reason=(body or Reason()).reason))
 
 
-@router.post("/{rollout_id}/rollback", response_model=RolloutPublic, dependencies=[Operator])
+@router.post("/{rollout_id}/rollback", response_model=RolloutPublic, dependencies=[Operator], responses=_STEER_ANSWERS)
 async def rollback(rollout_id: str, services: ServicesDep, session: SessionDep,
                    body: Reason | None = None) -> RolloutPublic:
     """Stop, and return every device this rollout updated to the version it ran before."""

@@ -8,6 +8,7 @@ from sqlmodel import select
 
 from control_plane.api.auth import Admin, PrincipalDep
 from control_plane.api.deps import ServicesDep, SessionDep
+from control_plane.api.errors import declare
 from control_plane.models import ApiToken, ApiTokenCreate, ApiTokenPublic
 from control_plane.tokens import Role
 
@@ -32,7 +33,7 @@ def whoami(who: PrincipalDep, session: SessionDep) -> ApiTokenPublic:
     return ApiTokenPublic.model_validate(session.get(ApiToken, who.token_id))
 
 
-@router.delete("/{token_id}", response_model=ApiTokenPublic, dependencies=[Admin])
+@router.delete("/{token_id}", response_model=ApiTokenPublic, dependencies=[Admin], responses=declare(404))
 async def revoke_token(token_id: str, services: ServicesDep) -> ApiTokenPublic:
     """Revoke a token; it stops working at once on this replica, within seconds on others."""
     row = await run_in_threadpool(services.tokens.revoke, token_id)

@@ -57,7 +57,10 @@ def _fleet(session: Session, services: Services) -> tuple[list[Device], Callable
 
 @router.post("", status_code=201, response_model=VoicePublic,
              responses={200: {"description": "the same clip is already a voice: that voice"},
-                        413: {"description": "clip too large"}, 422: {"description": "clip or fields refused"}})
+                        413: {"description": "clip too large"}, 422: {"description": "clip or fields refused"}},
+             # The fields are optional in the signature so that a missing one is named with what to give.
+             openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                 "required": ["file", "transcript", "consent"]}}}}})
 async def add_voice(services: ServicesDep, voices: VoicesDep,
                     who: Annotated[Principal, Depends(allow(Role.operator, Role.client))],
                     file: Annotated[UploadFile | None, File()] = None,
