@@ -1,4 +1,7 @@
-"""`voicefleet distill --quick`: every stage on a few sentences, with eSpeak NG as the teacher."""
+"""`voicefleet distill --quick`: every stage on a few sentences, with eSpeak NG as the teacher.
+
+Twenty training steps make no voice, so the quick student's audio is checked for length only; that
+the committed student speaks is checked against its teacher in test_student_runtime.py."""
 
 from __future__ import annotations
 
@@ -34,19 +37,24 @@ def test_quick_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert evaluation["chosen"] in ("fp32", "int8")
     for variant in ("fp32", "int8"):
         assert evaluation[variant]["mcd_db"] > 0 and 0 < evaluation[variant]["rtf_1thread"] < 1
-        assert -1 <= evaluation[variant]["speaker_similarity"] <= 1
 
     # the bundle is signed by our key, carries its provenance, and an engine trusting that key speaks with it
-    from edge_agent.engines.base import SynthesisRequest
+    from edge_agent.engines.base import EngineUnavailable, SynthesisRequest
     from edge_agent.engines.student import StudentEngine
-    from voicefleet.bundle import load_public_key, trusted_keys_from_env, verify_bundle
+    from voicefleet.bundle import load_public_key, verify_bundle
 
     manifest = verify_bundle(out, [load_public_key(Path(f"{key}.pub"))]).manifest
     assert manifest.provenance["teacher"]["engine"].startswith("espeak")
     assert manifest.provenance["training"]["acoustic"]["steps"] == 20
     assert manifest.extra["runtime"]["variant"] == evaluation["chosen"]
+    # the bundle carries the figures this run measured (written by the pipeline, never by hand)
+    for variant in ("fp32", "int8"):
+        for figure in ("mcd_db", "speaker_similarity"):
+            assert manifest.evaluation[variant][figure] == evaluation[variant][figure], (variant, figure)
+    monkeypatch.delenv("VOICEFLEET_TRUSTED_KEYS", raising=False)
+    with pytest.raises(EngineUnavailable, match="key"):  # a key nobody trusts yet
+        StudentEngine(out)
     monkeypatch.setenv("VOICEFLEET_TRUSTED_KEYS", f"{key}.pub")
-    assert len(trusted_keys_from_env()) >= 1
     pcm = b"".join(StudentEngine(out).synthesize(SynthesisRequest(text="你好，世界。")))
     assert len(np.frombuffer(pcm, "<i2")) > 2400
 
