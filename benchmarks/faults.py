@@ -1,7 +1,8 @@
 """Fault injection, the long run: at least 1,000 jobs through a control plane (PostgreSQL), three
 timed agents and a Mosquitto of its own, with ``--faults`` faults of mixed kinds at seeded random
 times (agent SIGKILL mid-job, control plane SIGKILL + restart, broker restart, agent SIGSTOP past its
-keep-alive). Checks the durability promise for every accepted job (tests/faultlib.py) and prints
+keep-alive, PostgreSQL stopped for 10 s). Checks the durability promise for every accepted job, each
+stored WAV byte for byte against what the engine made for it (tests/faultlib.py), and prints
 jobs, faults by kind, lost, duplicated, failed, p50/max time to recover and the wall time.
 
     python benchmarks/faults.py                      # 1000 jobs, 20 faults (a few minutes)
@@ -27,19 +28,24 @@ for path in (ROOT, ROOT / "tests"):  # run from a checkout; faultlib and service
 from faultlib import Harness, run_scenario  # noqa: E402
 from services import PostgresServer  # noqa: E402
 
-KINDS = ("agent_sigkill", "control_plane_sigkill", "broker_restart", "agent_sigstop")
+KINDS = ("agent_sigkill", "control_plane_sigkill", "broker_restart", "agent_sigstop", "database_outage")
 LEAD_IN_S = 3.0  # let some jobs run before the first fault
-MIN_GAP_S = 6.0  # a fault lasts up to ~5 s; they are injected one after another
+# How long each kind keeps the next one waiting (they are injected one after another): most last up
+# to ~5 s, a database outage 10 s (tests/faultlib.py DATABASE_DOWN_S).
+GAP_S = {"database_outage": 12.0}
+DEFAULT_GAP_S = 6.0
 
 
-def plan_faults(rng: random.Random, count: int, span_s: float) -> list[tuple[float, str]]:
+def plan_faults(rng: random.Random, count: int, span_s: float,
+                of: tuple[str, ...] = KINDS) -> list[tuple[float, str]]:
     """``count`` (offset, kind) pairs over the submit span; every kind at least once when count allows."""
-    kinds = [KINDS[i % len(KINDS)] for i in range(count)]
+    kinds = [of[i % len(of)] for i in range(count)]
     rng.shuffle(kinds)
-    span_s = max(span_s, LEAD_IN_S + count * MIN_GAP_S)
-    slack = span_s - LEAD_IN_S - count * MIN_GAP_S
+    gaps = [GAP_S.get(kind, DEFAULT_GAP_S) for kind in kinds]
+    span_s = max(span_s, LEAD_IN_S + sum(gaps))
+    slack = span_s - LEAD_IN_S - sum(gaps)
     cuts = sorted(rng.uniform(0, slack) for _ in range(count))
-    return [(LEAD_IN_S + i * MIN_GAP_S + cut, kind) for i, (cut, kind) in enumerate(zip(cuts, kinds, strict=True))]
+    return [(LEAD_IN_S + sum(gaps[:i]) + cut, kind) for i, (cut, kind) in enumerate(zip(cuts, kinds, strict=True))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,12 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     rng = random.Random(args.seed)
-    faults = plan_faults(rng, args.faults, args.jobs * args.interval)
     started = time.monotonic()
     with PostgresServer() as pg, tempfile.TemporaryDirectory(prefix="vf-faults-") as tmp:
+        # A server named by VOICEFLEET_TEST_PG_URL is not ours to stop: no database outage then.
+        kinds = tuple(k for k in KINDS if k != "database_outage" or not pg.external)
+        faults = plan_faults(rng, args.faults, args.jobs * args.interval, kinds)
         url = pg.create_database(f"faults_{uuid.uuid4().hex[:10]}")
         print(f"{args.jobs} jobs, {len(faults)} faults planned, logs in {tmp}/home", file=sys.stderr)
-        with Harness(Path(tmp), url, rtf=args.rtf) as h:
+        with Harness(Path(tmp), url, rtf=args.rtf, pg=None if pg.external else pg) as h:
             report = run_scenario(h, jobs=args.jobs, interval_s=args.interval, faults=faults, seed=args.seed,
                                   timeout_s=300, until_accepted=True)
     result = report.summary() | {"wall_s": round(time.monotonic() - started, 1), "seed": args.seed,

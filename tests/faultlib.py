@@ -302,6 +302,7 @@ class Report:
     refusal_texts: dict[str, str] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     untracked_nonterminal: int = 0  # jobs in the database that the submitter never heard about, not terminal
+    failure_reasons: Counter[str] = field(default_factory=Counter)  # failed jobs' attempts, by reason
 
     @property
     def ok(self) -> bool:
@@ -316,6 +317,7 @@ class Report:
                 "faults_by_kind": dict(Counter(f.kind for f in self.faults)), "lost": len(self.lost),
                 "duplicated": len(self.duplicated), "corrupt": len(self.corrupt),
                 "failed_without_reasons": len(self.failed_without_reasons), "refused": self.refused,
+                "failure_reasons": dict(self.failure_reasons.most_common(10)),
                 "untracked_nonterminal": self.untracked_nonterminal,
                 "recover_s_p50": round(percentile(rec, 50), 3) if rec else None,
                 "recover_s_max": round(rec[-1], 3) if rec else None,
@@ -369,12 +371,19 @@ def _check_job(client: httpx.Client, api: str, job_id: str, body: str, job: dict
         report.duplicated.append(job_id)
     if job["state"] == "failed":
         report.failed += 1
+        report.failure_reasons.update(_attempt_reasons(job))
         if not _every_attempt_has_reason(job):
             report.failed_without_reasons.append(job_id)
         return
     report.done += 1
     if kinds.count("done") != 1 or len(arts) != 1 or not _audio_intact(client, api, job_id, body, arts[0]):
         report.corrupt.append(job_id)
+
+
+def _attempt_reasons(job: dict) -> list[str]:
+    """Each failed attempt's reason, as ``code: text``."""
+    return [f"{(e.get('detail') or {}).get('code', '?')}: {(e.get('detail') or {}).get('text', '')}"[:160]
+            for e in job["events"] if e["kind"] == "attempt_failed"]
 
 
 def _every_attempt_has_reason(job: dict) -> bool:
