@@ -5,11 +5,17 @@ and weights this machine lacks) as processes on Mosquitto."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 import soundfile as sf
 from services import http, new_cluster
@@ -37,9 +43,9 @@ def start(c: Cluster, name: str, **env: str) -> str:
     return device
 
 
-def upload_voice(c: Cluster) -> str:
+def upload_voice(c: Cluster, seed: int = 3) -> str:
     buf = io.BytesIO()
-    sf.write(buf, speechlike(5.0, seed=3), 24000, format="WAV", subtype="PCM_16")
+    sf.write(buf, speechlike(5.0, seed=seed), 24000, format="WAV", subtype="PCM_16")
     r = http.post(f"{c.api}/v1/voices", files={"file": ("me.wav", buf.getvalue(), "audio/wav")},
                    data={"transcript": "今天天气很好，我们去公园散步吧。", "consent": "the speaker agreed in writing"},
                    timeout=60)
@@ -98,26 +104,46 @@ def test_malformed_inline_pronunciation_is_refused_with_its_position(fleet: Clus
     assert "position 1" in bad.json()["error"]["text"]
 
 
+def listen(mqtt_broker: MosquittoBroker, topic: str) -> tuple[Any, queue.Queue]:
+    """A started paho client subscribed to ``topic`` (returns once the broker confirmed it) and its messages."""
+    import paho.mqtt.client as paho
+
+    got: queue.Queue = queue.Queue()
+    subscribed = threading.Event()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.on_message = lambda _c, _u, msg: got.put(msg)
+    client.on_subscribe = lambda *_args: subscribed.set()
+    client.on_connect = lambda c, *_args: c.subscribe(topic, qos=1)
+    client.connect("127.0.0.1", mqtt_broker.port)
+    client.loop_start()
+    assert subscribed.wait(30), f"no subscription to {topic}"
+    return client, got
+
+
 def test_a_cloned_voice_job_carries_its_prompt_for_the_cloning_engine(fleet: Cluster, mqtt_broker: MosquittoBroker):
-    import hashlib
-    import threading
-
-    from paho.mqtt import subscribe
-
+    """The prompt's URL opens its clip without any token (as the cloning engine fetches it); the same
+    URL with its signature or expiry changed, or its signature on another voice's path, is refused."""
     from voicefleet import protocol as p
 
     gpu = start(fleet, "gpu-standin", VOICEFLEET_TIMED_CLONING="1", VOICEFLEET_ROLE="cloud")
-    voice = upload_voice(fleet)
-    seen: list = []
-    listener = threading.Thread(target=lambda: seen.append(subscribe.simple(
-        p.device_topic(gpu, "job"), hostname="127.0.0.1", port=mqtt_broker.port, qos=1, msg_count=1,
-        protocol=5)))
-    listener.start()
-    time.sleep(0.5)
-    assert run(fleet, voice=voice)["device_id"] == gpu
-    listener.join(20)
-    assignment, _ = p.decode("job", seen[0].payload)
+    voice, other = upload_voice(fleet), upload_voice(fleet, seed=4)
+    client, got = listen(mqtt_broker, p.device_topic(gpu, "job"))
+    try:
+        assert run(fleet, voice=voice)["device_id"] == gpu
+        assignment, _ = p.decode("job", got.get(timeout=30).payload)
+    finally:
+        client.loop_stop()
+        client.disconnect()
     prompt = assignment.prompt
     assert prompt.voice_id == voice and prompt.transcript == "今天天气很好，我们去公园散步吧。"
-    wav = http.get(prompt.audio_url).content
-    assert wav[:4] == b"RIFF" and hashlib.sha256(wav).hexdigest() == prompt.sha256
+    wav = httpx.get(prompt.audio_url)  # no token: the URL's signature is the only credential
+    assert wav.status_code == 200, wav.text
+    assert wav.content[:4] == b"RIFF" and hashlib.sha256(wav.content).hexdigest() == prompt.sha256
+    url = urlsplit(prompt.audio_url)
+    query = parse_qs(url.query)
+    sig, exp = query["sig"][0], query["exp"][0]
+    flipped = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+    for path, changed in ((url.path, {"sig": flipped, "exp": exp}), (url.path, {"sig": sig, "exp": str(int(exp) + 60)}),
+                          (url.path.replace(voice, other), {"sig": sig, "exp": exp})):
+        refused = httpx.get(f"{url.scheme}://{url.netloc}{path}", params=changed)
+        assert refused.status_code in (401, 403), (path, changed, refused.status_code)
