@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import time as real_time
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,7 +13,26 @@ from edge_agent.engines.benchmark_only import CHUNK_SAMPLES, SAMPLE_RATE, Benchm
 from edge_agent.runner import JobRunner
 from voicefleet import protocol as p
 
-TOLERANCE_S = 0.08  # sleep overshoot plus a loaded CI box; the pacing itself does not drift
+TOLERANCE_S = 1e-6  # on the test's clock the pacing is exact (up to float rounding of unix times)
+
+
+class Clock:
+    """The engine's clock, driven by the test: ``sleep`` moves time on at once (plus ``overshoot``,
+    as a late wake-up on a busy machine would), so pacing is checked without depending on how fast
+    or how busy this machine is."""
+
+    def __init__(self, overshoot_s: float = 0.0) -> None:
+        self.now, self.overshoot_s, self.sleeps = 1_700_000_000.0, overshoot_s, 0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        self.now += max(0.0, seconds) + self.overshoot_s
 
 
 def _timed_run(engine: BenchmarkTimedEngine, text: str, cancelled=lambda: False) -> tuple[float, list[bytes]]:
@@ -21,8 +42,19 @@ def _timed_run(engine: BenchmarkTimedEngine, text: str, cancelled=lambda: False)
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch):
-    for key in ("RTF", "S_PER_CHAR", "SLOWDOWN", "SLOWDOWN_AT", "LANGUAGES", "DIALECTS"):
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The timed engine's module sees this clock (and so does ``_timed_run`` here)."""
+    from edge_agent.engines import benchmark_only
+
+    fake = Clock()
+    monkeypatch.setattr(benchmark_only, "time", fake)
+    monkeypatch.setitem(globals(), "time", fake)
+    return fake
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, clock: Clock):
+    for key in ("RTF", "S_PER_CHAR", "SLOWDOWN", "SLOWDOWN_AT", "SLOWDOWN_AFTER_JOBS", "LANGUAGES", "DIALECTS"):
         monkeypatch.delenv(f"VOICEFLEET_TIMED_{key}", raising=False)
     return monkeypatch
 
@@ -52,6 +84,24 @@ def test_duration_is_chars_times_s_per_char_times_rtf(env: pytest.MonkeyPatch) -
     elapsed, _ = _timed_run(BenchmarkTimedEngine(), "字" * 60)  # 3.6 s of audio
     assert elapsed == pytest.approx(60 * 0.06 * 0.1, abs=TOLERANCE_S)
     assert elapsed >= 60 * 0.06 * 0.1 - 0.005  # never early
+
+
+def test_late_wake_ups_do_not_accumulate(env: pytest.MonkeyPatch, clock: Clock) -> None:
+    """Each chunk is due at an offset from one start: a late wake-up delays that chunk, not all after it."""
+    env.setenv("VOICEFLEET_TIMED_RTF", "0.1")
+    clock.overshoot_s = 0.02
+    elapsed, chunks = _timed_run(BenchmarkTimedEngine(), "字" * 50)  # 6 chunks of 0.5 s, 0.3 s on time
+    assert len(chunks) == clock.sleeps == 6
+    assert elapsed == pytest.approx(0.3 + 0.02, abs=TOLERANCE_S)  # one overshoot, not six
+
+
+def test_slowdown_spares_the_first_jobs_when_counted_by_jobs(env: pytest.MonkeyPatch) -> None:
+    env.setenv("VOICEFLEET_TIMED_RTF", "0.05")
+    env.setenv("VOICEFLEET_TIMED_SLOWDOWN", "4")
+    env.setenv("VOICEFLEET_TIMED_SLOWDOWN_AFTER_JOBS", "2")
+    engine, text = BenchmarkTimedEngine(), "字" * 50  # 3 s of audio: 0.15 s at RTF 0.05, 0.6 s slowed down
+    elapsed = [_timed_run(engine, text)[0] for _ in range(4)]
+    assert elapsed == [pytest.approx(x, abs=TOLERANCE_S) for x in (0.15, 0.15, 0.6, 0.6)]
 
 
 def test_audio_length_and_chunking(env: pytest.MonkeyPatch) -> None:
@@ -101,8 +151,13 @@ def test_slowdown_starting_mid_job(env: pytest.MonkeyPatch) -> None:
     assert elapsed == pytest.approx(1.4, abs=2 * TOLERANCE_S)
 
 
-def test_runner_learns_the_configured_rtf(env: pytest.MonkeyPatch) -> None:
-    """What the agent reports in telemetry (and a latency-aware scheduler may read) is the set RTF."""
+def test_runner_learns_the_configured_rtf(env: pytest.MonkeyPatch, clock: Clock) -> None:
+    """What the agent reports in telemetry (and a latency-aware scheduler may read) is the set RTF.
+    The runner times synthesis on the engine's clock; everything else here waits in real time."""
+    from edge_agent import runner as runner_module
+
+    env.setattr(runner_module, "time", SimpleNamespace(monotonic=real_time.monotonic, perf_counter=clock.monotonic))
+    env.setitem(globals(), "time", real_time)
     env.setenv("VOICEFLEET_TIMED_RTF", "0.2")
     events: list[p.Message] = []
     runner = JobRunner(BenchmarkTimedEngine(), lambda msg, _data: events.append(msg), 1)
@@ -113,7 +168,7 @@ def test_runner_learns_the_configured_rtf(env: pytest.MonkeyPatch) -> None:
         time.sleep(0.01)
     done = next(e for e in events if isinstance(e, p.JobDone))
     assert done.samples == 600 and done.sample_rate == SAMPLE_RATE and done.chunks == 2
-    assert runner.rtf == pytest.approx(0.2, abs=0.05)
+    assert runner.rtf == pytest.approx(0.2, abs=TOLERANCE_S)
 
 
 def test_agents_load_it_as_timed(env: pytest.MonkeyPatch) -> None:
