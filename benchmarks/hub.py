@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -40,6 +41,9 @@ def cold_phrase(i: int) -> str:
     return PHRASE[:17] + FILLERS[i % 10] + FILLERS[(i // 10) % 10] + FILLERS[(i // 100) % 10]
 
 
+LOCAL_TOKEN = secrets.token_urlsafe(16)  # the local API's loopback port takes only requests that carry it
+
+
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(status.split(f"{field}:")[1].split()[0]) / 1024
@@ -49,14 +53,15 @@ def start_hub(home: Path) -> tuple[subprocess.Popen, str, int]:
     http_port, wy_port = free_port(), free_port()
     env = {**os.environ, "VOICEFLEET_HOME": str(home), "VOICEFLEET_DEVICE_ID": "bench-hub", "VOICEFLEET_ROLE": "edge",
            "VOICEFLEET_MQTT_URL": f"mqtt://127.0.0.1:{free_port()}",  # nothing listens: offline
-           "VOICEFLEET_LOCAL_API_PORT": str(http_port), "VOICEFLEET_WYOMING_URI": f"tcp://127.0.0.1:{wy_port}"}
+           "VOICEFLEET_LOCAL_API_PORT": str(http_port), "VOICEFLEET_LOCAL_API_TOKEN": LOCAL_TOKEN,
+           "VOICEFLEET_WYOMING_URI": f"tcp://127.0.0.1:{wy_port}"}
     proc = subprocess.Popen([sys.executable, "-m", "voicefleet_cli", "agent"], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=open(home / "hub.log", "w"))
     api = f"http://127.0.0.1:{http_port}"
     deadline = time.monotonic() + 60
     while True:
         try:
-            if httpx.get(f"{api}/healthz", timeout=1).status_code == 200:
+            if _CLIENT.get(f"{api}/healthz", timeout=1).status_code == 200:
                 return proc, api, wy_port
         except httpx.HTTPError:
             pass
@@ -65,7 +70,8 @@ def start_hub(home: Path) -> tuple[subprocess.Popen, str, int]:
         time.sleep(0.1)
 
 
-_CLIENT = httpx.Client(timeout=30)  # one client: making one costs ~15 ms (its TLS context), not the hub's time
+# one client: making one costs ~15 ms (its TLS context), not the hub's time
+_CLIENT = httpx.Client(timeout=30, headers={"Authorization": f"Bearer {LOCAL_TOKEN}"})
 
 
 def http_first_chunk(api: str, text: str) -> tuple[float, str]:

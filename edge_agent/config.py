@@ -27,8 +27,9 @@ class AgentSettings(EngineSettings):
     telemetry_interval_s: float = 5.0
     throttle_c: float = 90.0  # a hotter sensor reports "throttled" (Orin modules throttle in the 90s)
     # The hub: what it serves on its own, with or without the network (see edge_agent/hub.py).
-    local_api_port: int | None = None  # loopback HTTP API (0: any free port)
-    local_api_socket: str | None = None  # the same API on a Unix socket
+    local_api_socket: str | None = None  # the local API on a Unix socket (mode 0660: no token)
+    local_api_port: int | None = None  # the same on loopback TCP (0: any free port), only with a token:
+    local_api_token: str | None = None  # what TCP clients send as Authorization: Bearer <token>
     wyoming_uri: str | None = None  # Home Assistant's Wyoming protocol, e.g. tcp://0.0.0.0:10200
     phrase_cache_mb: int = 64
     api_url: str | None = None  # the control plane, for what the local voice cannot do (cloned voices, dialects)

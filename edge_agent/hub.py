@@ -1,7 +1,7 @@
 """The smart-home hub's own services, beside the agent's MQTT side: they speak with the local
 engine whether or not the broker or the control plane can be reached.
 
-- the local API (loopback HTTP and a Unix socket) with its phrase cache,
+- the local API (a Unix socket, and loopback HTTP with a token) with its phrase cache,
 - reminders, spoken through that API's cache,
 - a Wyoming server, so Home Assistant adds the hub as a text-to-speech provider.
 What the hub says this way is journaled (``edge_agent/journal.py``) and reaches the control plane
@@ -64,20 +64,19 @@ class Hub:
         store = ReminderStore(self.settings.data_dir() / "reminders.json")
         cache = self.cache
         cloud = control_plane_speaker(self.settings.api_url, self.settings.api_token) if self.settings.api_url else None
-        api = LocalApi(self.engine, cache, store, port=self.settings.local_api_port or 0,
-                       unix_socket=self.settings.local_api_socket, on_spoken=self._journal, cloud=cloud,
-                       link_up=self._link_up)
+        api = LocalApi(self.engine, cache, store, port=self.settings.local_api_port,
+                       token=self.settings.local_api_token, unix_socket=self.settings.local_api_socket,
+                       on_spoken=self._journal, cloud=cloud, link_up=self._link_up)
         api.start()
         scheduler = ReminderScheduler(store, lambda text: api.say(text))
         scheduler.start()
         self.local_api, self.reminders = api, store
         self._stops += [scheduler.stop, api.stop]
-        log.info("local API on %s", api.url)
 
     def apply(self, cmd: p.ReminderCommand) -> None:
         """A reminder change from the control plane."""
         if self.reminders is None:
-            log.warning("reminder %s ignored: this agent runs no local API (set VOICEFLEET_LOCAL_API_PORT)",
+            log.warning("reminder %s ignored: this agent runs no local API (set VOICEFLEET_LOCAL_API_SOCKET)",
                         cmd.reminder_id)
             return
         if cmd.op == "delete":

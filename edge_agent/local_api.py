@@ -1,7 +1,8 @@
 """The hub's own loopback API: speech that works with the broker and control plane unreachable.
 
-Standard library only (the edge install has no web framework): ``ThreadingHTTPServer`` on
-loopback, and the same handler on a Unix socket for local daemons that should not open a port.
+Standard library only (the edge install has no web framework): the handler on a Unix socket (mode
+0660: the hub's user and group, no token), and on loopback TCP only when a port is given, and then
+only with a token (``Authorization: Bearer <token>``): any local user can reach a loopback port.
 
 - ``POST /v1/speak`` {text, lang, dialect, voice, instruction} → ``audio/wav``. A local render
   streams (chunked; the WAV header says "length unknown", 0xFFFFFFFF) with the first chunk sent
@@ -31,15 +32,21 @@ from edge_agent.local_http import Handler, Rendered, UnixHTTPServer
 from edge_agent.local_or_cloud import cloud_wanted, decide, local_fallback
 from edge_agent.phrase_cache import PhraseCache, cache_key
 from edge_agent.reminders import ReminderStore
+from voicefleet.errors import CodedError
 
 log = logging.getLogger(__name__)
 # (rate, chunks): the injected cloud path; it raises (or is slow) when the link is down.
 CloudSpeak = Callable[[SynthesisRequest], tuple[int, Iterator[bytes]]]
 
 
+class LocalApiError(CodedError):
+    """The local API cannot start as configured: the text names the setting to fix."""
+
+
 class LocalApi:
     def __init__(self, engine: Engine, cache: PhraseCache | None, reminders: ReminderStore | None, *,
-                 host: str = "127.0.0.1", port: int = 0, unix_socket: str | os.PathLike | None = None,
+                 host: str = "127.0.0.1", port: int | None = None, token: str | None = None,
+                 unix_socket: str | os.PathLike | None = None,
                  cloud: CloudSpeak | None = None, link_up: Callable[[], bool] | None = None,
                  first_chunk_budget_s: float = 1.5, max_concurrent_renders: int = 1,
                  on_spoken: Callable[[dict], None] | None = None):
@@ -47,8 +54,16 @@ class LocalApi:
         self.on_spoken = on_spoken  # the agent journals what the hub said on its own
         self.cache = cache
         self.reminders = reminders
-        self.host, self.port = host, port
+        self.host, self.port, self.token = host, port, token
         self.unix_socket = os.fspath(unix_socket) if unix_socket else None
+        if port is not None and not token:
+            raise LocalApiError("local_api_token_missing", "the local API's TCP port needs a token, or any local "
+                                "user could speak, edit reminders and send cloud jobs: set "
+                                "VOICEFLEET_LOCAL_API_TOKEN (clients send Authorization: Bearer <it>), or unset "
+                                "VOICEFLEET_LOCAL_API_PORT and use VOICEFLEET_LOCAL_API_SOCKET")
+        if port is None and not unix_socket:
+            raise LocalApiError("local_api_unreachable", "give the local API a Unix socket "
+                                "(VOICEFLEET_LOCAL_API_SOCKET) or a TCP port (VOICEFLEET_LOCAL_API_PORT)")
         self.cloud = cloud
         self._link_up = link_up or (lambda: self.cloud is not None)
         self.first_chunk_budget_s = first_chunk_budget_s
@@ -58,22 +73,26 @@ class LocalApi:
         self.url = ""
 
     def start(self) -> None:
-        http_server = ThreadingHTTPServer((self.host, self.port), Handler)
-        http_server.daemon_threads = True
-        http_server.api = self  # type: ignore[attr-defined]
-        self.port = http_server.server_address[1]
-        self.url = f"http://{self.host}:{self.port}"
-        self._servers.append(http_server)
+        if self.port is not None:
+            http_server = ThreadingHTTPServer((self.host, self.port), Handler)
+            http_server.daemon_threads = True
+            http_server.api = self  # type: ignore[attr-defined]
+            http_server.token = self.token  # type: ignore[attr-defined]  (the handler asks every request for it)
+            self.port = http_server.server_address[1]
+            self.url = f"http://{self.host}:{self.port}"
+            self._servers.append(http_server)
         if self.unix_socket:
             if os.path.exists(self.unix_socket):  # a stale socket from a previous run
                 os.unlink(self.unix_socket)
             unix_server = UnixHTTPServer(self.unix_socket, Handler)
-            os.chmod(self.unix_socket, 0o660)  # the hub's user and group only: no auth on this API
+            os.chmod(self.unix_socket, 0o660)  # the hub's user and group only: no token on this socket
             unix_server.api = self  # type: ignore[attr-defined]
+            unix_server.token = None  # type: ignore[attr-defined]
             self._servers.append(unix_server)
         for server in self._servers:
             threading.Thread(target=server.serve_forever, name="local-api", daemon=True).start()
-        log.info("local API on %s%s", self.url, f" and unix:{self.unix_socket}" if self.unix_socket else "")
+        where = [self.url] if self.url else []
+        log.info("local API on %s", " and ".join(where + ([f"unix:{self.unix_socket}"] if self.unix_socket else [])))
 
     def stop(self) -> None:
         for server in self._servers:

@@ -4,6 +4,7 @@ and from where, is ``LocalApi``'s (``edge_agent/local_api.py``)."""
 
 from __future__ import annotations
 
+import hmac
 import http.client
 import json
 import logging
@@ -22,9 +23,10 @@ from voicefleet.audio import wav_header
 from voicefleet.text.speakable import unspeakable
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 16 * 1024
+# A text the control plane takes (under MAX_TEXT_CHARS) fits even as JSON's 12-byte escapes of
+# characters beyond the BMP (\ud840\udc00), with room for the other fields.
+MAX_BODY_BYTES = 12 * p.MAX_TEXT_CHARS + 16 * 1024
 DRAIN_LIMIT_BYTES = 1024 * 1024  # a larger body is not read at all: the connection closes
-MAX_TEXT_CHARS = 2000
 
 
 class ApiError(Exception):
@@ -93,6 +95,7 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         try:
+            self._authorize()
             if path == "/healthz" and method == "GET":
                 return self._json(200, self.api.health())
             if path == "/v1/speak" and method == "POST":
@@ -196,6 +199,17 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- helpers --------------------------------------------------------------------------------
 
+    def _authorize(self) -> None:
+        """On TCP, every request carries the hub's token (the Unix socket's file mode guards it instead)."""
+        token = getattr(self.server, "token", None)
+        if token is None:
+            return
+        sent = self.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(sent, f"Bearer {token}".encode()):
+            self.close_connection = True  # its body is unread: it must not be parsed as the next request
+            raise ApiError(401, "unauthorized", "send the hub's local API token: Authorization: Bearer "
+                           "<VOICEFLEET_LOCAL_API_TOKEN> (or use its Unix socket, VOICEFLEET_LOCAL_API_SOCKET)")
+
     def _body(self) -> dict:
         length = self.headers.get("Content-Length")
         if length is None:
@@ -237,8 +251,9 @@ def _speech_request(body: dict) -> SynthesisRequest:
     why = unspeakable(text)  # the same code and words as the control plane's submit and every engine
     if why is not None:
         raise ApiError(422, why.code, why.text)
-    if len(text) > MAX_TEXT_CHARS:
-        raise ApiError(422, "text_too_long", f"text is {len(text)} characters; at most {MAX_TEXT_CHARS}")
+    too_long = p.text_too_long(text)  # the control plane's limit and words: what it takes, the hub takes
+    if too_long:
+        raise ApiError(422, "text_too_long", too_long)
     unknown = set(body) - {"text", "lang", "dialect", "voice", "instruction"}
     if unknown:
         raise ApiError(400, "invalid_request", f"unknown fields {sorted(unknown)}; "

@@ -16,7 +16,7 @@ from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from voicefleet.ids import new_id, now
-from voicefleet.protocol import DIALECTS, LANGUAGES, MAX_TEXT_CHARS, UNSUPPORTED, SpeechSpec
+from voicefleet.protocol import DIALECTS, LANGUAGES, MAX_TEXT_CHARS, UNSUPPORTED, SpeechSpec, text_too_long
 from voicefleet.text.annotations import AnnotationError
 from voicefleet.text.annotations import parse as parse_annotations
 from voicefleet.text.dialects import lookup
@@ -59,8 +59,9 @@ class JobCreate(SpeechSpec, SQLModel):
     @field_validator("text")
     @classmethod
     def _text(cls, v: str) -> str:
-        if len(v) >= MAX_TEXT_CHARS:
-            raise ValueError(f"text has {len(v)} characters; split it into jobs under {MAX_TEXT_CHARS}")
+        too_long = text_too_long(v)  # the hub's local API answers the same
+        if too_long:
+            raise ValueError(too_long)
         try:
             parse_annotations(v)  # inline pinyin / ARPAbet / sound tags must be well-formed
         except AnnotationError as exc:

@@ -13,10 +13,15 @@ import httpx
 from services import http, new_cluster, wait_for
 
 from voicefleet.broker import MosquittoBroker, free_port
+from voicefleet.credentials import auth_headers
+
+LOCAL_TOKEN = "hub-offline-test"  # the hub's VOICEFLEET_LOCAL_API_TOKEN: its loopback port takes nothing else
+ON_HUB = {"VOICEFLEET_LOCAL_API_TOKEN": LOCAL_TOKEN}
+local_http = httpx.Client(headers=auth_headers(LOCAL_TOKEN), timeout=30)
 
 
 def speak(api: str, text: str) -> httpx.Response:
-    r = http.post(f"{api}/v1/speak", json={"text": text}, timeout=30)
+    r = local_http.post(f"{api}/v1/speak", json={"text": text})
     assert r.status_code == 200, r.text
     assert r.content[:4] == b"RIFF" and len(r.content) > 44 + 2 * 2400
     return r
@@ -29,7 +34,7 @@ def test_offline_speech_and_reminders_then_history_exactly_once(tmp_path: Path):
     try:
         cluster.start_control_plane()
         wyoming = free_port()
-        cluster.start_agent(hub, role="edge", engine="student,espeak", VOICEFLEET_LOCAL_API_PORT=str(port),
+        cluster.start_agent(hub, role="edge", engine="student,espeak", VOICEFLEET_LOCAL_API_PORT=str(port), **ON_HUB,
                             VOICEFLEET_TELEMETRY_INTERVAL_S="0.5", VOICEFLEET_WYOMING_URI=f"tcp://127.0.0.1:{wyoming}")
         local = f"http://127.0.0.1:{port}"
         assert speak(local, "网络正常的时候说一句。").headers["X-Voicefleet-Source"] == "local"
@@ -38,8 +43,8 @@ def test_offline_speech_and_reminders_then_history_exactly_once(tmp_path: Path):
         texts = ["现在没有网络。", "提醒功能照常工作。", "这句话来自本地模型。"]
         for text in texts:
             assert speak(local, text).headers["X-Voicefleet-Source"] in ("local", "cache")
-        reminder = http.post(f"{local}/v1/reminders", json={"text": "下午三点开会", "at": time.time() + 1}).json()
-        wait_for(lambda: next(r for r in http.get(f"{local}/v1/reminders").json()["reminders"]
+        reminder = local_http.post(f"{local}/v1/reminders", json={"text": "下午三点开会", "at": time.time() + 1}).json()
+        wait_for(lambda: next(r for r in local_http.get(f"{local}/v1/reminders").json()["reminders"]
                               if r["id"] == reminder["id"])["fired"] >= 1, "the reminder to fire", 15)
         assert asyncio.run(_wyoming_audio_bytes(wyoming, "网络断开时家庭助手照样说话。")) > 2 * 24000
         time.sleep(1.5)  # some telemetry gathered offline
@@ -90,11 +95,11 @@ def test_reminders_set_from_the_control_plane_reach_the_hub(mqtt_broker: Mosquit
     hub, port = f"hub-{cluster.tag}", free_port()
     try:
         cluster.start_control_plane()
-        cluster.start_agent(hub, role="edge", engine="student,espeak", VOICEFLEET_LOCAL_API_PORT=str(port))
+        cluster.start_agent(hub, role="edge", engine="student,espeak", VOICEFLEET_LOCAL_API_PORT=str(port), **ON_HUB)
         local = f"http://127.0.0.1:{port}"
 
         def on_hub() -> list[dict]:
-            return http.get(f"{local}/v1/reminders").json()["reminders"]
+            return local_http.get(f"{local}/v1/reminders").json()["reminders"]
 
         sent = http.post(f"{cluster.api}/v1/devices/{hub}/reminders", json={"text": "喝水", "every_s": 3600})
         assert sent.status_code == 202, sent.text
@@ -104,5 +109,22 @@ def test_reminders_set_from_the_control_plane_reach_the_hub(mqtt_broker: Mosquit
         assert bad.status_code == 422 and "exactly one" in bad.text
         assert http.delete(f"{cluster.api}/v1/devices/{hub}/reminders/{rid}").status_code == 202
         wait_for(lambda: all(r["id"] != rid for r in on_hub()), "the reminder to go")
+    finally:
+        cluster.stop()
+
+
+def test_a_hub_asked_for_a_tcp_port_without_a_token_stops_and_says_what_to_set(mqtt_broker: MosquittoBroker,
+                                                                               tmp_path: Path):
+    """Any local user can reach a loopback port: the agent will not open one without a token, and
+    says which setting fixes it (one line, not a traceback)."""
+    cluster = new_cluster(tmp_path, mqtt_broker.url)
+    hub = f"hub-{cluster.tag}"
+    try:
+        proc = cluster.start_agent(hub, role="edge", engine="espeak", wait=False,
+                                   VOICEFLEET_LOCAL_API_PORT=str(free_port()))
+        assert proc.wait(timeout=60) == 2
+        said = (cluster.home / f"agent-{hub}.log").read_text()
+        assert "error: local_api_token_missing:" in said and "VOICEFLEET_LOCAL_API_TOKEN" in said, said
+        assert "Traceback" not in said, said
     finally:
         cluster.stop()

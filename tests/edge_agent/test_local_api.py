@@ -13,7 +13,7 @@ import pytest
 
 from edge_agent.engines import load_engine
 from edge_agent.engines.base import Engine, SynthesisRequest
-from edge_agent.local_api import LocalApi
+from edge_agent.local_api import LocalApi, LocalApiError
 from edge_agent.local_http import UnixHTTPConnection
 from edge_agent.local_or_cloud import decide, local_fallback
 from edge_agent.phrase_cache import PhraseCache, cache_key
@@ -22,6 +22,14 @@ from voicefleet.audio import STREAMING_SIZE, wav_header
 from voicefleet.protocol import Capabilities
 
 PHRASE = "今天下午三点提醒我开会，请记得带上笔记本"  # 20 characters
+TOKEN = "local-api-test-token"  # what VOICEFLEET_LOCAL_API_TOKEN holds on a hub
+
+
+class TokenConnection(http.client.HTTPConnection):
+    """A loopback client that sends the hub's token with every request, as a local daemon would."""
+
+    def request(self, method, url, body=None, headers=None, **kw):
+        super().request(method, url, body, {**(headers or {}), "Authorization": f"Bearer {TOKEN}"}, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +40,14 @@ def engine() -> Engine:
 @pytest.fixture
 def api(engine: Engine, tmp_path: Path) -> Iterator[LocalApi]:
     a = LocalApi(engine, PhraseCache(tmp_path / "cache", 50_000_000), ReminderStore(tmp_path / "rem.json"),
-                 unix_socket=str(tmp_path / "api.sock"))
+                 unix_socket=str(tmp_path / "api.sock"), port=0, token=TOKEN)
     a.start()
     yield a
     a.stop()
 
 
 def connect(api: LocalApi) -> http.client.HTTPConnection:
-    return http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
+    return TokenConnection("127.0.0.1", api.port, timeout=30)
 
 
 def speak(conn: http.client.HTTPConnection, **body) -> tuple[http.client.HTTPResponse, bytes, float, float]:
@@ -104,7 +112,7 @@ def test_fallback_header_when_the_cloud_raises(engine: Engine, tmp_path: Path) -
     def broken_cloud(request: SynthesisRequest):
         raise ConnectionError("broker unreachable")
 
-    api = LocalApi(engine, PhraseCache(tmp_path, 10_000_000), None, cloud=broken_cloud)
+    api = LocalApi(engine, PhraseCache(tmp_path, 10_000_000), None, cloud=broken_cloud, port=0, token=TOKEN)
     api.start()
     try:
         # Cantonese is local (eSpeak); a cloned voice is not, so the cloud is tried, fails, local speaks.
@@ -122,7 +130,7 @@ def test_cloud_that_misses_the_first_chunk_budget_falls_back(engine: Engine, tmp
         time.sleep(2)
         return 24000, iter([b"\0\0" * 100])
 
-    api = LocalApi(engine, None, None, cloud=slow_cloud, first_chunk_budget_s=0.2)
+    api = LocalApi(engine, None, None, cloud=slow_cloud, first_chunk_budget_s=0.2, port=0, token=TOKEN)
     api.start()
     try:
         resp, data, _, total = speak(connect(api), text="早上好", instruction="用开心的语气")
@@ -138,7 +146,7 @@ def test_cloud_serves_what_the_local_model_lacks(engine: Engine, tmp_path: Path)
     def cloud(request: SynthesisRequest):
         return 24000, iter([pcm[:100], pcm[100:]])
 
-    api = LocalApi(engine, None, None, cloud=cloud)
+    api = LocalApi(engine, None, None, cloud=cloud, port=0, token=TOKEN)
     api.start()
     try:
         resp, data, _, _ = speak(connect(api), text="早上好", dialect="wuu")
@@ -223,3 +231,76 @@ def test_say_goes_through_the_cache(api: LocalApi) -> None:
     rate, pcm = api.say("该吃药了")
     assert rate == 24000 and pcm
     assert api.say("该吃药了") == (rate, pcm) and api.cache.stats()["hits"] == 1
+
+
+# ------------------------------------------------------------------- who may reach it, how much
+
+
+def _listening_tcp_ports() -> set[int]:
+    import psutil
+
+    return {c.laddr.port for c in psutil.Process().net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+
+
+def test_a_hub_with_only_a_socket_opens_no_tcp_port(engine: Engine, tmp_path: Path) -> None:
+    """The socket's 0660 mode is the API's guard: a loopback port beside it would let any local
+    user speak, edit reminders and send cloud jobs under the hub's token."""
+    from edge_agent.config import AgentSettings
+    from edge_agent.hub import Hub
+    from edge_agent.journal import Journal
+
+    before = _listening_tcp_ports()
+    settings = AgentSettings(home=tmp_path, device_id="hub-socket-only", local_api_socket=str(tmp_path / "api.sock"))
+    hub = Hub(settings, engine, Journal(tmp_path / "journal.db"))
+    hub.start()
+    try:
+        assert _listening_tcp_ports() - before == set() and hub.local_api.url == ""
+        conn = UnixHTTPConnection(str(tmp_path / "api.sock"))
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200  # the socket needs no token
+    finally:
+        hub.stop()
+
+
+def test_tcp_needs_a_token_and_will_not_start_without_one(api: LocalApi, engine: Engine) -> None:
+    with pytest.raises(LocalApiError) as refused:
+        LocalApi(engine, None, None, port=0)
+    assert refused.value.code == "local_api_token_missing" and "VOICEFLEET_LOCAL_API_TOKEN" in refused.value.text
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        for method, path, body in (("GET", "/healthz", None), ("POST", "/v1/speak", json.dumps({"text": "你好"})),
+                                   ("POST", "/v1/reminders", json.dumps({"text": "吃药", "time": "08:00"}))):
+            conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
+            conn.request(method, path, body, headers)
+            resp = conn.getresponse()
+            error = json.loads(resp.read())["error"]
+            assert (resp.status, error["code"]) == (401, "unauthorized"), (headers, path)
+            assert "VOICEFLEET_LOCAL_API_TOKEN" in error["text"]
+    assert api.reminders.list() == []
+    conn = connect(api)  # with the token
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().status == 200
+
+
+def test_a_text_the_control_plane_takes_fits_the_body_and_is_spoken(api: LocalApi) -> None:
+    """The control plane takes texts under 5,000 characters: so does the hub, whatever JSON escaping
+    the client uses, and one more character gets the control plane's own words."""
+    from pydantic import ValidationError
+
+    from control_plane.models import JobCreate
+
+    longest = ("今天天气很好。" * 800)[:4999]
+    for ensure_ascii in (True, False):  # \uXXXX escapes: 6 bytes a character, 30 KB
+        conn = connect(api)
+        conn.request("POST", "/v1/speak", json.dumps({"text": longest}, ensure_ascii=ensure_ascii).encode(),
+                     {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()[:300]
+        assert resp.read1(65536)[:4] == b"RIFF"
+        conn.close()  # the rest need not be spoken: the engine stops at its next chunk
+    resp, data, _, _ = speak(connect(api), text=longest + "好")
+    error = json.loads(data)["error"]
+    assert (resp.status, error["code"]) == (422, "text_too_long")
+    assert error["text"] == "text has 5000 characters; split it into jobs under 5000"
+    with pytest.raises(ValidationError) as control_plane:
+        JobCreate(text=longest + "好")
+    assert error["text"] in str(control_plane.value)

@@ -21,6 +21,7 @@ from services import wait_for
 from edge_agent.updater import STEPS
 from voicefleet import protocol as p
 from voicefleet.broker import MosquittoBroker, free_port
+from voicefleet.credentials import auth_headers
 from voicefleet.mqtt import Inbound, MqttClient
 from voicefleet_cli.onebox import Cluster
 
@@ -179,7 +180,8 @@ def test_a_hub_finishes_an_update_the_power_cut_left_pending_with_the_broker_gon
     student_bundle(server.root / "v2", key, "v2")
     hub, port = f"hub-{uuid.uuid4().hex[:6]}", free_port()
     cluster = Cluster(tmp_path / "home", mqtt_url=broker.url, http_port=free_port(),
-                      env={"VOICEFLEET_TRUSTED_KEYS": key.public_hex, "VOICEFLEET_LOCAL_API_PORT": str(port)})
+                      env={"VOICEFLEET_TRUSTED_KEYS": key.public_hex, "VOICEFLEET_LOCAL_API_PORT": str(port),
+                           "VOICEFLEET_LOCAL_API_TOKEN": "power-cut-test"})
     models = cluster.home / "agents" / hub / "models"
     watch = Watch(broker.url, hub)
     try:
@@ -196,12 +198,14 @@ def test_a_hub_finishes_an_update_the_power_cut_left_pending_with_the_broker_gon
 
         def engine_version():
             try:
-                return httpx.get(f"{local}/healthz", timeout=2).json()["engine"]["version"]
+                return httpx.get(f"{local}/healthz", timeout=2, headers=auth_headers("power-cut-test")).json()[
+                    "engine"]["version"]
             except httpx.HTTPError:
                 return None
 
         wait_for(lambda: engine_version() == "v2", "the hub on the new model", 60)
-        spoken = httpx.post(f"{local}/v1/speak", json={"text": "新模型离线也能说话。"}, timeout=30)
+        spoken = httpx.post(f"{local}/v1/speak", json={"text": "新模型离线也能说话。"}, timeout=30,
+                            headers=auth_headers("power-cut-test"))
         assert spoken.status_code == 200 and len(spoken.content) > 44 + 24000
         assert json.loads((models / "slots.json").read_text())["active"] == "b"
     finally:

@@ -310,10 +310,10 @@ def test_mark_good_speaks_from_the_image_and_marks_the_slot(images: dict[str, Pa
 
     slot = slot_files(images["x86_64-hub"], signer.keyring, tmp_path)  # before the stand-in matters
     [b] = json.loads((slot / "image.json").read_text())["bundles"]
-    api = LocalApi(StudentEngine(bundle=slot / b["path"]), None, None)
+    api = LocalApi(StudentEngine(bundle=slot / b["path"]), None, None, unix_socket=tmp_path / "local-api.sock")
     api.start()
     try:
-        record = mark_good.check_image(slot / "image.json", api.port, tmp_path / "status.json", wait_s=30)
+        record = mark_good.check_image(slot / "image.json", api.unix_socket, tmp_path / "status.json", wait_s=30)
     finally:
         api.stop()
     assert record["state"] == "good" and record["test"]["audio_bytes"] > mark_good.MIN_AUDIO_BYTES
@@ -322,8 +322,9 @@ def test_mark_good_speaks_from_the_image_and_marks_the_slot(images: dict[str, Pa
         "image_version": "1.4.0", "profile": "x86_64-hub", "slot": "A", "state": "good",
         "checked_at": record["checked_at"]}
 
-    # Nothing answers on the port: the slot is marked bad (the unit then reboots into the other one).
-    record = mark_good.check_image(slot / "image.json", api.port, tmp_path / "status.json", wait_s=0)
+    # Nothing answers on the socket: the slot is marked bad (the unit then reboots into the other one).
+    record = mark_good.check_image(slot / "image.json", str(tmp_path / "local-api.sock"), tmp_path / "status.json",
+                                   wait_s=0)
     assert record["state"] == "bad" and record["error"]
     assert stand_in_rauc.read_text().splitlines()[-1] == "status mark-bad"
     assert mark_good.image_report(tmp_path / "status.json")["state"] == "bad"

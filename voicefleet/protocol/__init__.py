@@ -49,6 +49,7 @@ from voicefleet.protocol.speech import (
     EngineDescriptor,
     SpeechSpec,
     VoicePrompt,
+    text_too_long,
 )
 from voicefleet.protocol.topics import (
     DEVICE_ID_PATTERN,
@@ -69,4 +70,5 @@ __all__ = [
     "JobReturned", "JobStarted", "Message", "OtaCommand", "OtaFile", "OtaReport", "ProtocolError",
     "ReminderCommand", "SpeechSpec", "Telemetry", "VoicePrompt",
     "control_subscriptions", "decode", "device_topic", "encode", "parse_device_topic", "request_fault",
+    "text_too_long",
 ]

@@ -16,6 +16,14 @@ from voicefleet.protocol.base import ID_PATTERN
 
 MAX_TEXT_CHARS = 5000  # texts of this length or longer are refused at submit
 
+
+def text_too_long(text: str) -> str | None:
+    """Why ``text`` is too long for one job, in the words every path answers (the control plane's
+    submit, the hub's local API), or None."""
+    if len(text) >= MAX_TEXT_CHARS:
+        return f"text has {len(text)} characters; split it into jobs under {MAX_TEXT_CHARS}"
+    return None
+
 # The languages a job may ask for (those CosyVoice3 speaks).
 LANGUAGES: dict[str, str] = {
     "zh": "Chinese (Mandarin unless a dialect is given)",
