@@ -178,3 +178,48 @@ def test_a_clients_voices_are_its_own_to_see_and_to_speak_with(cluster: Cluster)
         assert job.status_code == 201, job.text
         done = wait_job(cluster.api, job.json()["id"])
         assert (done["state"], done["device_id"], done["voice"]) == ("done", cloner, voice)
+
+
+def _routes(routes, prefix: str = "") -> list[tuple[str, str]]:
+    """(path, method) of every route the app serves, those FastAPI adds itself (the schema, the
+    docs pages) and those of included routers alike."""
+    found = []
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            found += _routes(included.routes, prefix + route.include_context.prefix)
+            continue
+        found += [(prefix + route.path, m) for m in sorted((getattr(route, "methods", None) or set()) - {"HEAD"})]
+    return found
+
+
+def _documented_open_paths(doc: str, opening: str) -> set[str]:
+    """The paths a document's paragraph on tokens names as answering without one."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / doc).read_text()
+    paragraph = text[text.index(opening):].split("\n\n", 1)[0]
+    return set(re.findall(r"`(/[^`\s]*)`", paragraph))
+
+
+def test_only_the_probes_and_the_apis_description_answer_without_a_token(cluster: Cluster, tmp_path):
+    """Every route of the app, those the OpenAPI document leaves out included: the probes and the
+    API's description (schema, Swagger UI, ReDoc: no data) answer anyone, the rest 401, and README
+    and docs/security.md name exactly the open ones."""
+    from control_plane.app import create_app
+    from control_plane.core.config import Settings
+
+    app = create_app(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path}/routes.db"))
+    answered_anyone, checked = set(), 0
+    for path, method in _routes(app.routes):
+        if path in OPEN_WITH_OWN_CREDENTIAL:  # the enrolment token / the URL's signature: the test above
+            continue
+        r = httpx.request(method, cluster.api + re.sub(r"\{[^}]+\}", "x", path), json={"text": "你好"})
+        assert r.status_code in (200, 401), (method, path, r.status_code, r.text)
+        if r.status_code == 200:
+            answered_anyone.add(path)
+        checked += 1
+    assert checked > 40
+    assert answered_anyone == {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    assert _documented_open_paths("README.md", "Every API call") == answered_anyone
+    assert _documented_open_paths("docs/security.md", "Every route of the control plane's HTTP API") == answered_anyone
