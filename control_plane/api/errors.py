@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from control_plane.core.db import DatabaseUnavailable
 from voicefleet.errors import CodedError
+from voicefleet.protocol import request_fault
 
 # code -> HTTP status; a code not listed is 422 (the request asked for something that is refused:
 # a clip, a bundle, a voice's fields, a rollout plan).
@@ -88,7 +89,10 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
         problems.append(f"{where}: {msg}")
         detail.append({"loc": [str(p) if not isinstance(p, int) else p for p in err["loc"]], "msg": msg,
                        "type": err["type"]})
-    return error_response("invalid_request", "; ".join(problems), detail=detail)
+    # Text every device would refuse keeps the code the devices use for it (nothing_to_speak, ...).
+    kinds = {d["type"] for d in detail}
+    code = kinds.pop() if len(kinds) == 1 and request_fault(min(kinds)) else "invalid_request"
+    return error_response(code, "; ".join(problems), detail=detail)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -79,6 +79,7 @@ def test_submit_refuses_what_every_device_would_refuse(cluster: Cluster, body: d
         error = r.json()
         assert error["error"]["text"].startswith(f"{where}: "), error
         assert [d["type"] for d in error["detail"]] == [code], error
+        assert error["error"]["code"] == code, error  # the devices' own code for it, on every path
         if field == "text":
             assert error["error"]["text"] == f"{where}: {unspeakable(body['text']).text}"
         else:
