@@ -204,13 +204,37 @@ class Harness:
     def kill_agent(self, rng: random.Random, *, restart_after_s: float = 2.0) -> Fault:
         """SIGKILL an agent mid-job: its last will marks it offline and its jobs are requeued; it comes
         back later with a new boot id (the fleet keeps its capacity for the rest of the run)."""
-        device = self.busy_agent(rng)
+        device = self.frozen_mid_job(rng)
         t0 = time.time()
-        self.c.agents[device].kill()
+        self.c.agents[device].kill()  # SIGKILL ends a stopped process too
         self.c.agents[device].wait(10)
         time.sleep(restart_after_s)
         self.restart_agent(device)
         return self._record("agent_sigkill", device, t0, recover_from=t0)
+
+    def frozen_mid_job(self, rng: random.Random, tries: int = 20) -> str:
+        """An agent stopped (SIGSTOP) while the control plane holds a job of it unfinished: frozen, it
+        can send nothing more, so once its jobs in flight hold still across a few reads, every one
+        of them is truly mid-run (a busy agent caught live may have sent its "done" a moment ago)."""
+        for _ in range(tries):
+            device = self.busy_agent(rng)
+            proc = self.c.agents[device]
+            _signal(proc, signal.SIGSTOP)
+            if self._settled_inflight(device) > 0:
+                return device
+            _signal(proc, signal.SIGCONT)
+        return device  # give the caller the last one: its check then says that nothing was caught
+
+    def _settled_inflight(self, device: str, reads: int = 3, gap_s: float = 0.2, timeout_s: float = 10) -> int:
+        """The device's jobs in flight once the same count was read ``reads`` times in a row."""
+        seen: list[int] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            seen = (seen + [self.device(device).get("inflight", -1)])[-reads:]
+            if len(seen) == reads and len(set(seen)) == 1 and seen[0] >= 0:
+                return seen[0]
+            time.sleep(gap_s)
+        return 0
 
     def kill_control_plane(self, rng: random.Random, *, down_s: float = 1.0) -> Fault:
         """SIGKILL the control plane and start it again on the same database and MQTT session."""
