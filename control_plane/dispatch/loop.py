@@ -86,38 +86,44 @@ class Dispatcher:
         while not self._stop.is_set():
             batch, woken = self.inbox.drain(timeout=0.25)
             batch, held = held + batch, []
-            out = Outbox(reschedule=woken or self._outage_since is not None)
             housekept = time.monotonic() >= next_housekeeping
+            # Two outboxes: what the batch committed goes out even if the clock's work after it
+            # meets an outage; what that work did not commit never goes out.
+            out, later = Outbox(reschedule=woken or self._outage_since is not None), Outbox()
             try:
-                self._step(batch, out, housekept)
+                self._resync_after_outage(len(batch))
+                if batch:
+                    self._handle_batch(batch, out)
+                later.reschedule, out.reschedule = out.reschedule, False
+                self._clockwork(later, housekept)
             except DatabaseUnavailable as exc:
-                held = self._hold(batch, exc)
+                held = self._hold(batch[out.handled:], exc, out)
                 self._stop.wait(OUTAGE_RETRY_S)
                 continue
             if housekept:
                 next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+            if batch or housekept or later.publish or later.notify:
+                self.snapshot = self.ctx.fleet.snapshot()  # before answers go out: a route sees what it caused
+            out.merge(later)
             announce(out, self.mqtt, self.ctx.watch)
 
-    def _step(self, batch: list, out: Outbox, housekept: bool) -> None:
-        """One turn: the batch, the clock's work, a scheduling pass, the snapshot. Raises
-        DatabaseUnavailable, having announced nothing, when the database does not answer."""
-        ctx = self.ctx
-        if self._outage_since is not None:  # back: what memory tracked during the outage may be off
-            self._guard(ctx.reload_fleet)
+    def _resync_after_outage(self, waiting: int) -> None:
+        """Back from an outage: what memory tracked meanwhile may be off; the database is the truth."""
+        if self._outage_since is not None:
+            self._guard(self.ctx.reload_fleet)
             log.warning("the database answers again after %.1fs; handling the %d messages held meanwhile",
-                        time.monotonic() - self._outage_since, len(batch))
+                        time.monotonic() - self._outage_since, waiting)
             self._outage_since = None
-        if batch:
-            self._handle_batch(batch, out)
+
+    def _clockwork(self, out: Outbox, housekept: bool) -> None:
+        """After the batch: the clock's work and a scheduling pass, each in its own transaction."""
+        ctx = self.ctx
         if housekept:
             self._guard(housekeeping, ctx, out)
         if housekept or ctx.rollouts.due:  # soaks end with no message; a report moves a rollout at once
             tick_rollouts(ctx, out)
-        changed = bool(batch) or housekept or out.reschedule
         if out.reschedule:
             self._guard(self._schedule, out)
-        if changed:
-            self.snapshot = ctx.fleet.snapshot()  # before answers go out: a route sees what it caused
 
     def _schedule(self, out: Outbox) -> None:
         with self.ctx.session() as session:
@@ -139,15 +145,15 @@ class Dispatcher:
         if isinstance(exc, DBAPIError) and not database_up(self.ctx.engine):
             raise DatabaseUnavailable(type(exc.orig or exc).__name__) from exc
 
-    def _hold(self, batch: list, exc: DatabaseUnavailable) -> list:
-        """Keep the device messages of a turn that could not commit (unacked: the broker keeps them
-        too) and refuse its commands at once with a 503 that says nothing was written."""
+    def _hold(self, unhandled: list, exc: DatabaseUnavailable, out: Outbox) -> list:
+        """Announce what did commit (``out``), keep the device messages that did not (unacked: the
+        broker keeps them too) and refuse the commands that did not at once with a 503 that says
+        nothing was written."""
         if self._outage_since is None:
             self._outage_since = time.monotonic()
             log.error("the database is not answering: holding device messages unacknowledged until it is back")
-        out = Outbox()
         held = []
-        for item in batch:
+        for item in unhandled:
             if isinstance(item, Ask):
                 out.answer(item, error=exc)
             else:
@@ -172,12 +178,13 @@ class Dispatcher:
                 jobs.commit(session)
                 del loaded
             out.acks.extend(i for i in batch if isinstance(i, Inbound))
+            out.handled = len(batch)
         except Exception as exc:
+            out.forget()  # the transaction rolled back: nothing it would have announced may go out
             self._raise_if_down(exc)
             # One bad item must not sink the others: redo the batch one item at a time.
             log.exception("batch of %d failed; retrying one by one", len(batch))
             ctx.reload_fleet()
-            out.forget()
             for d in decoded:
                 self._handle_alone(d, out)
 
@@ -205,3 +212,4 @@ class Dispatcher:
         out.merge(one)
         if isinstance(d, Decoded):
             out.acks.append(d.item)
+        out.handled += 1

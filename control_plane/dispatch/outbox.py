@@ -20,6 +20,7 @@ class Outbox:
     acks: list[Inbound] = field(default_factory=list)
     answers: list[tuple[Ask, Any, BaseException | None]] = field(default_factory=list)
     reschedule: bool = False
+    handled: int = 0  # items of the batch, from its start, whose transaction committed
 
     def answer(self, ask: Ask, result: Any = None, error: BaseException | None = None) -> None:
         self.answers.append((ask, result, error))
@@ -30,6 +31,7 @@ class Outbox:
         self.retained.clear()
         self.notify.clear()
         self.answers.clear()
+        self.handled = 0
 
     def merge(self, other: Outbox) -> None:
         self.publish += other.publish
