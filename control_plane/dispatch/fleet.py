@@ -100,4 +100,4 @@ class Fleet:
         t = now()
         devices = {v.id: DeviceStatus(id=v.id, gate=v.gate(self.stats), rtf=round(self.stats.device_rtf(v, t), 4),
                                       rtt_s=round(self.stats.rtt_of(v.id), 4)) for v in self.devices.values()}
-        return FleetSnapshot(devices=MappingProxyType(devices), taken_at=t)
+        return FleetSnapshot(devices=MappingProxyType(devices))

@@ -23,7 +23,6 @@ class DeviceStatus:
 @dataclass(frozen=True)
 class FleetSnapshot:
     devices: Mapping[str, DeviceStatus] = field(default_factory=lambda: MappingProxyType({}))
-    taken_at: float = 0.0
 
     def get(self, device_id: str) -> DeviceStatus | None:
         return self.devices.get(device_id)
