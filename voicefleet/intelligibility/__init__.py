@@ -1,0 +1,13 @@
+"""Intelligibility: can an offline recogniser understand what an engine said?
+
+``char_error_rate(reference, hypothesis)`` and ``normalise`` (score.py) are light;
+``shared_recogniser().transcribe(pcm, sample_rate, lang)`` (recogniser.py) loads Whisper base on
+first use and raises ``RecogniserUnavailable`` where the ``asr`` extra is not installed. A
+control-plane and build-time tool: edge agents never import the recogniser.
+"""
+
+from voicefleet.intelligibility.recogniser import Recogniser, RecogniserUnavailable, shared_recogniser
+from voicefleet.intelligibility.score import char_error_rate, edit_distance, normalise
+
+__all__ = ["Recogniser", "RecogniserUnavailable", "char_error_rate", "edit_distance", "normalise",
+           "shared_recogniser"]
