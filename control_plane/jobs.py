@@ -78,13 +78,26 @@ def resolve(spec: JobCreate, servable_dialects: set[str]) -> JobCreate:
 
 
 def info_of(job: Job) -> JobInfo:
-    return JobInfo(id=job.id, needs=needs_of(job), chars=spoken_chars(job.text), deadline_at=job.deadline_at)
+    return JobInfo(id=job.id, needs=needs_of(job), chars=spoken_chars(job.text), deadline_at=job.deadline_at,
+                   quality=job.quality or "best")
 
 
-def assignment(job: Job, *, prompt: p.VoicePrompt | None, lease_s: float) -> p.JobAssign:
-    """The wire message handing the job's current attempt to its device: the job's spec, flat."""
-    return p.JobAssign(job_id=job.id, attempt=job.attempt, **job.spec_fields(), prompt=prompt,
-                       lease_s=lease_s)
+def assignment(job: Job, *, prompt: p.VoicePrompt | None, lease_s: float, engine: str | None = None) -> p.JobAssign:
+    """The wire message handing the job's current attempt to ``engine`` on its device: the job's spec,
+    flat, with a voice named ``engine:preset`` reduced to the preset that engine knows."""
+    fields = job.spec_fields() | {"voice": p.split_voice(job.voice)[1]}
+    return p.JobAssign(job_id=job.id, attempt=job.attempt, **fields, prompt=prompt, engine=engine, lease_s=lease_s)
+
+
+def speaker(device_id: str, offer: p.EngineOffer | None, voice: str | None, *, tier: str | None = None,
+            fallback: dict[str, str] | None = None) -> dict[str, Any]:
+    """Who speaks a job: the device, its engine (name, version, model), the voice and its tier, and
+    what placement fell back from. ``voice``: the job's (None: the engine's first preset)."""
+    preset = p.split_voice(voice)[1]
+    if offer is None:
+        return {"device": device_id, "engine": None, "voice": preset, "tier": tier, "fallback": fallback}
+    return {"device": device_id, "engine": offer.name, "version": offer.engine.version, "model": offer.engine.model,
+            "voice": preset or next(iter(offer.capabilities.voices), None), "tier": offer.tier, "fallback": fallback}
 
 
 def spoken_chars(text: str) -> int:
@@ -212,7 +225,8 @@ def claim_queued(session: Session, engine: Engine, *, limit: int, starve_s: floa
     return sorted(claimed, key=urgency)[:limit]
 
 
-def assign(session: Session, job: Job, *, device_id: str, lease_s: float, explain: dict[str, Any]) -> None:
+def assign(session: Session, job: Job, *, device_id: str, lease_s: float, explain: dict[str, Any],
+           spoken_by: dict[str, Any] | None = None) -> None:
     t = now()
     job.state = JobState.assigned
     job.device_id = device_id
@@ -220,6 +234,7 @@ def assign(session: Session, job: Job, *, device_id: str, lease_s: float, explai
     job.assigned_at = t
     job.lease_expires_at = t + lease_s
     job.explain = explain
+    job.spoken_by = spoken_by
     session.add(job)
     record_event(session, job_id=job.id, attempt=job.attempt, kind="assigned", device_id=device_id,
                          detail={"reason": explain.get("reason")}, ts=t)
@@ -253,8 +268,11 @@ def mark_first_chunk(session: Session, job: Job, *, sample_rate: int) -> None:
         session.add(job)
 
 
-def mark_done(session: Session, job: Job, *, event_id: str | None) -> None:
+def mark_done(session: Session, job: Job, *, event_id: str | None, spoken_by: dict[str, Any] | None = None) -> None:
+    """``spoken_by``: who the device says spoke it (it confirms, or corrects, what placement planned)."""
     job.state = JobState.done
+    if spoken_by is not None:
+        job.spoken_by = {**(job.spoken_by or {}), **spoken_by}
     job.finished_at = now()
     job.lease_expires_at = None
     session.add(job)

@@ -26,6 +26,9 @@ class Metrics:
                                ["reason"], registry=self.registry)
         self.finished = Counter("voicefleet_jobs_finished", "Jobs reaching a final state", ["state"],
                                 registry=self.registry)
+        # who spoke what was delivered (a cloned voice is counted as "cloned")
+        self.spoken = Counter("voicefleet_jobs_spoken", "Jobs done, by the engine, voice and quality tier that spoke "
+                              "them", ["engine", "voice", "tier"], registry=self.registry)
         self.hedged = Counter("voicefleet_jobs_hedged", "Jobs taken off a device that ran far over the estimate",
                               registry=self.registry)
         self.registry.register(_DatabaseGauges(snapshot))

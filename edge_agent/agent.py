@@ -199,7 +199,7 @@ class Agent:
     def _publish_state(self, status: str):
         state = p.DeviceState(
             device_id=self.device_id, status=status, role=self.settings.role,
-            engine=self.engine.descriptor, capabilities=self.engine.capabilities,
+            engine=self.engine.descriptor, capabilities=self.engine.capabilities, engines=self.engine.offers(),
             max_concurrency=self.runner.concurrency, agent_version=__version__, boot_id=self.boot_id,
             model=self.slots.active_model() if self.slots else None, tags=self.settings.tags,
             image=image_report(self.settings.image_status_file),

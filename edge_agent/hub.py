@@ -125,8 +125,11 @@ class JournaledEngine(Engine):
         self._engine, self._note, self._cache = engine, note, cache
         self.descriptor, self.capabilities = engine.descriptor, engine.capabilities
 
-    def select(self, request):
-        return self._engine.select(request)
+    def select(self, request, engine=None):
+        return self._engine.select(request, engine)
+
+    def members(self):
+        return self._engine.members()
 
     def synthesize(self, request, cancelled=lambda: False):
         from edge_agent.phrase_cache import cache_key

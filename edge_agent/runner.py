@@ -170,7 +170,7 @@ class JobRunner:
         t0 = time.perf_counter()
         first_chunk_s = None
         try:
-            engine = self.engine.select(request)
+            engine = self.engine.select(request, job.engine)
             rate = engine.descriptor.sample_rate  # an EngineChain's members differ in sample rate
             for pcm in engine.synthesize(request, cancelled=lambda: key in self._cancelled):
                 if key in self._cancelled:
@@ -193,13 +193,19 @@ class JobRunner:
         synth_s = time.perf_counter() - t0
         self._learn_rtf(synth_s, pcm_seconds(total, rate))
         self.emit(p.JobDone(chunks=seq, samples=total // 2, sample_rate=rate, sha256=digest.hexdigest(),
-                            engine=engine.descriptor, synth_s=round(synth_s, 6),
+                            engine=engine.descriptor, voice=request.voice or _default_voice(engine),
+                            synth_s=round(synth_s, 6),
                             first_chunk_s=None if first_chunk_s is None else round(first_chunk_s, 6), **ids), None)
 
     def _learn_rtf(self, synth_s: float, audio_s: float) -> None:
         if audio_s > 0:
             rtf = synth_s / audio_s
             self.rtf = rtf if self.rtf is None else 0.8 * self.rtf + 0.2 * rtf
+
+
+def _default_voice(engine) -> str | None:
+    """The preset an engine speaks when a job names none: its first."""
+    return next(iter(engine.capabilities.voices), None)
 
 
 def _split(pcm: bytes) -> list[bytes]:

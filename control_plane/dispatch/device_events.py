@@ -78,6 +78,7 @@ def _on_state(ctx: Context, session: Session, device_id: str, st: p.DeviceState,
         dev.role = st.role
         dev.engine = st.engine.model_dump() if st.engine else None
         dev.capabilities = st.capabilities.model_dump() if st.capabilities else None
+        dev.engines = [o.model_dump() for o in st.offers()] or None
         dev.max_concurrency = st.max_concurrency
         dev.agent_version = st.agent_version
         dev.boot_id = st.boot_id
@@ -156,11 +157,26 @@ def _on_done(ctx: Context, session: Session, job: Job, ev: p.JobDone, data, out:
     rtt = None
     if ev.first_chunk_s is not None and job.first_chunk_at is not None and job.assigned_at is not None:
         rtt = (job.first_chunk_at - job.assigned_at) - ev.first_chunk_s
-    ctx.fleet.stats.observe_done(device_id, lang=job.lang, chars=jobs.spoken_chars(job.text),
+    ctx.fleet.stats.observe_done(device_id, ev.engine.name, lang=job.lang, chars=jobs.spoken_chars(job.text),
                                  audio_s=ev.samples / ev.sample_rate, synth_s=ev.synth_s, rtt_s=rtt)
-    jobs.mark_done(session, job, event_id=ev.event_id)
+    spoken_by, preset = _who_spoke(ctx, job, ev)
+    jobs.mark_done(session, job, event_id=ev.event_id, spoken_by=spoken_by)
+    ctx.metrics.spoken.labels(ev.engine.name, preset, spoken_by["tier"] or "").inc()
     ctx.metrics.total.observe(job.finished_at - job.created_at)
     attempts.ended(ctx, job, device_id, out)
+
+
+def _who_spoke(ctx: Context, job: Job, ev: p.JobDone) -> tuple[dict, str]:
+    """What the device says spoke the job, its tier from what the device offers; and the voice as
+    the metrics count it (a cloned voice as "cloned": its id would grow the label set)."""
+    planned = job.spoken_by or {}
+    view = ctx.fleet.devices.get(job.device_id or "")
+    offer = view.offer(ev.engine.name) if view is not None else None
+    tier = offer.tier if offer is not None else planned.get("tier") if planned.get("engine") == ev.engine.name else None
+    voice = ev.voice or planned.get("voice")
+    preset = voice if offer is None or voice in offer.capabilities.voices else "cloned"
+    return {"engine": ev.engine.name, "version": ev.engine.version, "model": ev.engine.model, "voice": voice,
+            "tier": tier}, preset or ""
 
 
 def _on_failed(ctx: Context, session: Session, job: Job, ev: p.JobFailed, data, out: Outbox) -> None:

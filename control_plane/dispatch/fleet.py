@@ -16,6 +16,7 @@ from control_plane.models import Device, Job
 from control_plane.scheduler import DeviceView, FleetStats, Running
 from voicefleet import protocol as p
 from voicefleet.ids import now
+from voicefleet.protocol.devices import legacy_offer
 
 TIERS = ("interactive", "batch")
 
@@ -49,6 +50,7 @@ class Fleet:
             view = self.devices[dev.id] = DeviceView(id=dev.id, status=dev.status, capabilities=caps,
                                                      max_concurrency=dev.max_concurrency)
         view.status, view.capabilities, view.max_concurrency = dev.status, caps, dev.max_concurrency
+        view.offers = offers_of(dev)
         view.role, view.cordoned, view.telemetry = dev.role, dev.cordoned, dev.telemetry
         view.last_seen_at = dev.last_seen_at
 
@@ -64,18 +66,19 @@ class Fleet:
         for job_id, device_id, assigned_at, lang, text, explain in jobs.active_assignments(session):
             view = self.devices.get(device_id)
             if view is not None:
+                explain = explain or {}
                 view.inflight += 1
                 view.running[job_id] = Running(job_id, assigned_at or now(),
                                                self.stats.audio_s(lang, jobs.spoken_chars(text)),
-                                               (explain or {}).get("expected_s"))
+                                               explain.get("expected_s"), explain.get("engine"))
         self.queued = jobs.queue_depth(session)
 
-    def took(self, job: Job, device_id: str, expected_s: float | None) -> None:
-        """A queued job was assigned to ``device_id``."""
+    def took(self, job: Job, device_id: str, expected_s: float | None, engine: str | None) -> None:
+        """A queued job was assigned to ``engine`` on ``device_id``."""
         view = self.devices[device_id]
         view.inflight += 1
         audio_s = self.stats.audio_s(job.lang, jobs.spoken_chars(job.text))
-        view.running[job.id] = Running(job.id, job.assigned_at, audio_s, expected_s)
+        view.running[job.id] = Running(job.id, job.assigned_at, audio_s, expected_s, engine)
         self.queued[job.tier] -= 1
 
     def released(self, job_id: str, device_id: str | None) -> None:
@@ -98,6 +101,20 @@ class Fleet:
 
     def snapshot(self) -> FleetSnapshot:
         t = now()
-        devices = {v.id: DeviceStatus(id=v.id, gate=v.gate(self.stats), rtf=round(self.stats.device_rtf(v, t), 4),
-                                      rtt_s=round(self.stats.rtt_of(v.id), 4)) for v in self.devices.values()}
+        devices = {}
+        for v in self.devices.values():
+            rtfs = {o.name: round(self.stats.engine_rtf(v, o.name, t), 4) for o in v.offers}
+            devices[v.id] = DeviceStatus(id=v.id, gate=v.gate(self.stats), rtf=next(iter(rtfs.values()), None),
+                                         rtt_s=round(self.stats.rtt_of(v.id), 4),
+                                         engine_rtf=MappingProxyType(rtfs))
         return FleetSnapshot(devices=MappingProxyType(devices))
+
+
+def offers_of(dev: Device) -> list[p.EngineOffer]:
+    """A device row's engines as placement ranks them (an agent that predates offers: its one engine)."""
+    if dev.engines:
+        return [p.EngineOffer.model_validate(o) for o in dev.engines]
+    if dev.engine is None or dev.capabilities is None:
+        return []
+    engine, caps = p.EngineDescriptor.model_validate(dev.engine), p.Capabilities.model_validate(dev.capabilities)
+    return [legacy_offer(engine, caps)]

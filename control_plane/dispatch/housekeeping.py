@@ -66,7 +66,7 @@ def _hedge(ctx: Context, session: Session, out: Outbox) -> None:
             alternative = Planner(others, fleet.stats, now=t).place(jobs.info_of(job))
             if alternative.expected_s is None or alternative.expected_s >= 0.5 * elapsed:
                 continue  # the slow device is still the better bet
-            fleet.stats.observe_overrun(view.id, elapsed / max(r.audio_s, 1e-3))
+            fleet.stats.observe_overrun(view.id, r.engine, elapsed / max(r.audio_s, 1e-3))
             ctx.metrics.hedged.inc()
             attempts.hand_back(ctx, session, job, cancel="hedged: running far over its estimate", out=out,
                                reason=f"hedged after {elapsed:.1f}s (expected {r.expected_s:.1f}s) on {view.id}")

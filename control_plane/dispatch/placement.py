@@ -42,9 +42,13 @@ def schedule(ctx: Context, session: Session, out: Outbox) -> None:
 
 def _assign(ctx: Context, session: Session, job: Job, decision: Decision, out: Outbox) -> None:
     device_id = decision.device_id
-    jobs.assign(session, job, device_id=device_id, lease_s=ctx.settings.lease_s, explain=decision.explain())
-    ctx.fleet.took(job, device_id, decision.expected_s)
-    assignment = jobs.assignment(job, prompt=_prompt(ctx, session, job.voice), lease_s=ctx.settings.lease_s)
+    offer = ctx.fleet.devices[device_id].offer(decision.engine)
+    spoken_by = jobs.speaker(device_id, offer, job.voice, tier=decision.tier, fallback=decision.fallback)
+    jobs.assign(session, job, device_id=device_id, lease_s=ctx.settings.lease_s, explain=decision.explain(),
+                spoken_by=spoken_by)
+    ctx.fleet.took(job, device_id, decision.expected_s, decision.engine)
+    assignment = jobs.assignment(job, prompt=_prompt(ctx, session, job.voice), lease_s=ctx.settings.lease_s,
+                                 engine=decision.engine)
     out.publish.append((p.device_topic(device_id, "job"), p.encode(assignment)))
     out.notify.add(job.id)
 

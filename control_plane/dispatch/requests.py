@@ -42,7 +42,8 @@ def _submit(ctx: Context, session: Session, ask: Ask, out: Outbox) -> None:
     views = fleet.views()
     servable = {d for v in views if v.gate(fleet.stats) is None for d in v.capabilities.dialects}
     specs: list[JobCreate] = [jobs.resolve(spec, servable) for spec in cmd.specs]
-    presets = {v for view in views for v in view.capabilities.voices}
+    # a preset by its own name or as ENGINE:PRESET (that engine's only)
+    presets = {v for view in views for o in view.offers for v in (*o.capabilities.voices, *o.voices())}
     try:
         for i, spec in enumerate(specs):
             try:

@@ -12,8 +12,9 @@ from types import MappingProxyType
 class DeviceStatus:
     id: str
     gate: str | None  # why it may not take new jobs now (None: it may)
-    rtf: float  # the real-time factor the scheduler expects of it
+    rtf: float | None  # the real-time factor the scheduler expects of its first engine
     rtt_s: float  # its measured round trip
+    engine_rtf: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # of each engine
 
     @property
     def eligible(self) -> bool:

@@ -16,6 +16,8 @@ class DeviceBase(SQLModel):
     status: str = "offline"  # online | draining | offline (from the device's retained state)
     engine: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
     capabilities: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
+    # each engine as placement ranks it (voicefleet.protocol EngineOffer): tier, voices, measured figures
+    engines: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
     max_concurrency: int = 1
     agent_version: str = ""
     last_seen_at: float | None = None

@@ -55,6 +55,9 @@ class JobCreate(SpeechSpec, SQLModel):
     region: str | None = Field(default=None, max_length=64)
     deadline_s: StrictFloat | None = Field(default=None, gt=0, le=86400,
                                      description="complete within this many seconds of submission, if possible")
+    quality: Literal["best", "fastest"] = Field(
+        default="best", description="best: the best-rated voice that can meet the deadline (a worse one only when "
+        "no better can); fastest: the soonest completion whatever the voice")
 
     @field_validator("text")
     @classmethod
@@ -135,6 +138,10 @@ class JobBase(SpeechSpec, SQLModel):
     error_text: str | None = None
     sample_rate: int | None = None
     explain: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
+    quality: str = "best"  # best | fastest (JobCreate)
+    # who spoke it: device, engine, version, model, voice, tier, and any fallback (what it fell back from
+    # and why); set at assignment, confirmed by the device's done (control_plane/jobs.py)
+    spoken_by: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
 
 
 class Job(JobBase, table=True):

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from pydantic import ConfigDict
 
 from voicefleet.errors import CodedError
-from voicefleet.protocol import Capabilities, EngineDescriptor, SpeechSpec, VoicePrompt
+from voicefleet.protocol import Capabilities, EngineDescriptor, EngineOffer, SpeechSpec, VoiceFigures, VoicePrompt
 from voicefleet.text.speakable import unspeakable
 
 
@@ -65,15 +65,23 @@ class Engine(Protocol):
 
     descriptor: EngineDescriptor
     capabilities: Capabilities
+    tier: str = "neural"  # its quality tier (voicefleet.protocol QUALITY_TIERS); each engine says its own
+    figures: VoiceFigures = VoiceFigures()  # what was measured of its voice, where a bundle says
 
-    def select(self, request: SynthesisRequest) -> Engine:
+    def select(self, request: SynthesisRequest, engine: str | None = None) -> Engine:
         """The engine that will speak ``request`` (its descriptor's sample rate applies): a single
-        engine is itself; a chain picks its member or raises EngineError."""
+        engine is itself; a chain picks its member named ``engine`` (placement's choice) or its
+        first that can, or raises EngineError."""
         return self
 
     def members(self) -> list[Engine]:
         """The engines that speak for this one: itself, or a chain's members."""
         return [self]
+
+    def offers(self) -> list[EngineOffer]:
+        """What the device advertises of each engine: placement ranks these."""
+        return [EngineOffer(engine=e.descriptor, capabilities=e.capabilities, tier=e.tier, figures=e.figures)
+                for e in self.members()]
 
     def synthesize(self, request: SynthesisRequest,
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]: ...

@@ -18,7 +18,8 @@ agent there (``edge_agent/updater.py``).
   from the start); ``SLOWDOWN_AFTER_JOBS`` (0: the slowdown spares this many jobs first, counted from
   the engine's start, so a test can turn an agent slow after it has shown itself fast, whatever the
   machine's speed); ``LANGUAGES`` ("zh,en") and ``DIALECTS`` (""): its capabilities; ``CLONING`` and
-  ``INSTRUCTIONS`` ("1" to advertise them): a stand-in for a CosyVoice3 GPU worker in routing tests.
+  ``INSTRUCTIONS`` ("1" to advertise them): a stand-in for a CosyVoice3 GPU worker in routing tests;
+  ``TIER`` (neural): the quality tier it claims.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -92,6 +93,7 @@ class TimedConfig(BaseSettings):
     # tests can stand in for one where no GPU or weights are: the engine still only paces its pattern.
     cloning: bool = False
     instructions: bool = False
+    tier: Literal["formant", "neural", "flagship"] = "neural"  # claimed, so routing tests can rank stand-ins
 
     @field_validator("rtf", "s_per_char", "slowdown", "slowdown_at", mode="before")
     @classmethod
@@ -155,6 +157,7 @@ class BenchmarkTimedEngine(Engine):
         self.capabilities = Capabilities(languages=list(self.config.languages),
                                          dialects=list(self.config.dialects), voices=["default"],
                                          cloning=self.config.cloning, instructions=self.config.instructions)
+        self.tier = self.config.tier
         self._jobs = itertools.count()  # next() is atomic under the GIL: concurrent slots get distinct indexes
 
     def audio_samples(self, text: str) -> int:

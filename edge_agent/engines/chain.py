@@ -18,11 +18,15 @@ class EngineChain(Engine):
             voices=_union(c.voices for c in caps), streaming=all(c.streaming for c in caps),
             cloning=any(c.cloning for c in caps), instructions=any(c.instructions for c in caps))
 
-    def select(self, request: SynthesisRequest) -> Engine:
-        """The first engine whose capabilities cover ``request``."""
-        for engine in self.engines:
-            if engine.capabilities.missing_for(request) is None:
-                return engine
+    def select(self, request: SynthesisRequest, engine: str | None = None) -> Engine:
+        """The engine named ``engine`` (placement's choice) when it is here and can, else the first
+        whose capabilities cover ``request``."""
+        able = [e for e in self.engines if e.capabilities.missing_for(request) is None]
+        for member in able:
+            if member.descriptor.name == engine:
+                return member
+        if able:
+            return able[0]
         raise EngineError("unsupported", f"no engine here speaks lang {request.lang!r} dialect "
                                          f"{request.dialect!r} voice {request.voice!r}")
 

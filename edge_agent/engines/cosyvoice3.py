@@ -72,6 +72,7 @@ class CosyVoice3Engine(Engine):
                                            sample_rate=self.sample_rate)
         self.capabilities = Capabilities(languages=list(LANGUAGES), dialects=list(dialects_for_engine(COSYVOICE3)),
                                          voices=["default"], streaming=True, cloning=True, instructions=True)
+        self.tier = "flagship"
 
     def synthesize(self, request: SynthesisRequest,
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]:

@@ -200,6 +200,7 @@ class EspeakEngine(Engine):
         self._voices = working
         self.descriptor = EngineDescriptor(name="espeak-ng", version=self._lib.version,
                                            model="espeak-ng-data", sample_rate=self._lib.sample_rate)
+        self.tier = "formant"  # rule-based formant synthesis: understood in English, barely in Chinese
         self.capabilities = Capabilities(
             languages=list(dict.fromkeys(lang for lang, _ in working)),
             dialects=[dialect for _, dialect in working if dialect],

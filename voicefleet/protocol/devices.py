@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from voicefleet.ids import now
 from voicefleet.protocol.base import ID_PATTERN, Message
 from voicefleet.protocol.ota import ActiveModel
-from voicefleet.protocol.speech import Capabilities, EngineDescriptor
+from voicefleet.protocol.speech import Capabilities, EngineDescriptor, EngineOffer
 
 
 class ImageState(BaseModel):
@@ -33,7 +33,8 @@ class DeviceState(Message):
     status: Literal["online", "draining", "offline"]
     role: Literal["edge", "cloud"] | None = None
     engine: EngineDescriptor | None = None
-    capabilities: Capabilities | None = None
+    capabilities: Capabilities | None = None  # what any of its engines can do (the union of ``engines``)
+    engines: list[EngineOffer] = Field(default_factory=list, max_length=16)  # each engine, ranked by placement
     max_concurrency: int = 1
     agent_version: str = ""
     boot_id: str = ""
@@ -41,6 +42,16 @@ class DeviceState(Message):
     tags: list[str] = Field(default_factory=list, max_length=32)  # "site:berlin", "hw:orin-nano", "customer:acme"
     image: ImageState | None = None  # where the device runs from a RAUC image
     ts: float = Field(default_factory=now)
+
+    def offers(self) -> list[EngineOffer]:
+        """Its engines; an agent that predates offers is one engine of unknown quality, ranked lowest."""
+        if self.engines or self.engine is None or self.capabilities is None:
+            return list(self.engines)
+        return [legacy_offer(self.engine, self.capabilities)]
+
+
+def legacy_offer(engine: EngineDescriptor, capabilities: Capabilities) -> EngineOffer:
+    return EngineOffer(engine=engine, capabilities=capabilities, tier="formant")
 
 
 class Telemetry(Message):

@@ -41,6 +41,7 @@ class JobAssign(SpeechSpec, _JobHeader):
 
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS - 1)  # required here, and bounded
     prompt: VoicePrompt | None = None  # set when ``voice`` is a cloned (prompt) voice
+    engine: str | None = None  # the engine placement chose (a descriptor name); None: the agent's first that can
     lease_s: float = 60.0
     sent_at: float = Field(default_factory=now)
 
@@ -78,7 +79,8 @@ class JobDone(JobEventBase):
     samples: int = Field(ge=0)
     sample_rate: int = Field(gt=0)
     sha256: str  # of the concatenated PCM bytes
-    engine: EngineDescriptor
+    engine: EngineDescriptor  # the engine that spoke
+    voice: str | None = None  # the preset it spoke with, or the cloned voice's id
     synth_s: float = 0.0
     first_chunk_s: float | None = None  # from receiving the job to its first chunk (the control plane
     # subtracts it from what it saw to measure the round trip)

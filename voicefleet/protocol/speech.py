@@ -8,7 +8,7 @@ spec against ``Capabilities.missing_for``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -91,6 +91,68 @@ class EngineDescriptor(BaseModel):
     version: str
     model: str
     sample_rate: int
+
+
+# Quality tiers, worst to best: what a listener hears, judged by how the voice is made and what was
+# measured of it (docs/quality.md). Placement prefers the best tier that can serve a job in time.
+QUALITY_TIERS: tuple[str, ...] = ("formant", "neural", "flagship")
+Tier = Literal["formant", "neural", "flagship"]
+
+
+def tier_rank(tier: str) -> int:
+    """Higher is better; an unknown tier ranks below every known one."""
+    return QUALITY_TIERS.index(tier) if tier in QUALITY_TIERS else -1
+
+
+def split_voice(voice: str | None) -> tuple[str | None, str | None]:
+    """``"espeak-ng:female"`` -> (engine, preset); a bare preset or a cloned voice's id has no engine."""
+    if voice and ":" in voice:
+        engine, _, preset = voice.partition(":")
+        return engine, preset or None
+    return None, voice
+
+
+class VoiceFigures(BaseModel):
+    """What was measured of an engine's voice (a bundle's evaluation), where it was: the character
+    error rate through the offline recogniser, the distance to its teacher, speaker similarity to
+    the teacher, and the real-time factor on one thread (the scheduler's prior)."""
+
+    model_config = ConfigDict(frozen=True)
+    cer: float | None = None
+    mcd_db: float | None = None
+    speaker_similarity: float | None = None
+    rtf: float | None = None
+
+
+class EngineOffer(BaseModel):
+    """One engine of a device as placement ranks it: what it is, what it speaks, its quality tier
+    and its measured figures. A device with a chain of engines offers each."""
+
+    model_config = ConfigDict(frozen=True)
+    engine: EngineDescriptor
+    capabilities: Capabilities
+    tier: Tier
+    figures: VoiceFigures = Field(default_factory=VoiceFigures)
+
+    @property
+    def name(self) -> str:
+        return self.engine.name
+
+    @property
+    def rank(self) -> int:
+        return tier_rank(self.tier)
+
+    def voices(self) -> list[str]:
+        """Its presets by full name (``engine:preset``), as a caller may ask for one of this engine only."""
+        return [f"{self.name}:{v}" for v in self.capabilities.voices]
+
+    def missing_for(self, spec: SpeechSpec) -> str | None:
+        """What ``spec`` needs that this engine lacks, or None; a voice named ``engine:preset``
+        is served only by that engine."""
+        engine, preset = split_voice(spec.voice)
+        if engine is not None and engine != self.name:
+            return f"voice {spec.voice!r} (it belongs to engine {engine!r})"
+        return self.capabilities.missing_for(spec.model_copy(update={"voice": preset}) if engine else spec)
 
 
 class VoicePrompt(BaseModel):
