@@ -1,5 +1,7 @@
 """What an update checks before it may switch: the command's shape, and that the new model speaks
-(a test phrase of the right length, neither silent nor clipped). ``UpdateFailed`` says why not."""
+(a test phrase of the right length, neither silent nor clipped). ``UpdateFailed`` says why not.
+Whether the phrase can be understood is judged by the control plane, from the audio the ``tested``
+report carries: the recogniser is too heavy for a device."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from voicefleet import protocol as p
 from voicefleet.errors import CodedError
+from voicefleet.protocol.ota import MAX_TEST_AUDIO_S, TEST_AUDIO_RATE, TestAudio
 
 TEST_TEXT = "今天下午三点提醒我开会，请准备好材料。"
 # Test synthesis: seconds of audio per Chinese character (Mandarin runs near 0.2-0.3), the quietest
@@ -37,9 +40,9 @@ def check_command(cmd: p.OtaCommand) -> None:
                                           f"{MAX_BUNDLE_BYTES} bytes")
 
 
-def speak_test_phrase(slot: Path, settings=None) -> dict[str, float]:
+def speak_test_phrase(slot: Path, settings=None) -> tuple[dict[str, float], TestAudio]:
     """Speak TEST_TEXT with a student engine built from ``slot`` (``settings``: the process's
-    EngineSettings); its figures, or UpdateFailed why not."""
+    EngineSettings); its figures and what it said, or UpdateFailed why not."""
     from edge_agent.engines.base import EngineError, SynthesisRequest
     from edge_agent.engines.student import StudentEngine
 
@@ -57,7 +60,20 @@ def speak_test_phrase(slot: Path, settings=None) -> dict[str, float]:
     if problem := audio_problem(audio, engine.sample_rate, TEST_TEXT):
         raise UpdateFailed("test_failed", f"the new model's test phrase {problem}")
     audio_s = len(audio) / engine.sample_rate
-    return {"rtf": round(synth_s / audio_s, 5), "first_chunk_s": round(first or 0.0, 5), "audio_s": round(audio_s, 3)}
+    figures = {"rtf": round(synth_s / audio_s, 5), "first_chunk_s": round(first or 0.0, 5),
+               "audio_s": round(audio_s, 3)}
+    said = resample(audio[:int(MAX_TEST_AUDIO_S * engine.sample_rate)], engine.sample_rate, TEST_AUDIO_RATE)
+    return figures, TestAudio.of(TEST_TEXT, said.tobytes(), TEST_AUDIO_RATE)
+
+
+def resample(audio: np.ndarray, rate: int, to: int) -> np.ndarray:
+    """int16 ``audio`` at ``to`` Hz, band-limited through one FFT (a phrase is short)."""
+    if rate == to or audio.size == 0:
+        return audio.astype("<i2")
+    n = round(audio.size * to / rate)
+    spectrum = np.fft.rfft(audio.astype(np.float64))[:n // 2 + 1]
+    out = np.fft.irfft(spectrum, n) * (n / audio.size)
+    return np.clip(np.rint(out), -32768, 32767).astype("<i2")
 
 
 def audio_problem(audio: np.ndarray, sample_rate: int, text: str) -> str | None:

@@ -132,11 +132,11 @@ class Updater:
         self._send(cmd, "verified")
         self.checkpoint("verified")
         try:
-            figures = speak_test_phrase(target, self.engine_settings)
+            figures, said = speak_test_phrase(target, self.engine_settings)
         except UpdateFailed:
             self._set_status(target, "bad")
             raise
-        self._send(cmd, "tested", test=figures)
+        self._send(cmd, "tested", test=figures, test_audio=said)
         self.checkpoint("tested")
         self._switch(target.name)
         self.checkpoint("switched")

@@ -15,6 +15,7 @@ from sqlmodel import Session
 if TYPE_CHECKING:
     from control_plane.models import JobCreate
     from control_plane.rollouts import Publish, RolloutCreate, Rollouts
+    from control_plane.rollouts.listening import Verdict
     from voicefleet.protocol import Message
 
 
@@ -122,6 +123,17 @@ class PinModel(RolloutCommand):
     def run(self, rollouts, session, publish):
         return rollouts.pin(session, publish, device_id=self.device_id, model_id=self.model_id,
                             version=self.version)
+
+
+@dataclass(frozen=True)
+class HeardTestPhrase(RolloutCommand):
+    """The rollouts' listener's verdict on a device's test phrase (control_plane/rollouts/listening.py),
+    handed over from its own thread: recognition never runs on the dispatcher's."""
+
+    verdict: Verdict
+
+    def run(self, rollouts, session, publish):
+        return rollouts.heard(session, publish, verdict=self.verdict)
 
 
 @dataclass

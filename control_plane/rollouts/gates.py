@@ -7,6 +7,7 @@ import statistics
 from sqlmodel import Session, col, select
 
 from control_plane.models import JobEvent, Rollout, RolloutTarget
+from control_plane.rollouts.listening import heard_cer
 from control_plane.rollouts.plans import Plan
 from control_plane.rollouts.states import NOT_MODEL_ERRORS
 
@@ -20,6 +21,8 @@ def gate_breach(session: Session, rollout: Rollout, targets: list[RolloutTarget]
         what = f"test synthesis failed on {tests} device(s)" if tests else "install/activation failed"
         ids = ", ".join(t.device_id for t in failed[:5])
         return f"gate failures: {what}, {len(failed)} failed > {gates.max_failures} allowed ({ids})"
+    if breach := cer_breach(targets, gates.max_cer):
+        return breach
     updated = [t for t in targets if t.state == "activated" and t.activated_at is not None]
     if not updated:
         return None
@@ -33,6 +36,17 @@ def gate_breach(session: Session, rollout: Rollout, targets: list[RolloutTarget]
             return (f"gate {key}: test synthesis {statistics.median(ratios):.2f}x the previous version's "
                     f"(median of {len(ratios)} device(s)) > {limit:g}x")
     return None
+
+
+def cer_breach(targets: list[RolloutTarget], max_cer: float | None) -> str | None:
+    """Any judged device whose test phrase the recogniser could not make out (one is enough: the same
+    bundle speaks the same phrase everywhere, so a device over the bound is heard as the bundle)."""
+    heard = [(cer, t.device_id) for t in targets if (cer := heard_cer(t)) is not None]
+    if max_cer is None or not heard or max(heard)[0] <= max_cer:
+        return None
+    cer, device_id = max(heard)
+    return (f"gate cer: the test phrase as {device_id} spoke it was heard with a character error rate of "
+            f"{cer:.0%} > {max_cer:.0%} allowed (unintelligible)")
 
 
 def job_outcomes(session: Session, updated: list[RolloutTarget]) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 from control_plane.models import DeviceModel, Rollout, RolloutTarget
 from control_plane.registry import Registry, ota_files
 from control_plane.rollouts.gates import gate_breach
+from control_plane.rollouts.listening import Listener, Phrase, Verdict, awaits_verdict
 from control_plane.rollouts.plans import Plan, RolloutCreate, phases_of
 from control_plane.rollouts.records import (
     add_event,
@@ -37,10 +38,11 @@ class Rollouts:
     ``abort``, ``rollback``, ``pin``) taking the dispatcher's session and publish list and keyword
     arguments; ``on_state`` and ``on_report`` take device messages; ``tick`` moves what can move."""
 
-    def __init__(self, *, registry: Registry, api_url: str, url_secret: bytes):
+    def __init__(self, *, registry: Registry, api_url: str, url_secret: bytes, listener: Listener | None = None):
         self.registry = registry
         self.api_url = api_url
         self.url_secret = url_secret
+        self.listener = listener  # judges test phrases (listening.py); None: they are not judged
         self.due = False  # something moved: tick at the end of this batch, not at the next housekeeping
         # Devices whose outstanding commands go out again at the next tick (same command_id: harmless),
         # because the command may never have left: a control plane killed between its commit and its
@@ -182,6 +184,9 @@ class Rollouts:
             return  # a redelivery, or progress that arrives after the outcome
         if r.stage == "tested":
             target.test = dict(r.test)
+            if r.test_audio is not None and self._listens(session, rollout, target):
+                self.listener.keep(Phrase(rollout.id, device_id, r.command_id), r.test_audio)
+                target.test["cer"] = None  # awaited: the tick asks the listener
         if r.stage == "activated":
             target.activated_at = r.ts
             if rollout.state not in ("running", "paused", "completed", "aborted"):
@@ -196,6 +201,37 @@ class Rollouts:
         set_target(session, rollout, target, state, error=error,
                      detail={"stage": r.stage, "test": r.test or None, "error": error})
         self.due = True
+
+    def heard(self, session: Session, publish: Publish, *, verdict: Verdict) -> None:
+        """The listener's verdict on a target's test phrase: its ``cer`` joins the test figures (the gate
+        reads it at the next tick); a phrase that could not be judged halts the rollout, never passes."""
+        phrase = verdict.phrase
+        target = session.get(RolloutTarget, (phrase.rollout_id, phrase.device_id))
+        if target is None or target.command_id != phrase.command_id or not awaits_verdict(target):
+            return  # a verdict on a phrase the target no longer waits for
+        rollout = session.get(Rollout, phrase.rollout_id)
+        if verdict.error is not None:
+            reason = f"cannot judge intelligibility: {verdict.error}"
+            add_event(session, rollout, "device_unheard", phrase.device_id, {"error": verdict.error})
+            if rollout.state in ("running", "paused"):
+                self._undo(session, rollout, "halting", reason, kind="halted")
+            return
+        target.test = {**target.test, "cer": verdict.cer}
+        session.add(target)
+        dm = session.get(DeviceModel, phrase.device_id)
+        if dm is not None and (dm.test or {}).get("version") == rollout.version:
+            dm.test = {**dm.test, "cer": verdict.cer}
+            session.add(dm)
+        add_event(session, rollout, "device_heard", phrase.device_id,
+                  {"cer": verdict.cer, "heard": verdict.heard, "command_id": phrase.command_id})
+
+    def _listens(self, session: Session, rollout: Rollout, target: RolloutTarget) -> bool:
+        """Whether this target's test phrase is judged: the first ``listen_to`` that report one."""
+        gates = Plan.model_validate(rollout.plan).gates
+        if self.listener is None or gates.max_cer is None or rollout.state not in ("running", "paused"):
+            return False
+        others = [t for t in targets_of(session, rollout.id) if t.device_id != target.device_id]
+        return sum("cer" in (t.test or {}) for t in others) < gates.listen_to
 
     # -- the tick ----------------------------------------------------------------------------
 
@@ -216,6 +252,9 @@ class Rollouts:
                     targets = targets_of(session, rollout.id)
             if rollout.state == "running":
                 self._advance(session, rollout, targets, online, publish)
+            if rollout.state in ("running", "paused") and self.listener is not None:
+                for t in filter(awaits_verdict, targets):
+                    self.listener.want(Phrase(rollout.id, t.device_id, t.command_id))
             self._send(session, rollout, targets, online, publish, resend)
             if rollout.state in ("halting", "rolling_back") and not any(
                     t.state in UNDO + IN_FLIGHT for t in targets):
@@ -229,7 +268,8 @@ class Rollouts:
         last = len(plan.waves)
         while True:
             mine = [t for t in targets if t.phase <= rollout.phase]
-            waiting = [t for t in mine if t.state in IN_FLIGHT or t.state == "pending" and t.device_id in online]
+            waiting = [t for t in mine if t.state in IN_FLIGHT or t.state == "pending" and t.device_id in online
+                       or awaits_verdict(t)]
             if waiting:
                 return
             t = now()
