@@ -22,11 +22,13 @@ from control_plane.audio_store import LocalAudioStore
 from control_plane.core.config import Settings
 from control_plane.core.db import make_engine, upgrade, wait_for_database
 from control_plane.dispatch import Context, Dispatcher, Inbox
+from control_plane.dispatch.commands import HeardTestPhrase
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
 from control_plane.models import Device
 from control_plane.registry import Registry
 from control_plane.rollouts import Rollouts
+from control_plane.rollouts.listening import Listener
 from control_plane.signed_urls import url_secret
 from control_plane.tokens import Tokens, bootstrap_admin
 from control_plane.voices import VoiceService
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            services.dispatcher.ctx.rollouts.listener.stop()
             services.dispatcher.stop()
             services.engine.dispose()
 
@@ -97,11 +100,14 @@ def build_dispatcher(settings: Settings, *, engine, store: LocalAudioStore, watc
                       subscriptions=[(t, 1) for t in p.control_subscriptions()],
                       session_expiry_s=settings.mqtt_session_expiry_s, keepalive_s=settings.mqtt_keepalive_s,
                       manual_ack=True, login=settings.mqtt_login())
+    listener = Listener(settings.home / "rollouts")  # judges test phrases on its own thread
     rollouts = Rollouts(registry=Registry(settings.home / "models"), api_url=settings.api_url(),
-                        url_secret=url_secret)
+                        url_secret=url_secret, listener=listener)
     ctx = Context(engine=engine, settings=settings, store=store, watch=watch, metrics=metrics, rollouts=rollouts,
                   url_secret=url_secret)
-    return Dispatcher(ctx, mqtt=mqtt, inbox=inbox)
+    dispatcher = Dispatcher(ctx, mqtt=mqtt, inbox=inbox)
+    listener.deliver = lambda verdict: dispatcher.ask(HeardTestPhrase(verdict))
+    return dispatcher
 
 
 def _snapshot(engine) -> dict:
