@@ -186,7 +186,7 @@ class Rollouts:
             target.test = dict(r.test)
             if r.test_audio is not None and self._listens(session, rollout, target):
                 self.listener.keep(Phrase(rollout.id, device_id, r.command_id), r.test_audio)
-                target.test["cer"] = None  # awaited: the tick asks the listener
+                target.test = {**target.test, "cer": None}  # awaited: the tick asks the listener
         if r.stage == "activated":
             target.activated_at = r.ts
             if rollout.state not in ("running", "paused", "completed", "aborted"):
