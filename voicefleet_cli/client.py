@@ -15,6 +15,7 @@ from typing import Any
 from voicefleet.api_errors import ApiError, error_text
 from voicefleet.audio import WAV_HEADER_BYTES, wav_header
 from voicefleet.credentials import api_token, auth_headers
+from voicefleet_cli import show
 from voicefleet_cli.settings import DEFAULT_API, CliSettings
 
 
@@ -45,7 +46,7 @@ def _json(method: str, url: str, body: dict | None = None) -> Any:
 def cmd_say(args, settings: CliSettings) -> int:
     api = api_url(args, settings)
     spec = {"text": args.text, "lang": args.lang, "dialect": args.dialect, "voice": args.voice,
-            "instruction": args.instruction}
+            "instruction": args.instruction, "quality": args.quality, "deadline_s": args.deadline}
     job = _json("POST", f"{api}/v1/jobs", {k: v for k, v in spec.items() if v is not None})
     out = Path(args.output)
     with _request("GET", f"{api}/v1/jobs/{job['id']}/audio", timeout=args.timeout) as resp, open(out, "wb") as f:
@@ -58,6 +59,7 @@ def cmd_say(args, settings: CliSettings) -> int:
         return 1
     print(f"{out}: job {job['id']} on {final['device_id']}, {out.stat().st_size - WAV_HEADER_BYTES} bytes "
           f"at {final['sample_rate']} Hz")
+    print(show.spoken_by(final))
     return 0
 
 
@@ -76,7 +78,8 @@ def _fix_stream_header(path: Path) -> None:
 def cmd_jobs(args, settings: CliSettings) -> int:
     api = api_url(args, settings)
     if args.job_id:
-        print(json.dumps(_json("GET", f"{api}/v1/jobs/{args.job_id}"), indent=2, ensure_ascii=False))
+        job = _json("GET", f"{api}/v1/jobs/{args.job_id}")
+        print(json.dumps(job, indent=2, ensure_ascii=False) if args.json else show.job_summary(job))
         return 0
     query = f"?limit={args.limit}" + (f"&state={args.state}" if args.state else "")
     for j in _json("GET", f"{api}/v1/jobs{query}"):
@@ -93,6 +96,8 @@ def cmd_devices(args, settings: CliSettings) -> int:
               f"{d['inflight']}/{d['max_concurrency']}  {_takes_jobs(d):<10} "
               f"langs={','.join(caps.get('languages', []))} dialects={','.join(caps.get('dialects', [])) or '-'}"
               + ("" if d.get("eligible") else f"  gate: {d.get('gate') or '-'}"))
+        for line in show.engines(d):
+            print(line)
     return 0
 
 

@@ -69,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("-o", "--output", default="speech.wav")
     say.add_argument("--lang", default="zh", help="zh (default), en, ...")
     say.add_argument("--dialect", help="a Chinese dialect, e.g. yue (Cantonese)")
-    say.add_argument("--voice")
+    say.add_argument("--voice", help="a preset (default, female, ...), ENGINE:PRESET for one engine's "
+                     "(espeak-ng:female; `voicefleet devices` lists them), or a cloned voice's id")
+    say.add_argument("--quality", choices=("best", "fastest"),
+                     help="best (default): the best voice that can meet the deadline; fastest: the soonest")
+    say.add_argument("--deadline", type=float, help="seconds the job should complete within")
     say.add_argument("--instruction", help="a style instruction, e.g. 'say it sadly'")
     say.add_argument("--timeout", type=float, default=300)
     say.set_defaults(func=cmd_say)
@@ -78,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("job_id", nargs="?")
     jobs.add_argument("--state")
     jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--json", action="store_true", help="with a job id: the API's JSON")
     jobs.set_defaults(func=cmd_jobs)
-    sub.add_parser("devices", help="list devices: status, whether they take jobs (cordon, gate)").set_defaults(
+    sub.add_parser("devices", help="list devices: status, whether they take jobs (cordon, gate), and each "
+                   "engine with its quality tier, voices and measured RTF").set_defaults(
         func=cmd_devices)
     uncordon = sub.add_parser("uncordon", help="let a cordoned device take jobs again (operator)")
     uncordon.add_argument("device_id")

@@ -40,6 +40,8 @@ class DevicePublic(DeviceBase):
     gate: str | None = None  # why not, when it may not
     rtf: float | None = None  # real-time factor the scheduler expects of it
     rtt_s: float | None = None  # measured round trip
+    # engines: each as placement ranks it (EngineOffer: engine, capabilities, tier, figures) plus "rtf",
+    # what the scheduler expects of it on this device (learned from its jobs, else the bundle's figure)
     model: dict[str, Any] | None = None  # the bundle it runs from its slots: model_id, version, slot, pin
     tags: list[str] = []  # what rollouts select it by
 

@@ -27,6 +27,9 @@ def _public(dev: Device, inflight: dict[str, int], services, dm: DeviceModel | N
     extra = {"inflight": inflight.get(dev.id, 0), "eligible": seen is not None and seen.eligible, "gate": gate}
     if seen is not None:
         extra |= {"rtf": seen.rtf, "rtt_s": seen.rtt_s}
+    if dev.engines:  # each engine with the RTF the scheduler expects of it there
+        extra["engines"] = [o | {"rtf": seen.engine_rtf.get(o["engine"]["name"]) if seen else None}
+                            for o in dev.engines]
     if dm is not None:
         extra["tags"] = dm.tags or []
         if dm.model_id:
