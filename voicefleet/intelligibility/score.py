@@ -59,3 +59,14 @@ def char_error_rate(reference: str, hypothesis: str) -> float:
     if not ref:
         raise ValueError(f"reference {reference!r} has nothing that is spoken: no error rate can be taken")
     return edit_distance(ref, normalise(hypothesis)) / len(ref)
+
+
+UNINTELLIGIBLE = 0.5  # a sentence with more wrong than right characters was not understood
+
+
+def summary(cers: list[float]) -> dict[str, float | int]:
+    """{sentences, cer: the mean, over_half: the share of sentences above ``UNINTELLIGIBLE``}."""
+    if not cers:
+        raise ValueError("no sentence was scored")
+    return {"sentences": len(cers), "cer": round(sum(cers) / len(cers), 4),
+            "over_half": round(sum(c > UNINTELLIGIBLE for c in cers) / len(cers), 4)}
