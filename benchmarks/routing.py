@@ -8,6 +8,12 @@ texts (10-200 characters) at fractions of the fleet's capacity; the same seeded 
 replayed against each scheduler policy (``VOICEFLEET_SCHEDULER_POLICY``), each run on a fresh
 broker, control plane and agents. Completion time per job = finished_at - created_at.
 
+Placement is quality-first (control_plane/scheduler.py): every agent of the default fleet claims the
+same quality tier, so the policies are compared on speed alone, as before tiers existed. With
+``--mixed-tiers`` the two fastest edge agents claim the formant tier (eSpeak boxes): quality-first
+placement then leaves them idle (no job here has a deadline) while least_conn and round_robin use
+them; the "best%" column is the share of jobs spoken by the best tier, the price of speed in quality.
+
 Prints a table per load (or one JSON object with ``--json``) and PASS/MISS against the targets;
 exits 0 either way (1 only if a run could not be carried out). Progress goes to stderr.
 """
@@ -25,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,7 @@ from voicefleet.processes import terminate, terminate_all  # noqa: E402
 from voicefleet_cli.onebox import Cluster, ClusterError  # noqa: E402
 
 POLICIES = ("round_robin", "least_conn", "latency")
+BEST_TIER = "neural"  # the best tier any agent of these fleets claims
 S_PER_CHAR = 0.06  # the timed engine's audio seconds per character (its default)
 MIN_CHARS, MAX_CHARS = 10, 200
 MEAN_AUDIO_S = (MIN_CHARS + MAX_CHARS) / 2 * S_PER_CHAR
@@ -72,10 +79,11 @@ class AgentSpec:
     slots: int
     rtf: float  # healthy
     slows: bool = False  # turns SLOWDOWN x slower halfway through each run
+    tier: str = "neural"  # the quality tier it claims
 
     def env(self, slowdown_at: float) -> dict[str, str]:
         env = {"VOICEFLEET_MAX_CONCURRENCY": str(self.slots), "VOICEFLEET_TIMED_RTF": str(self.rtf),
-               "VOICEFLEET_TIMED_S_PER_CHAR": str(S_PER_CHAR)}
+               "VOICEFLEET_TIMED_S_PER_CHAR": str(S_PER_CHAR), "VOICEFLEET_TIMED_TIER": self.tier}
         if self.slows:
             env |= {"VOICEFLEET_TIMED_SLOWDOWN": str(SLOWDOWN), "VOICEFLEET_TIMED_SLOWDOWN_AT": f"{slowdown_at:.3f}"}
         return env
@@ -84,6 +92,12 @@ class AgentSpec:
 FLEET = (*(AgentSpec(f"edge{i}", "edge", 1, rtf) for i, rtf in enumerate(EDGE_RTFS)),
          *(AgentSpec(f"cloud{i}", "cloud", CLOUD_SLOTS, CLOUD_RTF) for i in range(CLOUD_WORKERS)),
          AgentSpec("cloudslow", "cloud", CLOUD_SLOTS, CLOUD_RTF, slows=True))
+
+
+def mixed_tiers(fleet: tuple[AgentSpec, ...]) -> tuple[AgentSpec, ...]:
+    """The two fastest edge agents claim the formant tier."""
+    fastest = sorted((a for a in fleet if a.role == "edge"), key=lambda a: a.rtf)[:2]
+    return tuple(replace(a, tier="formant") if a in fastest else a for a in fleet)
 
 
 def capacity(fleet: tuple[AgentSpec, ...], *, slowed: bool = False) -> float:
@@ -136,8 +150,8 @@ async def fetch_jobs(api: str, ids: list[str]) -> dict[str, dict[str, Any]]:
 class Run:
     """One (load, policy): fresh broker, control plane and 12 agents in ``home``; stopped by stop()."""
 
-    def __init__(self, home: Path, tag: str, policy: str):
-        self.home, self.tag, self.policy = home, tag, policy
+    def __init__(self, home: Path, tag: str, policy: str, fleet: tuple[AgentSpec, ...] = FLEET):
+        self.home, self.tag, self.policy, self.fleet = home, tag, policy, fleet
         self.broker = MosquittoBroker(home / "broker")
         self.cluster: Cluster | None = None
 
@@ -149,11 +163,11 @@ class Run:
         self.broker.start()
         self.cluster = bench_cluster(self.home, self.broker.url, VOICEFLEET_CONTROL_ID=f"control-{self.tag}")
         self.cluster.start_control_plane(VOICEFLEET_SCHEDULER_POLICY=self.policy)
-        self._start_agents([a for a in FLEET if not a.slows], slowdown_at=0.0)
+        self._start_agents([a for a in self.fleet if not a.slows], slowdown_at=0.0)
         # SLOWDOWN_AT is fixed at spawn, so the run's start is planned before the last agent starts.
         start = time.time() + SLOW_AGENT_GRACE_S
         slowdown_at = start + seconds / 2
-        self._start_agents([a for a in FLEET if a.slows], slowdown_at)
+        self._start_agents([a for a in self.fleet if a.slows], slowdown_at)
         return max(start, time.time()), slowdown_at  # if it came up late, the slowdown comes sooner in the run
 
     def _start_agents(self, specs: list[AgentSpec], slowdown_at: float) -> None:
@@ -182,7 +196,7 @@ class Run:
 
 
 def run_one(home: Path, tag: str, policy: str, trace: list[Arrival], args: argparse.Namespace) -> dict[str, Any]:
-    run = Run(home, tag, policy)
+    run = Run(home, tag, policy, args.fleet)
     try:
         t0 = time.monotonic()
         start, slowdown_at = run.start(args.seconds)
@@ -218,6 +232,7 @@ def summarize(found: dict[str, dict[str, Any]], trace: list[Arrival], sent: dict
     for r, t in zip(done, times, strict=True):
         by_device.setdefault(r["device_id"].removeprefix(f"{tag}-"), []).append(t)
     slowed = sum(1 for r in done if r["device_id"].endswith("-cloudslow") and (r["assigned_at"] or 0) >= slowdown_unix)
+    tiers = Counter(str((r.get("spoken_by") or {}).get("tier")) for r in done)
     return {
         "jobs": len(trace), "accepted": len(accepted), "done": len(done), "failed": states.get("failed", 0),
         "cancelled": states.get("cancelled", 0), "lost": len(lost), "lost_ids": lost[:10],
@@ -225,6 +240,7 @@ def summarize(found: dict[str, dict[str, Any]], trace: list[Arrival], sent: dict
         "other_submit_errors": {k: v for k, v in sent["statuses"].items() if k not in ("201", "429")},
         "completion_s": {"p50": _r(pct(times, 50)), "p99": _r(pct(times, 99)), "max": _r(max(times, default=math.nan)),
                          "mean": _r(sum(times) / len(times) if times else math.nan)},
+        "tiers": dict(tiers), "best_tier_share": round(tiers.get(BEST_TIER, 0) / max(len(done), 1), 3),
         "edge_share": round(sum(len(v) for k, v in by_device.items() if k.startswith("edge")) / max(len(done), 1), 3),
         "slowed_agent_jobs_after_slowdown": slowed,
         "by_device": {k: {"jobs": len(v), "p50_s": _r(pct(v, 50))} for k, v in sorted(by_device.items())},
@@ -275,7 +291,8 @@ def _target(what: str, value: float, ok: bool, need: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    cap = capacity(FLEET)
+    args.fleet = mixed_tiers(FLEET) if args.mixed_tiers else FLEET
+    cap = capacity(args.fleet)
     loads: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="vf-routing-") as tmp:
         for li, load in enumerate(args.loads):
@@ -292,9 +309,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    "connections": args.connections, "cpus": os.cpu_count(), "python": sys.version.split()[0],
                    "engine": "timed (benchmark-only BenchmarkTimedEngine: a quiet pattern paced by its RTF)",
                    "s_per_char": S_PER_CHAR, "chars": [MIN_CHARS, MAX_CHARS], "mean_audio_s": MEAN_AUDIO_S},
-        "fleet": [asdict(a) for a in FLEET],
+        "fleet": [asdict(a) for a in args.fleet], "mixed_tiers": args.mixed_tiers,
         "capacity_jobs_per_s": round(cap, 2),
-        "capacity_after_slowdown_jobs_per_s": round(capacity(FLEET, slowed=True), 2),
+        "capacity_after_slowdown_jobs_per_s": round(capacity(args.fleet, slowed=True), 2),
         "loads": loads,
         "targets": targets(loads),
     }
@@ -305,12 +322,14 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"voicefleet routing benchmark — {c['cpus']} CPUs, Python {c['python']}, engine {c['engine']}")
     print(f"fleet: 8 edge x1 slot (RTF {', '.join(f'{x:g}' for x in EDGE_RTFS)}), {CLOUD_WORKERS} cloud x{CLOUD_SLOTS} "
           f"(RTF {CLOUD_RTF:g}), 1 cloud x{CLOUD_SLOTS} (RTF {CLOUD_RTF:g}, x{SLOWDOWN:g} from mid-run)")
+    formant = [a["name"] for a in r["fleet"] if a["tier"] != BEST_TIER]
+    print(f"tiers: all {BEST_TIER}" if not formant else f"tiers: {', '.join(formant)} formant, the rest {BEST_TIER}")
     print(f"capacity {r['capacity_jobs_per_s']} jobs/s at the healthy RTFs ({r['capacity_after_slowdown_jobs_per_s']} "
           f"after the slowdown); mean audio {c['mean_audio_s']:.2f} s/job; {c['seconds']:g} s of Poisson arrivals")
     for load, entry in r["loads"].items():
         print(f"\nload {load}: {entry['rate_per_s']} jobs/s, {entry['arrivals']} arrivals")
         print(f"  {'policy':<12}{'jobs':>6}{'done':>6}{'lost':>6}{'fail':>6}{'429':>5}{'p50 s':>9}{'p99 s':>9}"
-              f"{'max s':>9}{'edge%':>7}{'slowed':>7}  scheduler says")
+              f"{'max s':>9}{'edge%':>7}{'best%':>7}{'slowed':>7}  scheduler says")
         for policy, x in entry["policies"].items():
             print("  " + _row(policy, x))
         ratios = entry.get("ratios") or {}
@@ -336,6 +355,7 @@ def _row(policy: str, x: dict[str, Any]) -> str:
     says = ",".join(x["policy_reported"])
     return (f"{policy:<12}{x['jobs']:>6}{x['done']:>6}{x['lost']:>6}{x['failed']:>6}{x['rejected_429']:>5}"
             f"{cs['p50']:>9.3f}{cs['p99']:>9.3f}{cs['max']:>9.3f}{100 * x['edge_share']:>7.1f}"
+            f"{100 * x['best_tier_share']:>7.1f}"
             f"{x['slowed_agent_jobs_after_slowdown']:>7}  {says}")
 
 
@@ -357,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loads", type=_floats, default=[0.5, 0.8, 0.95], help="fractions of capacity (0.5,0.8,0.95)")
     ap.add_argument("--policies", type=_policies, default=list(POLICIES), help="round_robin,least_conn,latency")
     ap.add_argument("--seed", type=int, default=1, help="seed of the arrival traces (default 1)")
+    ap.add_argument("--mixed-tiers", action="store_true",
+                    help="the two fastest edge agents claim the formant tier (see the module docstring)")
     ap.add_argument("--connections", type=int, default=8, help="keep-alive HTTP connections (default 8)")
     ap.add_argument("--drain-timeout", type=float, default=120.0,
                     help="seconds after the last arrival to wait for jobs; unfinished ones count as lost (120)")

@@ -55,8 +55,9 @@ class DeviceView:
         """What no single engine here offers for ``needs``, as a phrase, or None."""
         if self.able(needs):
             return None
-        return self.capabilities.missing_for(needs) or (self.offers[0].missing_for(needs) if self.offers
-                                                        else "any engine")
+        if not self.offers:
+            return "any engine"
+        return self.capabilities.missing_for(needs) or "all of these from one engine (each is offered by another)"
 
     def offer(self, engine: str | None) -> EngineOffer | None:
         return next((o for o in self.offers if o.name == engine), None)

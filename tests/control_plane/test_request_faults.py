@@ -16,21 +16,25 @@ from voicefleet.credentials import auth_headers
 from voicefleet.text.speakable import unspeakable
 from voicefleet_cli.onebox import Cluster
 
-# The one agent is a chain: eSpeak NG (zh, en, Cantonese; voices default, male, female) and the
-# benchmark's timed engine speaking Japanese with its one default voice. The chain advertises the
-# union, so a Japanese job in eSpeak's "female" voice passes the submit checks and then fails on the
-# device with ``unsupported``: a failure that is the request's, not the device's.
+# One agent is a chain: eSpeak NG (zh, en, Cantonese; voices default, male, female) and the
+# benchmark's timed engine speaking Japanese with its one default voice. Each engine is offered on its
+# own, so a Japanese job in eSpeak's "female" voice is refused at submit: no one engine speaks both.
 JAPANESE_FEMALE = {"text": "こんにちは", "lang": "ja", "voice": "female"}
+# The other agent runs the student alone, the best Mandarin voice here, so Mandarin goes to it; its
+# frontend reads Han characters only, so Latin letters as Mandarin fail on the device with
+# ``bad_text``: a failure that is the request's, not the device's.
+LATIN_AS_MANDARIN = {"text": "hello world", "lang": "zh"}
 
 
 @pytest.fixture(scope="module")
 def cluster(mqtt_broker: MosquittoBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp_path: Path = tmp_path_factory.mktemp("request-faults")
     c = new_cluster(tmp_path, mqtt_broker.url)
-    c.device = f"edge-{c.tag}"
+    c.device, c.student = f"edge-{c.tag}", f"student-{c.tag}"
     try:
         c.start_control_plane()
         c.start_agent(c.device, engine="espeak,timed", VOICEFLEET_TIMED_LANGUAGES="ja", VOICEFLEET_TIMED_RTF="0")
+        c.start_agent(c.student, engine="student")
         yield c
     finally:
         c.stop()
@@ -46,18 +50,26 @@ def test_one_clients_bad_requests_do_not_close_the_device_to_others(cluster: Clu
     alice, bob = client(cluster, "alice"), client(cluster, "bob")
     failed = []
     for _ in range(6):  # more than the health gate's minimum (5 attempts, half of them failed)
-        r = alice.post("/v1/jobs", json=JAPANESE_FEMALE)
+        r = alice.post("/v1/jobs", json=LATIN_AS_MANDARIN)
         assert r.status_code == 201, r.text
         failed.append(wait_job(cluster.api, r.json()["id"]))
     for job in failed:
-        assert job["state"] == "failed" and job["error_code"] == "unsupported", job
+        assert job["state"] == "failed" and job["error_code"] == "bad_text", job
+        assert job["device_id"] == cluster.student, job
         tries = [e for e in job["events"] if e["kind"] == "attempt_failed"]
         assert len(tries) == 1, f"a request's fault was retried: {job['events']}"  # every device would refuse it
     devices = http.get(f"{cluster.api}/v1/devices").json()
-    assert [d["gate"] for d in devices if d["id"] == cluster.device] == [None], devices
+    assert [d["gate"] for d in devices if d["id"] == cluster.student] == [None], devices
     r = bob.post("/v1/jobs", json={"text": "今天下午三点开会"})
     assert r.status_code == 201, f"bob was refused because of alice's requests: {r.text}"
-    assert wait_job(cluster.api, r.json()["id"])["state"] == "done"
+    job = wait_job(cluster.api, r.json()["id"])
+    assert job["state"] == "done" and job["device_id"] == cluster.student, job
+
+
+def test_a_voice_and_a_language_no_one_engine_offers_together_are_refused_at_submit(cluster: Cluster):
+    r = http.post(f"{cluster.api}/v1/jobs", json=JAPANESE_FEMALE)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unservable", r.text
+    assert "from one engine" in r.json()["error"]["text"], r.text
 
 
 @pytest.mark.parametrize("body, field, code", [
