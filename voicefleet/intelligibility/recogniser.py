@@ -89,9 +89,10 @@ class Recogniser:
 
 
 def _cores() -> int:
+    """The cores this process may use (a container's share, not the host's count)."""
     import os
 
-    return os.cpu_count() or 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 _SHARED: Recogniser | None = None
