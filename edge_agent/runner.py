@@ -13,6 +13,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from edge_agent.engines.base import Engine, EngineError, SynthesisRequest
 from voicefleet import protocol as p
@@ -165,42 +167,71 @@ class JobRunner:
                 self._notices.disarm(key)
 
     def _synthesize(self, job: p.JobAssign, key: tuple[str, int], ids: dict) -> None:
+        """Speak with the engine placement chose; if it cannot read the text (``bad_text``) before any
+        audio, the next engine here that can speak the request takes over, and ``done`` says why."""
         request = SynthesisRequest(**job.spec_fields(), prompt=job.prompt)
-        digest, seq, total = hashlib.sha256(), 0, 0
-        t0 = time.perf_counter()
-        first_chunk_s = None
+        out, fell_back = _Output(), None
         try:
-            engine = self.engine.select(request, job.engine)
-            rate = engine.descriptor.sample_rate  # an EngineChain's members differ in sample rate
-            for pcm in engine.synthesize(request, cancelled=lambda: key in self._cancelled):
-                if key in self._cancelled:
-                    break  # also for an engine that does not check often
-                if seq == 0:
-                    first_chunk_s = time.perf_counter() - t0
-                    if self._notices is not None:
-                        self._notices.disarm(key)
-                for piece in _split(pcm):
-                    digest.update(piece)
-                    total += len(piece)
-                    self.emit(p.AudioChunk(seq=seq, sample_rate=rate, **ids), piece)
-                    seq += 1
+            engines = self._engines_for(request, job.engine)
+            for i, engine in enumerate(engines):
+                try:
+                    self._stream(engine, request, key, ids, out)
+                    break
+                except EngineError as exc:
+                    if out.seq or exc.code != p.BAD_TEXT or i == len(engines) - 1:
+                        raise
+                    fell_back = f"{engine.descriptor.name} could not read the text: {exc.text}"
         except EngineError as exc:
             self.emit(p.JobFailed(error=p.ErrorInfo(code=exc.code, text=exc.text), retryable=exc.retryable,
                                   **ids), None)
             return
         if key in self._cancelled:
             return  # the control plane already knows; a result would be ignored anyway
-        synth_s = time.perf_counter() - t0
-        self._learn_rtf(synth_s, pcm_seconds(total, rate))
-        self.emit(p.JobDone(chunks=seq, samples=total // 2, sample_rate=rate, sha256=digest.hexdigest(),
+        synth_s = time.perf_counter() - out.t0
+        rate = engine.descriptor.sample_rate  # an EngineChain's members differ in sample rate
+        self._learn_rtf(synth_s, pcm_seconds(out.total, rate))
+        self.emit(p.JobDone(chunks=out.seq, samples=out.total // 2, sample_rate=rate, sha256=out.digest.hexdigest(),
                             engine=engine.descriptor, voice=request.voice or _default_voice(engine),
-                            synth_s=round(synth_s, 6),
-                            first_chunk_s=None if first_chunk_s is None else round(first_chunk_s, 6), **ids), None)
+                            fallback=fell_back, synth_s=round(synth_s, 6),
+                            first_chunk_s=None if out.first_chunk_s is None else round(out.first_chunk_s, 6),
+                            **ids), None)
+
+    def _engines_for(self, request: SynthesisRequest, chosen: str | None) -> list:
+        """The chosen engine (or the first that can), then the others here that can speak ``request``."""
+        first = self.engine.select(request, chosen)
+        return [first, *(m for m in self.engine.members()
+                         if m is not first and m.capabilities.missing_for(request) is None)]
+
+    def _stream(self, engine, request: SynthesisRequest, key: tuple[str, int], ids: dict, out: _Output) -> None:
+        rate = engine.descriptor.sample_rate
+        for pcm in engine.synthesize(request, cancelled=lambda: key in self._cancelled):
+            if key in self._cancelled:
+                break  # also for an engine that does not check often
+            if out.seq == 0:
+                out.first_chunk_s = time.perf_counter() - out.t0
+                if self._notices is not None:
+                    self._notices.disarm(key)
+            for piece in _split(pcm):
+                out.digest.update(piece)
+                out.total += len(piece)
+                self.emit(p.AudioChunk(seq=out.seq, sample_rate=rate, **ids), piece)
+                out.seq += 1
 
     def _learn_rtf(self, synth_s: float, audio_s: float) -> None:
         if audio_s > 0:
             rtf = synth_s / audio_s
             self.rtf = rtf if self.rtf is None else 0.8 * self.rtf + 0.2 * rtf
+
+
+@dataclass
+class _Output:
+    """What one attempt has sent so far: the chunks' count, bytes and digest, and when the first went."""
+
+    t0: float = field(default_factory=time.perf_counter)
+    digest: Any = field(default_factory=hashlib.sha256)
+    seq: int = 0
+    total: int = 0
+    first_chunk_s: float | None = None
 
 
 def _default_voice(engine) -> str | None:

@@ -17,7 +17,7 @@ def spoken_by(job: dict[str, Any]) -> str:
     fallback = who.get("fallback")
     if fallback:
         return line + f"\n  fell back from the {fallback['from_tier']} tier: {fallback['reason']}"
-    if who.get("tier") == "formant":
+    if who.get("tier") == "formant" and job.get("voice") in (None, "default"):
         return line + "\n  (a formant voice: no better voice in the fleet speaks this language and dialect)"
     return line
 
@@ -37,7 +37,8 @@ def job_summary(job: dict[str, Any]) -> str:
     for ev in job.get("events") or []:
         detail = ev.get("detail") or {}
         note = detail.get("reason") or detail.get("text") or ""
-        lines.append(f"  {ev['ts']:.3f}  #{ev['attempt']} {ev['kind']:<15} {ev.get('device_id') or '-':<12} {note}")
+        at = ev["ts"] - job["created_at"]
+        lines.append(f"  +{at:8.3f} s  #{ev['attempt']} {ev['kind']:<15} {ev.get('device_id') or '-':<12} {note}")
     return "\n".join(lines)
 
 

@@ -175,8 +175,11 @@ def _who_spoke(ctx: Context, job: Job, ev: p.JobDone) -> tuple[dict, str]:
     tier = offer.tier if offer is not None else planned.get("tier") if planned.get("engine") == ev.engine.name else None
     voice = ev.voice or planned.get("voice")
     preset = voice if offer is None or voice in offer.capabilities.voices else "cloned"
-    return {"engine": ev.engine.name, "version": ev.engine.version, "model": ev.engine.model, "voice": voice,
-            "tier": tier}, preset or ""
+    who = {"engine": ev.engine.name, "version": ev.engine.version, "model": ev.engine.model, "voice": voice,
+           "tier": tier}
+    if ev.fallback:  # the device's own: the planned engine could not read the text
+        who["fallback"] = {"from_tier": planned.get("tier"), "to_tier": tier, "reason": ev.fallback}
+    return who, preset or ""
 
 
 def _on_failed(ctx: Context, session: Session, job: Job, ev: p.JobFailed, data, out: Outbox) -> None:

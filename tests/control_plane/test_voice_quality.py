@@ -91,9 +91,13 @@ def test_plain_mandarin_gets_a_neural_voice_and_every_job_says_who_spoke(box: Cl
         other = spoken(box, **spec)["spoken_by"]
         assert (other["engine"], other["tier"], other["fallback"]) == ("espeak-ng", "formant", None), other
 
+    latin = spoken(box, text="hello world")["spoken_by"]  # Mandarin voices read Han; eSpeak takes over on the box
+    assert latin["engine"] == "espeak-ng" and latin["fallback"]["from_tier"] == "neural", latin
+    assert "could not read the text" in latin["fallback"]["reason"], latin
+
     metrics = http.get(f"{box.api}/metrics").text
     assert f'voicefleet_jobs_spoken_total{{engine="{who["engine"]}",tier="neural",voice="default"}} 1.0' in metrics
-    assert 'voicefleet_jobs_spoken_total{engine="espeak-ng",tier="formant",voice="default"} 2.0' in metrics
+    assert 'voicefleet_jobs_spoken_total{engine="espeak-ng",tier="formant",voice="default"} 3.0' in metrics
 
 
 def test_a_deadline_only_espeak_meets_falls_back_and_a_named_voice_is_honoured(espeak_cloud: Cluster) -> None:

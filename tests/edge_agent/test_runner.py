@@ -521,3 +521,28 @@ def test_a_slow_engine_failure_is_still_preceded_by_started(make_runner, events:
     engine.warm.set()
     events.wait_final("slowfail")
     assert events.kinds("slowfail") == ["started", "failed"]
+
+
+# ----------------------------------------------------------------------------- the engine placement chose
+
+
+def test_the_engine_placement_chose_speaks_and_one_that_cannot_read_the_text_hands_over(make_runner, events):
+    """A chain of the real student and eSpeak NG: a job naming eSpeak goes to eSpeak though the
+    student comes first; Latin letters sent as Mandarin to the student (its frontend reads Han only)
+    go on to eSpeak before any audio, and done names eSpeak and says why; alone, the student fails
+    them as the request's fault."""
+    from edge_agent.engines import load_engine
+
+    chain = load_engine("student,espeak")
+    runner = make_runner(chain)
+    runner.submit(p.JobAssign(job_id="named", attempt=1, text="今天下午三点", engine="espeak-ng"))
+    assert events.wait_final("named").engine.name == "espeak-ng"
+    runner.submit(p.JobAssign(job_id="latin", attempt=1, text="hello world", engine="student-onnx"))
+    done = events.wait_final("latin")
+    assert done.kind == "done" and done.engine.name == "espeak-ng" and done.samples > 0, done
+    assert done.fallback.startswith("student-onnx could not read the text: "), done.fallback
+
+    alone = make_runner(chain.members()[0])
+    alone.submit(p.JobAssign(job_id="student-only", attempt=1, text="hello world"))
+    failed = events.wait_final("student-only")
+    assert failed.kind == "failed" and failed.error.code == p.BAD_TEXT, failed

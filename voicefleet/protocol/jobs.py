@@ -81,6 +81,7 @@ class JobDone(JobEventBase):
     sha256: str  # of the concatenated PCM bytes
     engine: EngineDescriptor  # the engine that spoke
     voice: str | None = None  # the preset it spoke with, or the cloned voice's id
+    fallback: str | None = Field(default=None, max_length=500)  # why another engine than placement's spoke it
     synth_s: float = 0.0
     first_chunk_s: float | None = None  # from receiving the job to its first chunk (the control plane
     # subtracts it from what it saw to measure the round trip)
