@@ -148,17 +148,54 @@ def test_noise_that_passes_the_device_checks_halts_at_the_canary_and_a_good_bund
     assert not any(maps_recogniser(cluster.agents[d].pid) for d in ids)
 
 
+def restart_with_recogniser_stand_in(cluster, folder: Path, source: str | None, *, kill: bool = False) -> None:
+    """Restart the control plane; with ``source``, the faster_whisper it imports is that stand-in."""
+    (cluster.control.kill if kill else cluster.control.terminate)()
+    cluster.control.wait(30)
+    if source is None:
+        cluster.start_control_plane()
+        return
+    (folder / "faster_whisper").mkdir(parents=True)
+    (folder / "faster_whisper" / "__init__.py").write_text(source)
+    cluster.start_control_plane(PYTHONPATH=str(folder))
+
+
+NOT_INSTALLED_STAND_IN = 'raise ImportError("stand-in: faster-whisper is not installed here", name="faster_whisper")\n'
+NEVER_ANSWERS_STAND_IN = """import threading
+
+
+class WhisperModel:  # stand-in: a recogniser that never finishes loading, so no verdict comes
+    def __init__(self, *args, **kwargs):
+        threading.Event().wait()
+"""
+
+
+def test_an_awaited_verdict_holds_the_canary_phase_and_survives_a_control_plane_kill(fleet, tmp_path: Path):
+    """The canary's phrase is kept and its verdict awaited; the control plane dies before it comes; the
+    next one judges the kept phrase and halts, and no other device was sent anything meanwhile."""
+    cluster, api, ids = fleet
+    restart_with_recogniser_stand_in(cluster, tmp_path / "slow-asr", NEVER_ANSWERS_STAND_IN)
+    noisy = roll(api, NOISE, ids)
+    def canary() -> dict:
+        return next(d for d in api.get(f"/v1/rollouts/{noisy}").json()["devices"] if d["device_id"] == ids[0])
+
+    wait_for(lambda: canary()["state"] == "activated", "the canary to run the noise", 120)
+    assert canary()["test"]["cer"] is None  # awaited
+    restart_with_recogniser_stand_in(cluster, tmp_path, None, kill=True)
+
+    end = ended(api, noisy)
+    assert end["state"] == "halted" and end["reason"].startswith("gate cer:"), end
+    kinds = [(e["kind"], e["device_id"]) for e in events(api, noisy)]
+    assert kinds.index(("device_heard", ids[0])) < kinds.index(("halted", None))
+    assert not any(k in ("soak_started", "device_sent") and d != ids[0] for k, d in kinds), kinds
+    assert [k for k, _ in kinds].count("phase_started") == 1  # the canary phase never ended
+
+
 def test_a_control_plane_that_cannot_judge_halts_saying_so_unless_the_plan_turns_judging_off(fleet, tmp_path: Path):
     """A recogniser that is not installed is a halt that says why, never a pass (the faster_whisper that
     this control plane finds first is a stand-in that fails to import, as a missing package does)."""
     cluster, api, ids = fleet
-    shadow = tmp_path / "no-asr" / "faster_whisper"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text(
-        'raise ImportError("stand-in: faster-whisper is not installed here", name="faster_whisper")\n')
-    cluster.control.terminate()
-    cluster.control.wait(30)
-    cluster.start_control_plane(PYTHONPATH=str(shadow.parent))
+    restart_with_recogniser_stand_in(cluster, tmp_path / "no-asr", NOT_INSTALLED_STAND_IN)
 
     end = ended(api, roll(api, GOOD, ids))
     assert end["state"] == "halted" and end["reason"].startswith("cannot judge intelligibility:"), end
