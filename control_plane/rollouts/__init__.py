@@ -5,9 +5,10 @@ set, then waves that each bring the updated share of the targets up to a percent
 sends at most ``max_in_flight`` installs at a time, to online devices only; when every online
 device of the phase is updated, the phase soaks, and the next one starts once the soak is over
 with every gate still green. Gates are evaluated on the devices already updated, all the time:
-install/activation failures, test-synthesis failures, the job error rate since activation, and the
+install/activation failures, test-synthesis failures, the job error rate since activation, the
 test synthesis' RTF and first-chunk latency against what the same device measured for the
-version it ran before. A breach halts the rollout and rolls every updated device back.
+version it ran before, and whether a speech recogniser understands the test phrase the first
+devices spoke (a phase waits for those verdicts). A breach halts the rollout and rolls every updated device back.
 
 Everything lives in the database (``Rollout``, ``RolloutTarget``, ``RolloutEvent``,
 ``DeviceModel``) and every change runs on the dispatcher's thread, inside its transactions:
@@ -20,7 +21,8 @@ Devices that are offline keep their place and are updated when they come back; a
 in its last phase for them (abort stops the waiting).
 
 Modules: ``plans`` (what an operator asks for), ``machine`` (the state machine), ``gates`` (when to
-halt), ``records`` (the tables and their events), ``states`` (the states and the refusal).
+halt), ``records`` (the tables and their events), ``states`` (the states and the refusal),
+``listening`` (the test phrases judged by ear, on a thread of its own).
 """
 
 from control_plane.rollouts.machine import Rollouts, files_path

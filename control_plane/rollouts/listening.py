@@ -76,7 +76,7 @@ class Listener:
         wav = self.path(phrase)
         wav.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(wav.with_suffix(".json"), json.dumps({"text": audio.text}, ensure_ascii=False))
-        write_atomic(wav, wav_header(audio.sample_rate, len(pcm)) + pcm)
+        write_atomic(wav, wav_header(audio.sample_rate, len(pcm)) + pcm, durable=True)
 
     def want(self, phrase: Phrase) -> None:
         """Judge ``phrase`` unless it is already queued or being judged (never blocks)."""

@@ -43,6 +43,7 @@ class Rollouts:
         self.api_url = api_url
         self.url_secret = url_secret
         self.listener = listener  # judges test phrases (listening.py); None: they are not judged
+        self._heard_enough: set[str] = set()  # rollouts with listen_to phrases kept already (saves a query)
         self.due = False  # something moved: tick at the end of this batch, not at the next housekeeping
         # Devices whose outstanding commands go out again at the next tick (same command_id: harmless),
         # because the command may never have left: a control plane killed between its commit and its
@@ -228,10 +229,16 @@ class Rollouts:
     def _listens(self, session: Session, rollout: Rollout, target: RolloutTarget) -> bool:
         """Whether this target's test phrase is judged: the first ``listen_to`` that report one."""
         gates = Plan.model_validate(rollout.plan).gates
-        if self.listener is None or gates.max_cer is None or rollout.state not in ("running", "paused"):
+        if self.listener is None or gates.max_cer is None or rollout.state not in ("running", "paused") \
+                or rollout.id in self._heard_enough:
             return False
-        others = [t for t in targets_of(session, rollout.id) if t.device_id != target.device_id]
-        return sum("cer" in (t.test or {}) for t in others) < gates.listen_to
+        session.flush()
+        tests = session.exec(select(RolloutTarget.test).where(RolloutTarget.rollout_id == rollout.id,
+                                                              RolloutTarget.device_id != target.device_id)).all()
+        if sum("cer" in (t or {}) for t in tests) < gates.listen_to:
+            return True
+        self._heard_enough.add(rollout.id)
+        return False
 
     # -- the tick ----------------------------------------------------------------------------
 
