@@ -6,6 +6,9 @@ factor of each. The int8 graphs ship only when they are at least 10% faster *and
 than fp32 by more than 0.2 dB MCD: published int8 TTS models often run slower on CPUs, so it
 is measured; and dynamic int8 quantises activations per call, so streamed windows are no
 longer bit-identical to a whole-clause run, which a few percent of speed does not buy.
+
+Then the chosen variant and the teacher speak the intelligibility gate's sentences and the
+offline recogniser scores both (``intelligibility.py``): ``cer`` is the student's figure.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.engines.student import StudentModel
+from models.distill import intelligibility
 from models.distill.corpus import heldout_sentences
 from models.distill.teachers import SAMPLE_RATE, load_teacher
 from voicefleet.text.mandarin import phrases
@@ -46,8 +50,9 @@ def evaluate_student(work: Path, teacher_name: str, quick: bool = False) -> dict
     audio_s = sum(len(a) for a in reference) / SAMPLE_RATE
     report: dict = {"sentences": len(sentences), "teacher_audio_s": round(audio_s, 2),
                     "teacher_rtf_1thread": round(sum(teacher_s) / audio_s, 4)}
+    models = {}
     for variant in ("fp32", "int8"):
-        model = StudentModel(work, config, threads=1, variant=variant)
+        model = models[variant] = StudentModel(work, config, threads=1, variant=variant)
         model.synthesize(phrases(sentences[0])[0].ids)  # warm-up: first runs allocate
         spoken, spent = zip(*(_speak(lambda p, m=model: m.synthesize(p.ids), s) for s in sentences), strict=True)
         student_s = sum(len(a) for a in spoken) / SAMPLE_RATE
@@ -59,6 +64,12 @@ def evaluate_student(work: Path, teacher_name: str, quick: bool = False) -> dict
     fp32, int8 = report["fp32"], report["int8"]
     faster = int8["rtf_1thread"] * INT8_MIN_SPEEDUP <= fp32["rtf_1thread"]
     report["chosen"] = "int8" if faster and int8["mcd_db"] <= fp32["mcd_db"] + MCD_TOLERANCE_DB else "fp32"
+    chosen = models[report["chosen"]]
+    report["intelligibility"] = intelligibility.measure(
+        lambda s: _speak(lambda p: teacher.render(p).audio, s)[0],
+        lambda s: _speak(lambda p: chosen.synthesize(p.ids), s)[0], SAMPLE_RATE, quick=quick)
+    if "student" in report["intelligibility"]:
+        report["cer"] = report["intelligibility"]["student"]["cer"]
     return report
 
 

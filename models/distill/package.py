@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from models.distill import intelligibility
 from models.distill.teachers import SAMPLE_RATE, load_teacher
 from voicefleet.bundle import generate_signing_key, load_private_key, write_bundle
 from voicefleet.text.mandarin import symbols
@@ -28,6 +30,10 @@ def signing_key(path: Path | None):
 def package(args, report: dict) -> dict:
     work: Path = args.work
     evaluation = report["evaluate"]
+    intelligibility.check(evaluation, args.max_cer)  # before anything is written
+    if "intelligibility" in evaluation:  # the bound it was packaged under (None: not gated)
+        evaluation = {**evaluation, "intelligibility": {
+            **evaluation["intelligibility"], "max_cer": None if math.isinf(args.max_cer) else args.max_cer}}
     variant = evaluation["chosen"]
     suffix = "" if variant == "fp32" else f".{variant}"
     (work / "symbols.json").write_text(json.dumps(list(symbols())) + "\n")

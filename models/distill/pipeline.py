@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from multiprocessing import get_context
 from pathlib import Path
+
+from models.distill.intelligibility import DEFAULT_MAX_CER, Unintelligible, parse_bound
 
 STAGES = ("corpus", "teacher", "train", "export", "evaluate", "bundle")
 QUICK_STEPS = 20
@@ -33,7 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     p.add_argument("--key", type=Path, default=None, help="ed25519 signing key (PEM); see models/keys/README.md")
     p.add_argument("--version", default=None, help="bundle version (default: a UTC timestamp)")
+    p.add_argument("--max-cer", type=parse_bound, default=None, metavar="FRACTION",
+                   help=f"refuse to package a student whose character error rate is above this (default "
+                        f"{DEFAULT_MAX_CER}; with --quick, off); 'off' packages it unjudged")
     args = p.parse_args(argv)
+    if args.max_cer is None:  # twenty quick steps make no voice: a quick run is not gated unless asked
+        args.max_cer = math.inf if args.quick else DEFAULT_MAX_CER
     if args.quick:
         args.sentences, args.seconds = 6, min(args.seconds, 240.0)  # quick runs stop at QUICK_STEPS
     args.work = args.work or args.out.with_name(args.out.name + ".work")
@@ -52,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         if stage in stages:
             start = time.monotonic()
             print(f"[distill] {stage} …", flush=True)
-            report[stage] = globals()[f"stage_{stage}"](args, report) or {}
+            try:
+                report[stage] = globals()[f"stage_{stage}"](args, report) or {}
+            except Unintelligible as exc:
+                print(f"[distill] refused: {exc.text}", file=sys.stderr, flush=True)
+                return 3
             report[stage]["stage_seconds"] = round(time.monotonic() - start, 1)
             (args.work / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k in ("evaluate", "bundle")}, indent=2,

@@ -1,7 +1,8 @@
 """`voicefleet distill --quick`: every stage on a few sentences, with eSpeak NG as the teacher.
 
 Twenty training steps make no voice, so the quick student's audio is checked for length only; that
-the committed student speaks is checked against its teacher in test_student_runtime.py."""
+the committed student speaks is checked against its teacher in test_student_runtime.py. Its
+error rate through the recogniser is recorded, and a bound it does not meet refuses to package it."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ def test_quick_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert evaluation["chosen"] in ("fp32", "int8")
     for variant in ("fp32", "int8"):
         assert evaluation[variant]["mcd_db"] > 0 and 0 < evaluation[variant]["rtf_1thread"] < 1
+    # the recogniser scored the chosen student and its teacher on the same sentences
+    heard = evaluation["intelligibility"]
+    assert heard["sentences"] == heard["student"]["sentences"] == heard["teacher"]["sentences"] == 2
+    assert evaluation["cer"] == heard["student"]["cer"] > 0.02  # twenty steps make no words
 
     # the bundle is signed by our key, carries its provenance, and an engine trusting that key speaks with it
     from edge_agent.engines.base import EngineUnavailable, SynthesisRequest
@@ -51,6 +56,8 @@ def test_quick_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     for variant in ("fp32", "int8"):
         for figure in ("mcd_db", "speaker_similarity"):
             assert manifest.evaluation[variant][figure] == evaluation[variant][figure], (variant, figure)
+    assert manifest.evaluation["cer"] == evaluation["cer"]
+    assert manifest.evaluation["intelligibility"]["max_cer"] is None  # --quick: recorded, not gated
     monkeypatch.delenv("VOICEFLEET_TRUSTED_KEYS", raising=False)
     with pytest.raises(EngineUnavailable, match="key"):  # a key nobody trusts yet
         StudentEngine(out)
@@ -64,6 +71,14 @@ def test_quick_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert again.returncode == 0, again.stderr[-3000:]
     report = json.loads((tmp_path / "bundle.work" / "report.json").read_text())
     assert report["train"]["acoustic"]["steps"] == 20 and report["train"]["stage_seconds"] < 30
+
+    # under a bound it does not meet, the same student is not packaged, and the refusal says why
+    bound = f"{evaluation['cer'] / 2:.4f}"
+    refused = _distill("--teacher", "espeak", "--quick", "--out", str(tmp_path / "b3"), "--work",
+                       str(tmp_path / "bundle.work"), "--stages", "bundle", "--max-cer", bound)
+    assert refused.returncode == 3, refused.stderr[-3000:]
+    assert f"{evaluation['cer']:.1%}" in refused.stderr and "--max-cer" in refused.stderr
+    assert not (tmp_path / "b3").exists()
 
 
 def test_unknown_stage_is_refused(tmp_path: Path):
