@@ -20,7 +20,8 @@ ALLOWED = {
     "voicefleet_cli": set(PROJECT),
 }
 # Libraries the edge install does not have (pyproject's [edge] extra): the agent must run without them.
-NOT_ON_THE_EDGE = {"torch", "fastapi", "starlette", "sqlmodel", "sqlalchemy", "alembic", "uvicorn", "httpx"}
+NOT_ON_THE_EDGE = {"torch", "fastapi", "starlette", "sqlmodel", "sqlalchemy", "alembic", "uvicorn", "httpx",
+                   "faster_whisper", "ctranslate2"}
 CLOUD_ONLY = {"edge_agent.engines.cosyvoice3"}  # the GPU worker's engine: the cloud install brings PyTorch
 
 

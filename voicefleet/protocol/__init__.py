@@ -40,7 +40,7 @@ from voicefleet.protocol.jobs import (
     JobStarted,
     request_fault,
 )
-from voicefleet.protocol.ota import ActiveModel, OtaCommand, OtaFile, OtaReport
+from voicefleet.protocol.ota import TEST_AUDIO_RATE, ActiveModel, OtaCommand, OtaFile, OtaReport, TestAudio
 from voicefleet.protocol.reminders import ReminderCommand
 from voicefleet.protocol.speech import (
     LANGUAGES,
@@ -69,12 +69,12 @@ from voicefleet.protocol.topics import (
 __all__ = [
     "BAD_TEXT", "EMPTY_TEXT", "NOTHING_TO_SPEAK", "REQUEST_FAULTS", "UNSUPPORTED",
     "DEVICE_ID_PATTERN", "DIALECTS", "DIALECT_CATALOG", "FROM_DEVICE", "ID_PATTERN", "LANGUAGES",
-    "MAX_PAYLOAD_BYTES", "MAX_TEXT_CHARS", "QUALITY_TIERS", "SAFE_ID_RE", "SCHEMA_VERSION", "TOPIC_ROOT", "TO_DEVICE",
+    "MAX_PAYLOAD_BYTES", "MAX_TEXT_CHARS", "QUALITY_TIERS", "TEST_AUDIO_RATE", "SAFE_ID_RE", "SCHEMA_VERSION", "TOPIC_ROOT", "TO_DEVICE",
     "ActiveModel", "AudioChunk", "Capabilities", "DeviceRecord", "DeviceState", "Dialect", "EngineDescriptor",
     "EngineOffer",
     "ErrorInfo", "ImageState", "JobAssign", "JobCancel", "JobDone", "JobEvent", "JobEventBase", "JobFailed",
     "JobReturned", "JobStarted", "Message", "OtaCommand", "OtaFile", "OtaReport", "ProtocolError",
-    "ReminderCommand", "SpeechSpec", "Telemetry", "VoiceFigures", "VoicePrompt",
+    "ReminderCommand", "SpeechSpec", "Telemetry", "TestAudio", "VoiceFigures", "VoicePrompt",
     "control_subscriptions", "decode", "device_topic", "encode", "parse_device_topic", "request_fault",
     "split_voice", "text_too_long", "tier_rank",
 ]
