@@ -10,8 +10,9 @@ sides are simplified, stripped of punctuation and have their numbers read the sa
 weak on Mandarin (about 10 % on clean synthetic speech is its floor), so only the differences
 mean something. An engine that cannot start is listed with the reason.
 
-``python benchmarks/quality.py [--json] [--limit N] [--engines student,espeak] [--worst 3]``.
-Progress goes to stderr; exits 1 only if no engine could start.
+``python benchmarks/quality.py [--json] [--limit N | --gate] [--engines student,espeak] [--worst 3]``;
+``--gate``: only the sentences ``voicefleet distill`` checks (every 5th). Progress goes to stderr;
+exits 1 only if no engine could start.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def measure_engine(engine, recogniser, sentences: list[str], worst: int) -> dict
     audio_s = sum(r.audio_s for r in rows)
     ranked = sorted(rows, key=lambda r: r.cer, reverse=True)[:worst]
     return {**summary([r.cer for r in rows]), "model": engine.descriptor.model, "version": engine.descriptor.version,
+            "tier": getattr(engine, "tier", None),
             "audio_s": round(audio_s, 1), "synth_rtf": round(sum(r.synth_s for r in rows) / audio_s, 4),
             "recognise_s_per_sentence": round(sum(r.recognise_s for r in rows) / len(rows), 2),
             "worst": [{k: v for k, v in asdict(r).items() if k in ("text", "heard", "cer")} for r in ranked]}
@@ -103,7 +105,7 @@ def print_report(report: dict) -> None:
     print(f"{'engine':<12}{'CER':>8}{'>50%':>8}{'audio s':>10}{'synth RTF':>11}{'ASR s/sent':>12}  model")
     for name, e in report["engines"].items():
         print(f"{name:<12}{e['cer']:>8.1%}{e['over_half']:>8.1%}{e['audio_s']:>10.1f}{e['synth_rtf']:>11.4f}"
-              f"{e['recognise_s_per_sentence']:>12.2f}  {e['model']} {e['version']}")
+              f"{e['recognise_s_per_sentence']:>12.2f}  {e['model']} {e['version']} ({e['tier']} tier)")
     for name, reason in report["skipped"].items():
         print(f"{name:<12}{'-':>8}{'-':>8}  not started: {reason}")
     for name, e in report["engines"].items():
@@ -113,18 +115,20 @@ def print_report(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from voicefleet.intelligibility import heldout_sentences
+    from voicefleet.intelligibility import gate_sentences, heldout_sentences
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    ap.add_argument("--limit", type=int, default=None, help="only the first N sentences (a quick run)")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--limit", type=int, default=None, help="only the first N sentences (a quick run)")
+    which.add_argument("--gate", action="store_true", help="only the sentences `voicefleet distill` checks")
     ap.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, of {','.join(ENGINES)}")
     ap.add_argument("--worst", type=int, default=3, help="worst sentences listed per engine")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.engines.split(",") if n.strip()]
     if unknown := set(names) - set(ENGINES):
         ap.error(f"unknown engine(s) {', '.join(sorted(unknown))}; choose from {', '.join(ENGINES)}")
-    report = measure(names, heldout_sentences()[: args.limit], args.worst)
+    report = measure(names, gate_sentences() if args.gate else heldout_sentences()[: args.limit], args.worst)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:
