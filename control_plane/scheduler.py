@@ -75,6 +75,7 @@ class Estimate(NamedTuple):
     done: float
     device: DeviceView
     offer: EngineOffer
+    rank: int  # the offer's tier rank
 
 
 class Planner:
@@ -91,10 +92,15 @@ class Planner:
         self.rr_cursor = rr_cursor
         self.gates = {d.id: d.gate(stats) for d in self.devices}
         self.free = {d.id: (d.max_concurrency - d.inflight if self.gates[d.id] is None else 0) for d in self.devices}
+        self._rtf: dict[tuple[str, str | None], float] = {}  # a pass sees one value per (device, engine)
+        self._able: dict[tuple, list[EngineOffer]] = {}  # per (device, needs): most jobs of a pass ask alike
         self.slots = {d.id: self._slot_times(d) for d in self.devices}
 
     def rtf(self, d: DeviceView, engine: str | None) -> float:
-        return self.stats.engine_rtf(d, engine, self.now)
+        key = (d.id, engine)
+        if key not in self._rtf:
+            self._rtf[key] = self.stats.engine_rtf(d, engine, self.now)
+        return self._rtf[key]
 
     def _slot_times(self, d: DeviceView) -> list[float]:
         """When each of the device's slots is expected to be free, earliest first. A job past its
@@ -110,8 +116,12 @@ class Planner:
 
     def place(self, job: JobInfo) -> Decision:
         options, considered, unavailable = [], [], []
+        needs = (job.needs.lang, job.needs.dialect, job.needs.voice, job.needs.instruction)
         for d in self.devices:
-            able, gate = d.able(job.needs), self.gates[d.id]
+            key = (d.id, needs)
+            if key not in self._able:
+                self._able[key] = d.able(job.needs)
+            able, gate = self._able[key], self.gates[d.id]
             if not able or gate:
                 verdict = gate if able else f"cannot serve {d.missing_for(job.needs)}"
                 considered.append({"device": d.id, "verdict": verdict})
@@ -135,11 +145,13 @@ class Planner:
         estimates = []
         for d, able in options:
             start = max(self.slots[d.id][0], self.now)
+            rtt = self.stats.rtt_of(d.id)
             for offer in able:
-                rtt, rtf = self.stats.rtt_of(d.id), self.rtf(d, offer.name)
+                name = offer.engine.name
+                rtf = self.rtf(d, name)
                 service = audio_s * rtf + OVERHEAD_S
-                estimates.append(Estimate(start + rtt + service, d, offer))
-                considered.append({"device": d.id, "engine": offer.name, "tier": offer.tier, "verdict": "candidate",
+                estimates.append(Estimate(start + rtt + service, d, offer, offer.rank))
+                considered.append({"device": d.id, "engine": name, "tier": offer.tier, "verdict": "candidate",
                                    "expected_s": round(start + rtt + service - self.now, 3),
                                    "wait_s": round(start - self.now, 3), "rtt_s": round(rtt, 4),
                                    "service_s": round(service, 3), "rtf": round(rtf, 4)})
@@ -157,21 +169,24 @@ class Planner:
 
     def _choose(self, job: JobInfo, estimates: list[Estimate]) -> tuple[Estimate, str, dict | None]:
         """The best tier that can meet the deadline, earliest within it (module docstring)."""
-        estimates.sort(key=lambda e: (e.done, -e.offer.rank, e.device.id))
-        best = max(estimates, key=lambda e: e.offer.rank).offer.tier
+        estimates.sort(key=lambda e: (e.done, -e.rank, e.device.id))
+        best = max(estimates, key=lambda e: e.rank).offer.tier
         if job.quality == "fastest" or job.named_voice:
             pick, why = self._earliest(job, estimates)
             asked = "the caller asked for the fastest voice" if job.quality == "fastest" \
                 else f"the caller named voice {job.needs.voice!r}"
             return pick, why, _fallback(best, pick, asked)
-        ranks = sorted({e.offer.rank for e in estimates}, reverse=True)
+        ranks = sorted({e.rank for e in estimates}, reverse=True)
+        if len(ranks) == 1:  # one tier: no choice of quality to make
+            pick, why = self._earliest(job, estimates)
+            return pick, why, None
         for rank in ranks:
-            group = [e for e in estimates if e.offer.rank == rank]
+            group = [e for e in estimates if e.rank == rank]
             if job.deadline_at is None or any(e.done <= job.deadline_at for e in group):
                 pick, why = self._earliest(job, group)
                 return pick, why, None if rank == ranks[0] else _fallback(best, pick, _missed(best, estimates, job,
                                                                                              self.now))
-        pick, why = self._earliest(job, [e for e in estimates if e.offer.rank == ranks[0]])
+        pick, why = self._earliest(job, [e for e in estimates if e.rank == ranks[0]])
         return pick, why, None
 
     def _earliest(self, job: JobInfo, estimates: list[Estimate]) -> tuple[Estimate, str]:

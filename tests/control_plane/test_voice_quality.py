@@ -131,6 +131,7 @@ def test_say_jobs_and_devices_name_engines_voices_and_tiers(box: Cluster, tmp_pa
 
     devices = cli(box, "devices")
     engines: dict[str, list[list[str]]] = {}
+    device = ""
     for line in devices.splitlines():
         if line.startswith("    "):
             engines[device].append(line.split())

@@ -69,7 +69,8 @@ from voicefleet.protocol.topics import (
 __all__ = [
     "BAD_TEXT", "EMPTY_TEXT", "NOTHING_TO_SPEAK", "REQUEST_FAULTS", "UNSUPPORTED",
     "DEVICE_ID_PATTERN", "DIALECTS", "DIALECT_CATALOG", "FROM_DEVICE", "ID_PATTERN", "LANGUAGES",
-    "MAX_PAYLOAD_BYTES", "MAX_TEXT_CHARS", "QUALITY_TIERS", "TEST_AUDIO_RATE", "SAFE_ID_RE", "SCHEMA_VERSION", "TOPIC_ROOT", "TO_DEVICE",
+    "MAX_PAYLOAD_BYTES", "MAX_TEXT_CHARS", "QUALITY_TIERS", "TEST_AUDIO_RATE", "SAFE_ID_RE", "SCHEMA_VERSION",
+    "TOPIC_ROOT", "TO_DEVICE",
     "ActiveModel", "AudioChunk", "Capabilities", "DeviceRecord", "DeviceState", "Dialect", "EngineDescriptor",
     "EngineOffer",
     "ErrorInfo", "ImageState", "JobAssign", "JobCancel", "JobDone", "JobEvent", "JobEventBase", "JobFailed",

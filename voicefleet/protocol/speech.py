@@ -97,11 +97,12 @@ class EngineDescriptor(BaseModel):
 # measured of it (docs/quality.md). Placement prefers the best tier that can serve a job in time.
 QUALITY_TIERS: tuple[str, ...] = ("formant", "neural", "flagship")
 Tier = Literal["formant", "neural", "flagship"]
+_RANKS = {tier: rank for rank, tier in enumerate(QUALITY_TIERS)}
 
 
 def tier_rank(tier: str) -> int:
     """Higher is better; an unknown tier ranks below every known one."""
-    return QUALITY_TIERS.index(tier) if tier in QUALITY_TIERS else -1
+    return _RANKS.get(tier, -1)
 
 
 def split_voice(voice: str | None) -> tuple[str | None, str | None]:
