@@ -227,7 +227,7 @@ class JobRunner:
 class _Output:
     """What one attempt has sent so far: the chunks' count, bytes and digest, and when the first went."""
 
-    t0: float = field(default_factory=time.perf_counter)
+    t0: float = field(default_factory=lambda: time.perf_counter())  # the module's clock at call time
     digest: Any = field(default_factory=hashlib.sha256)
     seq: int = 0
     total: int = 0
