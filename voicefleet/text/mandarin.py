@@ -39,7 +39,8 @@ _HAN = re.compile(r"[\u4e00-\u9fff]+")
 POLYPHONE_FIXES: dict[str, list[str]] = DEFAULT_ENTRIES
 # Stands for a character whose reading an inline pinyin annotation gives: not Han, so it splits runs.
 _PINNED = "\ue000"
-_PIECES = re.compile(rf"[\u4e00-\u9fff]+|{_PINNED}")
+_TOKENS = re.compile(r"[\u4e00-\u9fff]+|[^\u4e00-\u9fff]", re.S)  # Han runs, and every other character
+Reading = tuple[str, str | None]  # (character, TONE3 syllable); None where nothing is read
 
 
 class FrontendError(ValueError):
@@ -116,12 +117,39 @@ def _glide_final(base: str) -> str:
 def pinyin_of(han: str) -> list[str]:
     """TONE3 syllables for a run of Han characters (pypinyin's readings, see ``lexicon``) with the
     default pronunciation lexicon applied; characters that have no reading are left out."""
+    return [s for s in _han_readings(han) if s]
+
+
+def _han_readings(han: str) -> list[str | None]:
+    """One TONE3 reading per character of a Han run, None where it has none: the one place a
+    character's reading is chosen, so what ``readings`` shows is what the engines speak."""
     from voicefleet.text.lexicon import lexicon
 
     syllables = lexicon().pinyin(han)
     for start, end, fix in DEFAULT.matches(han):
         syllables[start:end] = fix
-    return [s for s in syllables if s]
+    return syllables
+
+
+def readings(text: str) -> list[Reading]:
+    """What the Mandarin engines read in ``text``: (character, TONE3 syllable or None) for each
+    character of the text as normalised (``2025年`` shows as 二零二五年, each with its reading), an
+    inline pinyin annotation as one entry (its brackets, its syllable), None for what is not Han."""
+    return _read(*_flatten(text))
+
+
+def _read(flat: str, pinned: list[Pinyin]) -> list[Reading]:
+    """``readings`` of flattened text whose ``_PINNED`` marks take ``pinned`` in order."""
+    pins, out = iter(pinned), []
+    for piece in _TOKENS.findall(flat):
+        if piece == _PINNED:
+            pin = next(pins)
+            out.append((pin.render(), pin.syllable))
+        elif _HAN.fullmatch(piece):
+            out.extend(zip(piece, _han_readings(piece), strict=True))  # one reading per character
+        else:
+            out.append((piece, None))
+    return out
 
 
 def phrases(text: str) -> list[Phrase]:
@@ -136,9 +164,7 @@ def phrases(text: str) -> list[Phrase]:
     for clause in _clauses(flat):
         mine = pinned[used:used + clause.count(_PINNED)]
         used += len(mine)
-        readings = iter(mine)
-        syllables = [s for piece in _PIECES.findall(clause)
-                     for s in ([next(readings).syllable] if piece == _PINNED else pinyin_of(piece))]
+        syllables = [s for _, s in _read(clause, mine) if s]
         if syllables:
             out.append(Phrase(_shown(clause, mine), tuple(syllables), tuple(phones_of(syllables)), PAUSE_S))
     if not out:
