@@ -12,6 +12,7 @@ import sys
 from voicefleet.api_errors import ApiError
 from voicefleet.errors import CodedError
 from voicefleet_cli.client import cmd_devices, cmd_jobs, cmd_say, cmd_uncordon
+from voicefleet_cli.pronounce import cmd_pronounce
 from voicefleet_cli.settings import DEFAULT_API, CliSettings
 
 # Each command imports its application when it runs: the edge install has no fastapi, sqlmodel or torch.
@@ -77,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--instruction", help="a style instruction, e.g. 'say it sadly'")
     say.add_argument("--timeout", type=float, default=300)
     say.set_defaults(func=cmd_say)
+
+    pronounce = sub.add_parser("pronounce", help="the readings the Mandarin voices will use (runs here, no "
+                               "control plane); without TEXT, one line of standard input at a time")
+    pronounce.add_argument("text", nargs="?", help="the text (default: read lines from standard input)")
+    pronounce.add_argument("--json", action="store_true", help='one JSON array per text: {"char", "pinyin"}')
+    pronounce.set_defaults(func=cmd_pronounce)
 
     jobs = sub.add_parser("jobs", help="list jobs, or show one")
     jobs.add_argument("job_id", nargs="?")
