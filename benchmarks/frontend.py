@@ -1,15 +1,18 @@
 """Frontend speed, single-threaded: text normalisation + Mandarin G2P in characters per second, and
-speaker-embedding extraction in milliseconds per 3 s voice prompt.
+speaker-embedding extraction in milliseconds per 3 s voice prompt, and polyphone accuracy on the
+CPP dev split for ours, plain pypinyin and g2pM side by side (``benchmarks/cpp.py``).
 
-``python benchmarks/frontend.py [--json] [--seconds 3] [--clips 10]``. Text inputs are the golden
-table's and the distillation's held-out sentences; warm-up (the lexicon cache, the wetext graphs,
-loading the speaker encoder) is timed apart.
+``python benchmarks/frontend.py [--json] [--seconds 3] [--clips 10] [--parts text,embedding,cpp]
+[--cpp-sentences N]``. Text inputs are the golden table's and the distillation's held-out
+sentences; warm-up (the lexicon cache, the wetext graphs, loading the speaker encoder or g2pM) is
+timed apart. numpy's BLAS (g2pM) and torch are held to one thread.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -19,6 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 GOLDEN = ROOT / "tests" / "data" / "golden_zh.tsv"
+PARTS = ("text", "embedding", "cpp")
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # before numpy loads: every figure here is one thread's
 
 
 def inputs() -> list[str]:
@@ -84,22 +90,53 @@ def measure_embedding(n: int = 10, clip_s: float = 3.0) -> dict[str, float | int
             "ms_per_clip_min": round(min(times), 2), "ms_per_clip_max": round(max(times), 2)}
 
 
+def measure_cpp(limit: int | None = None) -> dict:
+    """Polyphone accuracy and characters/s of each system on the CPP dev split (first ``limit``)."""
+    from benchmarks.cpp import CPP_DIR, evaluate, load
+
+    items = load(CPP_DIR, limit)
+    return {"data": "cpp-dev", "sentences": len(items), "threads": 1, "systems": evaluate(items)}
+
+
+def _print(report: dict) -> None:
+    if "text" in report:
+        text = report["text"]
+        print(f"text frontend, 1 thread, {text['texts']} texts ({text['chars']} characters), wetext {text['wetext']}")
+        print(f"  normalisation      {text['normalize_chars_per_s']:>9,} chars/s")
+        print(f"  G2P                {text['g2p_chars_per_s']:>9,} chars/s")
+        print(f"  both               {text['chars_per_s']:>9,} chars/s   (warm-up {text['warmup_s']} s)")
+    if "embedding" in report:
+        print(f"speaker embedding, 1 thread: {json.dumps(report['embedding'])}")
+    if "cpp" in report:
+        cpp = report["cpp"]
+        print(f"polyphones, CPP dev split, {cpp['sentences']} sentences, 1 thread")
+        for name, fig in cpp["systems"].items():
+            print(f"  {name:<10} {fig['accuracy']:>7.2%}  {fig['chars_per_s']:>9,} chars/s   "
+                  f"(unaligned {fig['unaligned']}, most missed: {', '.join(fig['most_missed'][:5])})")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--seconds", type=float, default=3.0, help="time spent per text measurement")
     ap.add_argument("--clips", type=int, default=10, help="voice prompts to embed")
+    ap.add_argument("--parts", default=",".join(PARTS), help="which of text,embedding,cpp to run")
+    ap.add_argument("--cpp-sentences", type=int, default=None, help="first N CPP sentences (default all)")
     args = ap.parse_args(argv)
-    report = {"text": measure(args.seconds), "embedding": measure_embedding(args.clips)}
+    parts = [p for p in args.parts.split(",") if p]
+    if unknown := set(parts) - set(PARTS):
+        ap.error(f"unknown parts {sorted(unknown)}; choose from {','.join(PARTS)}")
+    report = {}
+    if "text" in parts:
+        report["text"] = measure(args.seconds)
+    if "embedding" in parts:
+        report["embedding"] = measure_embedding(args.clips)
+    if "cpp" in parts:
+        report["cpp"] = measure_cpp(args.cpp_sentences)
     if args.json:
-        print(json.dumps(report))
-        return 0
-    text, emb = report["text"], report["embedding"]
-    print(f"text frontend, 1 thread, {text['texts']} texts ({text['chars']} characters), wetext {text['wetext']}")
-    print(f"  normalisation      {text['normalize_chars_per_s']:>9,} chars/s")
-    print(f"  G2P                {text['g2p_chars_per_s']:>9,} chars/s")
-    print(f"  both               {text['chars_per_s']:>9,} chars/s   (warm-up {text['warmup_s']} s)")
-    print(f"speaker embedding, 1 thread: {json.dumps(emb)}")
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        _print(report)
     return 0
 
 
