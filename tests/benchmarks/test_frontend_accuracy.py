@@ -1,0 +1,74 @@
+"""The CPP polyphone measure: the data's alignment, the notation, and the benchmark's JSON on a slice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from benchmarks.cpp import CPP_DIR, SYSTEMS, load, normal, score  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not (CPP_DIR / "dev.sent").exists(), reason="CPP dev split not present")
+FIRST = "1990年9月15日，在克里米亚发现了此天体。"  # dev.sent line 1, 了 marked (checked by hand)
+
+
+def test_marked_character_index_and_label_come_from_the_data():
+    items = load(limit=200)
+    assert len(items) == 200
+    assert items[0] == (FIRST, 18, "le5") and FIRST[18] == "了"
+    assert all(sentence[index] != "\u2581" and "\u2581" not in sentence for sentence, index, _ in items)
+
+
+def test_both_sides_share_one_notation():
+    assert [normal(s) for s in ("nu:e4", "lü4", "NV3", "ju:4", "yu2", "ma", "le5")] == \
+        ["nve4", "lv4", "nv3", "ju4", "yu2", "ma5", "le5"]
+    assert normal(None) is None and normal("") is None
+
+
+@pytest.mark.parametrize("name", ["ours", "pypinyin", "g2pM"])
+def test_each_system_reads_one_syllable_per_character_in_place(name):
+    if name == "g2pM":
+        pytest.importorskip("g2pM")
+    out = SYSTEMS[name]()(FIRST)
+    assert len(out) == len(FIRST)
+    assert [normal(out[i]) for i in (11, 12, 18, 19)] == ["zai4", "ke4", "le5", "ci3"]  # 在克 … 了此
+    assert out[0] in (None, "1")  # a digit is not read as a syllable
+
+
+def test_accuracy_is_counted_from_the_labels():
+    items = load(limit=200)
+    labels = {sentence: (index, label) for sentence, index, label in items}
+
+    def oracle_stand_in(sentence):
+        index, label = labels[sentence]
+        return [label if i == index else None for i in range(len(sentence))]
+
+    def half_wrong_stand_in(sentence):
+        out = oracle_stand_in(sentence)
+        index = labels[sentence][0]
+        out[index] = out[index] if index % 2 else "xx1"
+        return out
+
+    assert score(oracle_stand_in, items)["accuracy"] == 1.0
+    half = score(half_wrong_stand_in, items)
+    assert half["right"] == sum(index % 2 for _, index, _ in items) and half["unaligned"] == 0
+    nothing = score(lambda s: [None] * len(s), items)
+    assert nothing["accuracy"] == 0.0 and nothing["unaligned"] == 200
+
+
+def test_benchmark_json_reports_each_system_side_by_side():
+    pytest.importorskip("g2pM")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "frontend.py"), "--json", "--parts", "cpp",
+                           "--cpp-sentences", "200"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cpp = json.loads(done.stdout)["cpp"]
+    assert cpp["sentences"] == 200 and cpp["threads"] == 1 and set(cpp["systems"]) == {"ours", "pypinyin", "g2pM"}
+    for fig in cpp["systems"].values():
+        assert 0 <= fig["accuracy"] <= 1 and fig["sentences"] == 200
+        assert fig["accuracy"] == round(fig["right"] / 200, 4) and fig["chars_per_s"] > 0
+    assert all(fig["right"] > 100 for fig in cpp["systems"].values())  # aligned: a shift would miss most
