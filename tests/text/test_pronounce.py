@@ -4,6 +4,7 @@ Mandarin engines speak: one entry per character of the normalised text, null whe
 from __future__ import annotations
 
 import json
+import os
 import selectors
 import subprocess
 import sys
@@ -45,7 +46,9 @@ def test_the_command_shows_one_text_as_words_with_readings_or_as_json():
 
 
 def test_standard_input_gives_one_json_array_per_line_as_each_line_arrives():
-    with subprocess.Popen([*CLI, "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a user's shell runs it
+    with subprocess.Popen([*CLI, "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          env=buffered) as proc:
         answers = []
         for line in ("长江", "", "一个A"):
             proc.stdin.write(line + "\n")
