@@ -62,6 +62,12 @@ def test_bad_text_is_refused_with_the_error_body(app: TestClient, body: dict, co
     assert r.json()["error"]["code"] == code and words in r.json()["error"]["text"], r.text
 
 
+def test_a_lone_surrogate_is_refused_not_a_server_error(app: TestClient):
+    body = b'{"text": "\\ud800\xe5\xa5\xbd"}'  # a JSON escape of half a UTF-16 pair, then 好
+    r = app.post("/v1/pronounce", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "surrogate" in r.json()["error"]["text"], r.text
+
+
 def test_the_route_and_its_models_are_in_the_openapi_document(app: TestClient):
     doc = app.get("/openapi.json").json()
     op = doc["paths"]["/v1/pronounce"]["post"]

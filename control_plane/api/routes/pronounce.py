@@ -31,6 +31,9 @@ class PronounceRequest(BaseModel):
         too_long = text_too_long(v)
         if too_long:
             raise ValueError(too_long)
+        bad = next((i for i, ch in enumerate(v) if "\ud800" <= ch <= "\udfff"), None)
+        if bad is not None:  # JSON's \ud800 escape alone: no character, and no JSON answer could echo it
+            raise ValueError(f"position {bad}: a lone UTF-16 surrogate is not a character; send the text as UTF-8")
         why = unspeakable(v)
         if why is not None and why.code == EMPTY_TEXT:  # punctuation alone is fine here: it shows as nulls
             raise PydanticCustomError(why.code, why.text)
