@@ -89,13 +89,11 @@ def assignment(job: Job, *, prompt: p.VoicePrompt | None, lease_s: float, engine
     return p.JobAssign(job_id=job.id, attempt=job.attempt, **fields, prompt=prompt, engine=engine, lease_s=lease_s)
 
 
-def speaker(device_id: str, offer: p.EngineOffer | None, voice: str | None, *, tier: str | None = None,
+def speaker(device_id: str, offer: p.EngineOffer, voice: str | None,
             fallback: dict[str, str] | None = None) -> dict[str, Any]:
     """Who speaks a job: the device, its engine (name, version, model), the voice and its tier, and
     what placement fell back from. ``voice``: the job's (None: the engine's first preset)."""
     preset = p.split_voice(voice)[1]
-    if offer is None:
-        return {"device": device_id, "engine": None, "voice": preset, "tier": tier, "fallback": fallback}
     return {"device": device_id, "engine": offer.name, "version": offer.engine.version, "model": offer.engine.model,
             "voice": preset or next(iter(offer.capabilities.voices), None), "tier": offer.tier, "fallback": fallback}
 

@@ -172,7 +172,10 @@ def _who_spoke(ctx: Context, job: Job, ev: p.JobDone) -> tuple[dict, str]:
     planned = job.spoken_by or {}
     view = ctx.fleet.devices.get(job.device_id or "")
     offer = view.offer(ev.engine.name) if view is not None else None
-    tier = offer.tier if offer is not None else planned.get("tier") if planned.get("engine") == ev.engine.name else None
+    if offer is not None:
+        tier = offer.tier
+    else:  # the device is gone from the fleet view: what placement planned, if that engine spoke
+        tier = planned.get("tier") if planned.get("engine") == ev.engine.name else None
     voice = ev.voice or planned.get("voice")
     preset = voice if offer is None or voice in offer.capabilities.voices else "cloned"
     who = {"engine": ev.engine.name, "version": ev.engine.version, "model": ev.engine.model, "voice": voice,

@@ -16,7 +16,6 @@ from control_plane.models import Device, Job
 from control_plane.scheduler import DeviceView, FleetStats, Running
 from voicefleet import protocol as p
 from voicefleet.ids import now
-from voicefleet.protocol.devices import legacy_offer
 
 TIERS = ("interactive", "batch")
 
@@ -50,7 +49,8 @@ class Fleet:
             view = self.devices[dev.id] = DeviceView(id=dev.id, status=dev.status, capabilities=caps,
                                                      max_concurrency=dev.max_concurrency)
         view.status, view.capabilities, view.max_concurrency = dev.status, caps, dev.max_concurrency
-        view.offers = offers_of(dev)
+        # each engine as _on_state stored it (an agent that predates offers: its one engine)
+        view.offers = [p.EngineOffer.model_validate(o) for o in dev.engines or ()]
         view.role, view.cordoned, view.telemetry = dev.role, dev.cordoned, dev.telemetry
         view.last_seen_at = dev.last_seen_at
 
@@ -109,12 +109,3 @@ class Fleet:
                                          engine_rtf=MappingProxyType(rtfs))
         return FleetSnapshot(devices=MappingProxyType(devices))
 
-
-def offers_of(dev: Device) -> list[p.EngineOffer]:
-    """A device row's engines as placement ranks them (an agent that predates offers: its one engine)."""
-    if dev.engines:
-        return [p.EngineOffer.model_validate(o) for o in dev.engines]
-    if dev.engine is None or dev.capabilities is None:
-        return []
-    engine, caps = p.EngineDescriptor.model_validate(dev.engine), p.Capabilities.model_validate(dev.capabilities)
-    return [legacy_offer(engine, caps)]

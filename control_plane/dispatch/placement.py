@@ -42,8 +42,8 @@ def schedule(ctx: Context, session: Session, out: Outbox) -> None:
 
 def _assign(ctx: Context, session: Session, job: Job, decision: Decision, out: Outbox) -> None:
     device_id = decision.device_id
-    offer = ctx.fleet.devices[device_id].offer(decision.engine)
-    spoken_by = jobs.speaker(device_id, offer, job.voice, tier=decision.tier, fallback=decision.fallback)
+    offer = ctx.fleet.devices[device_id].offer(decision.engine)  # placement chose among its offers
+    spoken_by = jobs.speaker(device_id, offer, job.voice, decision.fallback)
     jobs.assign(session, job, device_id=device_id, lease_s=ctx.settings.lease_s, explain=decision.explain(),
                 spoken_by=spoken_by)
     ctx.fleet.took(job, device_id, decision.expected_s, decision.engine)

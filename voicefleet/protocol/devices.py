@@ -47,11 +47,7 @@ class DeviceState(Message):
         """Its engines; an agent that predates offers is one engine of unknown quality, ranked lowest."""
         if self.engines or self.engine is None or self.capabilities is None:
             return list(self.engines)
-        return [legacy_offer(self.engine, self.capabilities)]
-
-
-def legacy_offer(engine: EngineDescriptor, capabilities: Capabilities) -> EngineOffer:
-    return EngineOffer(engine=engine, capabilities=capabilities, tier="formant")
+        return [EngineOffer(engine=self.engine, capabilities=self.capabilities, tier="formant")]
 
 
 class Telemetry(Message):
