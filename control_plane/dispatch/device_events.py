@@ -14,7 +14,7 @@ from control_plane.audio_store import AudioIntegrityError
 from control_plane.dispatch import attempts
 from control_plane.dispatch.context import Context
 from control_plane.dispatch.outbox import Outbox
-from control_plane.models import AudioArtifact, Device, DeviceRecord, Job
+from control_plane.models import AudioArtifact, Device, DeviceRecord, Job, MqttUser
 from voicefleet import protocol as p
 from voicefleet.ids import now
 from voicefleet.mqtt import Inbound
@@ -47,6 +47,11 @@ def handle(ctx: Context, session: Session, d: Decoded, out: Outbox) -> None:
     item, device_id, msg, data = d
     if msg is None:
         return
+    if _claims_presence(msg) and _revoked(session, device_id):
+        # Revocation marks it offline at once, but the broker drops it a moment later: what it
+        # says in between must not bring it back (its last will may then be refused by the ACL).
+        log.info("ignored %s from %s: its login was revoked", msg.type, device_id)
+        return
     if isinstance(msg, p.DeviceState):
         _on_state(ctx, session, device_id, msg, out, retained=item.retained)
     elif isinstance(msg, p.Telemetry):
@@ -65,6 +70,16 @@ def handle(ctx: Context, session: Session, d: Decoded, out: Outbox) -> None:
 
 
 # -- presence -----------------------------------------------------------------------------
+
+
+def _claims_presence(msg: p.Message) -> bool:
+    return isinstance(msg, p.Telemetry) or (isinstance(msg, p.DeviceState) and msg.status != "offline")
+
+
+def _revoked(session: Session, device_id: str) -> bool:
+    """Its broker login was revoked (a device without one, on an open broker, never is)."""
+    user = session.get(MqttUser, device_id)
+    return user is not None and user.revoked_at is not None
 
 
 def _on_state(ctx: Context, session: Session, device_id: str, st: p.DeviceState, out: Outbox, *,
@@ -89,9 +104,10 @@ def _on_state(ctx: Context, session: Session, device_id: str, st: p.DeviceState,
                            else "device restarted", out)
     ctx.fleet.update(dev)
     ctx.rollouts.on_state(session, device_id, st, out.publish)
-    if came_back:
+    view = ctx.fleet.devices.get(device_id)  # none for a device that never said what it can do
+    if came_back and view is not None:
         # A retained "online" is old news (it may predate a crash): wait for a live message.
-        ctx.fleet.devices[device_id].confirmed = not retained
+        view.confirmed = not retained
     out.reschedule = True
     log.info("device %s is %s", device_id, st.status)
 
