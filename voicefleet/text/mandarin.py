@@ -122,10 +122,11 @@ def pinyin_of(han: str) -> list[str]:
 
 def _han_readings(han: str) -> list[str | None]:
     """One TONE3 reading per character of a Han run, None where it has none: the one place a
-    character's reading is chosen, so what ``readings`` shows is what the engines speak."""
-    from voicefleet.text.lexicon import lexicon
+    character's reading is chosen, so what ``readings`` shows is what the engines speak.
+    Polyphones are chosen in context (``polyphones``), then our lexicon's fixes go on top."""
+    from voicefleet.text import polyphones
 
-    syllables = lexicon().pinyin(han)
+    syllables = polyphones.readings(han)
     for start, end, fix in DEFAULT.matches(han):
         syllables[start:end] = fix
     return syllables
