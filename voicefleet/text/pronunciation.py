@@ -21,6 +21,8 @@ from voicefleet.text.annotations import map_plain, split_spelling, to_annotation
 _HAN = re.compile(r"[\u4e00-\u9fff]+")
 
 # Polyphones pypinyin reads wrongly in these phrases (checked against tests/data/golden_zh.tsv).
+# Entries give dictionary (lexical) tones: tone sandhi (一个 yi2, 不是 bu2, 数一数 yi5) is applied
+# afterwards, by one rule for all text (``voicefleet.text.tones``).
 DEFAULT_ENTRIES: dict[str, list[str]] = {
     "很长": ["hen3", "chang2"],
     "长得": ["zhang3", "de5"],
@@ -32,10 +34,6 @@ DEFAULT_ENTRIES: dict[str, list[str]] = {
     "重新": ["chong2", "xin1"],
     "觉得": ["jue2", "de5"],
     "记得": ["ji4", "de5"],
-    "一个": ["yi2", "ge4"],
-    "不是": ["bu2", "shi4"],
-    "不要": ["bu2", "yao4"],
-    "不会": ["bu2", "hui4"],
     "得去": ["dei3", "qu4"],
     "得很": ["de5", "hen3"],
     # where the context model (voicefleet.text.polyphones) is confidently wrong, hand-checked
@@ -48,9 +46,9 @@ DEFAULT_ENTRIES: dict[str, list[str]] = {
     "很重": ["hen3", "zhong4"],
     "第一": ["di4", "yi1"],
     "为人民": ["wei4", "ren2", "min2"],
-    "数一数": ["shu3", "yi5", "shu3"],
+    "数一数": ["shu3", "yi1", "shu3"],
     "两行": ["liang3", "hang2"],
-    # decimals as the normaliser writes them (1.2 → 一点二): pypinyin reads 一点 as yi4 dian3, "a little"
+    # decimals as the normaliser writes them (1.2 → 一点二): pypinyin's phrase 一点 ("a little") is yi4
     **{"一点" + digit: ["yi1", "dian3", reading] for digit, reading in zip(
         "零二三四五六七八九", "ling2 er4 san1 si4 wu3 liu4 qi1 ba1 jiu3".split(), strict=True)},
 }
@@ -123,4 +121,4 @@ def _check_entry(phrase: str, syllables: list[str]) -> None:
         split_spelling(syllable)  # ValueError naming the bad syllable
 
 
-DEFAULT = Lexicon(DEFAULT_ENTRIES, version="2", name="voicefleet-default")
+DEFAULT = Lexicon(DEFAULT_ENTRIES, version="3", name="voicefleet-default")
