@@ -23,12 +23,15 @@ ends a run (姐姐 jie3 jie5 stays 3).
 
 from __future__ import annotations
 
+import re
+
 # Particles spoken in the neutral tone when they stand alone after a word (not in 酒吧, 吧台, 吗啡).
 _PARTICLES = {"吧": "ba", "吗": "ma", "呢": "ne", "啊": "a", "呀": "ya", "啦": "la", "嘛": "ma",
               "哇": "wa", "呗": "bei", "喽": "lou"}
 # Syllables that are always neutral in these characters (the other readings are other syllables:
 # 了 liao3, 着 zhao2/zhuo2, 的 di2/di4), so the syllable the lexicon chose says it is the particle.
 _ALWAYS_NEUTRAL = {("了", "le"), ("着", "zhe"), ("的", "de"), ("们", "men"), ("么", "me")}
+_NEUTRAL_CHARS = set(_PARTICLES) | {char for char, _ in _ALWAYS_NEUTRAL}
 # Reduplicated nouns whose second syllable is neutral (妈妈 ma1 ma5, 姐姐 jie3 jie5, 谢谢).
 _AA_NOUNS = set("妈爸哥姐弟妹爷奶姥叔伯舅婶姑婆公太宝娃星猩谢")
 # One-syllable verbs whose reduplication (看看, 想想 "have a look / think it over") is A + A5.
@@ -46,6 +49,7 @@ _WEEKDAY = ("星期", "礼拜", "周")
 _TIMES = set("次遍回趟")  # 每周一次: counting weeks, not Monday
 # One-syllable modifiers that form a foot of their own before two more syllables (小|老虎, 很|好).
 _PROCLITICS = set("很也小挺只好几每")
+_THIRD_TONES = re.compile("33+")  # over the tones as digits, 0 where a character has no reading
 
 
 def spoken(han: str, lexical: list[str | None]) -> list[str | None]:
@@ -93,16 +97,24 @@ class _Run:
     def char(self, index: int) -> str:
         return self.han[index] if 0 <= index < len(self.han) else ""
 
-    def is_(self, index: int, char: str, base: str) -> bool:
-        return self.han[index] == char and self.bases[index] == base
+    def at(self, char: str, base: str) -> list[int]:
+        """Where ``char`` is read as ``base`` (str.find: most runs have none of the few we look for)."""
+        out, i = [], self.han.find(char)
+        while i >= 0:
+            if self.bases[i] == base:
+                out.append(i)
+            i = self.han.find(char, i + 1)
+        return out
 
 
 def _neutral_particles(run: _Run) -> None:
     """Sentence particles after a word, and the syllables that are only ever particles."""
     for i, char in enumerate(run.han):
-        if (char, run.bases[i]) in _ALWAYS_NEUTRAL and i > 0:
+        if char not in _NEUTRAL_CHARS or i == 0:
+            continue
+        if (char, run.bases[i]) in _ALWAYS_NEUTRAL:
             run.tones[i] = 5
-        elif i > 0 and _PARTICLES.get(char) == run.bases[i] and run.word_at(i) == (i, i + 1):
+        elif _PARTICLES.get(char) == run.bases[i] and run.word_at(i) == (i, i + 1):
             run.tones[i] = 5
 
 
@@ -134,16 +146,15 @@ def _starts_word(run: _Run, index: int) -> bool:
 
 def _erhua(run: _Run) -> None:
     """儿 after a syllable is the rhotic suffix, spoken as a light er5 of its own."""
-    for i in range(1, len(run.han)):
-        if (run.is_(i, "儿", "er") and run.bases[i - 1] is not None and run.han[i - 1] not in _ER_WORDS_AFTER
+    for i in run.at("儿", "er"):
+        if (i > 0 and run.bases[i - 1] is not None and run.han[i - 1] not in _ER_WORDS_AFTER
                 and run.char(i + 1) not in _ER_WORDS_BEFORE):
             run.tones[i] = 5
 
 
 def _yi(run: _Run) -> None:
-    for i in range(len(run.han)):
-        if run.is_(i, "一", "yi"):
-            run.tones[i] = _yi_tone(run, i)
+    for i in run.at("一", "yi"):
+        run.tones[i] = _yi_tone(run, i)
 
 
 def _yi_tone(run: _Run, i: int) -> int:
@@ -172,9 +183,8 @@ def _weekday_before(run: _Run, i: int) -> bool:
 
 
 def _bu(run: _Run) -> None:
-    for i in range(len(run.han)):
-        if run.is_(i, "不", "bu"):
-            run.tones[i] = _bu_tone(run, i)
+    for i in run.at("不", "bu"):
+        run.tones[i] = _bu_tone(run, i)
 
 
 def _bu_tone(run: _Run, i: int) -> int:
@@ -192,14 +202,8 @@ def _bu_tone(run: _Run, i: int) -> int:
 
 def _third_tones(run: _Run) -> None:
     """Each run of two or more third tones, split into feet, rises before its last syllable."""
-    tones, i = run.tones, 0
-    while i < len(tones):
-        end = i
-        while end < len(tones) and tones[end] == 3:
-            end += 1
-        if end - i > 1:
-            _sandhi_feet(tones, _feet(run, i, end))
-        i = max(end, i + 1)
+    for stretch in _THIRD_TONES.finditer("".join(map(str, run.tones))):
+        _sandhi_feet(run.tones, _feet(run, stretch.start(), stretch.end()))
 
 
 def _feet(run: _Run, start: int, end: int) -> list[range]:
