@@ -10,7 +10,8 @@ only tone digits, never a syllable (which syllable a polyphone takes is the lexi
    has no rhotic finals — while 儿 as a word (儿子, 女儿, 婴儿) keeps er2;
 3. 一: yi1 in numbers, dates and ordinals and at a word's end; yi5 between a reduplicated verb
    (看一看); otherwise yi2 before a fourth tone and yi4 before the others;
-4. 不: bu5 in A-not-A (要不要) and inside a dictionary word (对不起); bu2 before a fourth tone;
+4. 不: bu5 in A-not-A (要不要), V不C (看不懂) and inside a dictionary word (对不起); bu2 before a
+   fourth tone;
 5. third tones: in a run of third tones every syllable but the last of each foot rises to 2;
    feet follow the lexicon's word boundaries (``lexicon().segments``), with single characters
    paired from the left, and a foot's last syllable rises too when the next foot is one
@@ -49,6 +50,11 @@ _WEEKDAY = ("星期", "礼拜", "周")
 _TIMES = set("次遍回趟")  # 每周一次: counting weeks, not Monday
 # One-syllable modifiers that form a foot of their own before two more syllables (小|老虎, 很|好).
 _PROCLITICS = set("很也小挺只好几每")
+# Complements that make V不C "cannot V" (看不懂, 听不见, 吃不完); 好, 到, 动 are left out: after a
+# noun they are plain negation (身体不好, 时间不到, 他不动).
+_COMPLEMENTS = set("懂见完住清透惯")
+# Words before 不 that are not the verb of a V不C: pronouns and adverbs (我不懂, 也不懂).
+_NOT_VERBS = set("我你他她它们咱这那谁也都就还又再并决绝毫从可却而真很太最更才只")
 _THIRD_TONES = re.compile("33+")  # over the tones as digits, 0 where a character has no reading
 
 
@@ -188,13 +194,22 @@ def _bu(run: _Run) -> None:
 
 
 def _bu_tone(run: _Run, i: int) -> int:
-    """不 is light in A-not-A questions (要不要, 喜不喜欢) and inside a dictionary word
-    (对不起, 来不及); otherwise bu2 before a fourth tone, bu4 elsewhere."""
+    """不 is light in A-not-A questions (要不要, 喜不喜欢), between a verb and its complement
+    (看不懂) and inside a dictionary word (对不起, 来不及); otherwise bu2 before a fourth tone,
+    bu4 elsewhere. 一A不A (一动不动) is a plain negation."""
     before, after = run.char(i - 1), run.char(i + 1)
     if before and before == after:
-        return 5
+        return 5 if run.char(i - 2) != "一" else _bu_by_next(run, i)
     if run.word_at(i) == (i - 1, i + 2):
         return 5
+    if after in _COMPLEMENTS and before and before not in _NOT_VERBS:
+        return 5
+    return _bu_by_next(run, i)
+
+
+def _bu_by_next(run: _Run, i: int) -> int:
+    """bu2 before a fourth tone (不动, 不是), bu4 before any other and at the end."""
+    after = run.char(i + 1)
     if after and run.bases[i + 1] is not None and run.lexical[i + 1] == 4:
         return 2
     return 4
