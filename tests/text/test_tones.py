@@ -3,6 +3,7 @@ end through ``mandarin.readings`` (what every Mandarin engine speaks) on a hand-
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -83,3 +84,14 @@ def test_erhua_is_spoken_with_the_phones_the_models_know():
     syllables = [s for _, s in readings("玩儿") if s]
     assert syllables == ["wan2", "er5"] and split_syllable("er5") == ("^", "er5")
     assert phones_of(syllables) == ["sil", "^", "uan2", "#0", "^", "er5", "sil"]
+
+
+def test_any_mix_of_the_characters_the_rules_look_at_gives_speakable_tones_on_the_same_syllables():
+    pool = "一不儿了着的们么吧吗呢啊看想走妈姐你我很好小老虎五九点十第月号日星期周次个对起懂见"
+    draw = random.Random(15)
+    for _ in range(500):
+        han = "".join(draw.choice(pool) for _ in range(draw.randint(1, 9)))
+        lexical = pinyin_of(han)
+        said_ = spoken(han, lexical)
+        assert [s[:-1] for s in said_] == [s[:-1] for s in lexical], han
+        phones_of(said_)  # FrontendError on a syllable outside the phone set
