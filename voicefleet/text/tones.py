@@ -14,8 +14,9 @@ only tone digits, never a syllable (which syllable a polyphone takes is the lexi
    fourth tone;
 5. third tones: in a run of third tones every syllable but the last of each foot rises to 2;
    feet follow the lexicon's word boundaries (``lexicon().segments``), with single characters
-   paired from the left, and a foot's last syllable rises too when the next foot is one
-   syllable that stays 3 (展览馆 zhan2 lan2 guan3, 我也想买 wo2 ye3 xiang2 mai3).
+   paired from the left (a modifier such as 很 or 小 stands alone before two more), and a
+   foot's last syllable rises too when the next foot is one syllable that stays 3 (展览馆 zhan2
+   lan2 guan3, 小老虎 xiao3 lao2 hu3, 我也想买 wo2 ye3 xiang2 mai3).
 
 The neighbour whose tone 一 and 不 follow is its lexical tone (一个 is yi2 though 个 may be
 spoken lightly); third-tone sandhi reads the tones after steps 1-4, since a neutral syllable
@@ -42,13 +43,13 @@ _ER_WORDS_AFTER = set("女婴幼孤患健胎男孙宠血生托少侄乞运弃妻
 # Characters after 儿 that make 儿 begin a word (儿子, 儿童, 儿女, 儿歌).
 _ER_WORDS_BEFORE = set("子童女科歌戏媳孙时")
 _DIGITS = set("零〇一二三四五六七八九十")
-# After these, 一 is a number or an ordinal read as yi1 (十一, 万一, 二零零一, 三点一, 第一, 初一).
-_YI1_AFTER = _DIGITS | set("两百千万亿点第初")
+# After these, 一 is a number or an ordinal read as yi1 (十一, 万一, 二零零一, 第一, 初一).
+_YI1_AFTER = _DIGITS | set("两百千万亿第初")
 # Words that end in 一 (统一, 唯一, 之一 …): their 一 stays yi1 before whatever follows.
 _YI1_WORD_ENDS = set("统唯之专单划归合均逐纯如")
 _WEEKDAY = ("星期", "礼拜", "周")
 _TIMES = set("次遍回趟")  # 每周一次: counting weeks, not Monday
-# One-syllable modifiers that form a foot of their own before two more syllables (小|老虎, 很|好).
+# One-syllable modifiers that form a foot of their own before two more syllables (小|老虎, 也|很好).
 _PROCLITICS = set("很也小挺只好几每")
 # Complements that make V不C "cannot V" (看不懂, 听不见, 吃不完); 好, 到, 动 are left out: after a
 # noun they are plain negation (身体不好, 时间不到, 他不动).
@@ -179,8 +180,8 @@ def _yi_tone(run: _Run, i: int) -> int:
         return 1  # 一号, 一月, 十二月一日
     if after == "点" and (before in ("午", "晨") or run.char(i + 2) == "钟"):
         return 1  # 下午一点: one o'clock, not "a little"
-    if _weekday_before(run, i) and after not in _TIMES:
-        return 1  # 星期一上午, 周一见 (but 每周一次)
+    if (before == "点" or _weekday_before(run, i) and after not in _TIMES) and not _starts_word(run, i):
+        return 1  # 三点一米, 星期一上午, 周一见 (but 每周一次, 这周一起去, 三点一起走)
     return 2 if run.lexical[i + 1] == 4 else 4
 
 
