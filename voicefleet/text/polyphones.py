@@ -4,10 +4,12 @@ g2pM (Park and Lee, Interspeech 2020) is a one-layer bidirectional LSTM (32 unit
 over character embeddings with a two-layer classifier, trained by its authors on the CPP
 benchmark's train split (Chinese Wikipedia sentences). We load its published weights from the
 installed package (2.1 MB, numpy only) and run it our way, about five times faster on one
-thread than its own code: each character's input projection for both directions is gathered in
-one step, both directions advance in one block-diagonal matrix product, all four gates take one
-``tanh`` (σ(x) = ½ tanh(x/2) + ½, so the input, forget and output rows are pre-halved), and the
-classifier runs only at polyphones, choosing among that character's own readings.
+thread than its own code: the input projections of both directions are one matrix product per
+run, both directions then advance together in one block-diagonal product per step, all four
+gates take one ``tanh`` (σ(x) = ½ tanh(x/2) + ½, the halving folded into the weights), every
+step writes into preallocated arrays, and the classifier runs only where a reading is wanted,
+choosing among that character's own readings. The model does not run at all for a run whose
+polyphones pypinyin's phrases already read (below).
 
 Where pypinyin reads a character as part of a phrase of two or more characters (了解, 着火,
 为什么), the phrase wins: g2pM learned only CPP's annotated polyphones and is confidently wrong on
@@ -45,13 +47,15 @@ class PolyphoneModel:
         self.candidates = {ch: np.array([classes[r] for r in readings]) for ch, readings in cedict.items()
                            if len(readings) > 1}
         self.names = {ch: [names[i] for i in ids] for ch, ids in self.candidates.items()}
-        self.inputs, self.recurrent = _packed_lstm(state, self.units)
-        self.hidden_w, self.hidden_b = state["logit_layer.0.weight"].T, state["logit_layer.0.bias"]
+        self.embedding = state["embedding.weight"].astype(np.float32)
+        self.input_w, self.input_b, self.recurrent = _packed_lstm(state, self.units)
+        self.hidden_w, self.hidden_b = state["logit_layer.0.weight"].T * 0.5, state["logit_layer.0.bias"]
         self.out_w, self.out_b = state["logit_layer.2.weight"].T, state["logit_layer.2.bias"]
 
-    def choose(self, text: str) -> dict[int, str]:
-        """Index → reading of each polyphone in ``text``, the likeliest among its own readings."""
-        where = [i for i, ch in enumerate(text) if ch in self.candidates]
+    def choose(self, text: str, where: list[int] | None = None) -> dict[int, str]:
+        """Index → reading of each polyphone in ``text`` (or of those at ``where``), the likeliest
+        among the character's own readings."""
+        where = self.polyphones(text) if where is None else where
         if not where:
             return {}
         ids = [self.bos, *(self.char_ids.get(ch, self.unk) for ch in text), self.eos]
@@ -62,39 +66,49 @@ class PolyphoneModel:
             out[index] = self.names[text[index]][int(np.argmax(row[self.candidates[text[index]]]))]
         return out
 
+    def polyphones(self, text: str) -> list[int]:
+        return [i for i, ch in enumerate(text) if ch in self.candidates]
+
     def _states(self, ids: np.ndarray) -> np.ndarray:
-        """[len(ids), 2 units]: forward and backward hidden states at each position."""
+        """[len(ids), 2 units]: forward and backward hidden states at each position, doubled
+        (``_packed_lstm`` halves what reads them)."""
         u, steps = self.units, len(ids)
-        x = self.inputs[ids]  # [steps, gate, direction, u]
+        x = (self.embedding[ids] @ self.input_w + self.input_b).reshape(steps, 4, 2, u)
         x[:, :, 1] = x[::-1, :, 1].copy()  # the backward direction reads from the end
         x = x.reshape(steps, 8 * u)
-        gates, cell, hidden = np.empty(8 * u, np.float32), np.zeros(2 * u, np.float32), np.zeros(2 * u, np.float32)
-        out = np.empty((steps, 2 * u), np.float32)
+        gates, plus1 = np.empty(8 * u, np.float32), np.empty(8 * u, np.float32)
+        cell, scratch = np.zeros(2 * u, np.float32), np.empty(2 * u, np.float32)
+        i, f, g, o = (slice(k * 2 * u, (k + 1) * 2 * u) for k in range(4))
+        out = np.zeros((steps + 1, 2 * u), np.float32)  # row -1 stays zero: the state before the first step
         for t in range(steps):
-            np.dot(hidden, self.recurrent, out=gates)
+            np.dot(out[t - 1], self.recurrent, out=gates)
             gates += x[t]
             np.tanh(gates, out=gates)
-            sigmoid = gates * 0.5 + 0.5  # meaningful for the i, f, o blocks; g is gates[4u:6u]
-            cell *= sigmoid[2 * u:4 * u]
-            cell += sigmoid[:2 * u] * gates[4 * u:6 * u]
-            hidden = sigmoid[6 * u:] * np.tanh(cell)
-            out[t] = hidden
+            np.add(gates, 1, out=plus1)  # 2σ for the i, f, o blocks
+            cell *= plus1[f]
+            np.multiply(plus1[i], gates[g], out=scratch)
+            cell += scratch
+            cell *= 0.5
+            np.tanh(cell, out=scratch)
+            np.multiply(plus1[o], scratch, out=out[t])
+        out = out[:steps]
         out[:, u:] = out[::-1, u:].copy()  # backward states back in reading order
         return out
 
 
-def _packed_lstm(state: dict[str, np.ndarray], u: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-character input projections [vocab, 4 gates, 2 directions, u] and the block-diagonal
-    recurrent matrix [2u, 8u] in the same gate-major, direction-minor column order; the input,
-    forget and output gate rows halved for the one-tanh sigmoid. PyTorch orders gates i, f, g, o."""
+def _packed_lstm(state: dict[str, np.ndarray], u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Input weights [embedding, 8u] and bias, and the block-diagonal recurrent matrix [2u, 8u],
+    columns gate-major then direction (PyTorch's gate order: i, f, g, o). σ(x) = ½ tanh(x/2) + ½,
+    so the i, f, o columns are halved and one tanh serves all four gates; the recurrent rows are
+    halved again because ``_states`` keeps the hidden state doubled (2σ(o)·tanh(c))."""
     half = np.repeat(np.array([0.5, 0.5, 1.0, 0.5], np.float32), u)
-    emb = state["embedding.weight"].astype(np.float32)
-    inputs, recurrent = [], np.zeros((2, u, 4, 2, u), np.float32)
+    weights, biases, recurrent = [], [], np.zeros((2, u, 4, 2, u), np.float32)
     for d, suffix in enumerate(("", "_reverse")):
-        bias = state[f"lstm.bias_ih_l0{suffix}"] + state[f"lstm.bias_hh_l0{suffix}"]
-        inputs.append(((emb @ state[f"lstm.weight_ih_l0{suffix}"].T + bias) * half).reshape(-1, 4, u))
-        recurrent[d, :, :, d, :] = (state[f"lstm.weight_hh_l0{suffix}"].T * half).reshape(u, 4, u)
-    return np.stack(inputs, axis=2), recurrent.reshape(2 * u, 8 * u)
+        weights.append((state[f"lstm.weight_ih_l0{suffix}"].T * half).reshape(-1, 4, u))
+        biases.append(((state[f"lstm.bias_ih_l0{suffix}"] + state[f"lstm.bias_hh_l0{suffix}"]) * half).reshape(4, u))
+        recurrent[d, :, :, d, :] = (state[f"lstm.weight_hh_l0{suffix}"].T * half * 0.5).reshape(u, 4, u)
+    input_w, input_b = np.stack(weights, axis=2).reshape(-1, 8 * u), np.stack(biases, axis=1).reshape(8 * u)
+    return input_w.astype(np.float32), input_b.astype(np.float32), recurrent.reshape(2 * u, 8 * u)
 
 
 def _pypinyin_notation(name: str) -> str:
@@ -123,14 +137,14 @@ def readings(han: str) -> list[str | None]:
     """One TONE3 reading per character of a Han run: pypinyin's phrase readings (``lexicon``) where
     a phrase of two or more characters covers it, else the model's choice at a polyphone, else
     pypinyin's reading of the character alone."""
-    lex = lexicon()
+    lex, chooser = lexicon(), model()
     out = lex.pinyin(han)
-    chosen = model().choose(han) if model() else {}
-    if chosen:
-        phrased = _in_phrases(lex, han)
-        for index, reading in chosen.items():
-            if not phrased[index]:
-                out[index] = reading
+    if chooser is None:
+        return out
+    phrased = _in_phrases(lex, han)
+    free = [index for index in chooser.polyphones(han) if not phrased[index]]
+    for index, reading in chooser.choose(han, free).items():  # the model runs only if one is free
+        out[index] = reading
     return out
 
 
