@@ -201,8 +201,8 @@ def _bu_tone(run: _Run, i: int) -> int:
     before, after = run.char(i - 1), run.char(i + 1)
     if before and before == after:
         return 5 if run.char(i - 2) != "一" else _bu_by_next(run, i)
-    if run.word_at(i) == (i - 1, i + 2):
-        return 5
+    if run.word_at(i) == (i - 1, i + 2) and before not in _DIGITS:
+        return 5  # 对不起, 来不及, 冷不丁; but 四不像, 三不管 are numbers and plain negation
     if after in _COMPLEMENTS and before and before not in _NOT_VERBS:
         return 5
     return _bu_by_next(run, i)
