@@ -127,13 +127,13 @@ def _neutral_particles(run: _Run) -> None:
 
 def _reduplication(run: _Run) -> None:
     """AA: kinship nouns (妈妈) and verbs (看看) say the second A lightly; a verb's third-tone A
-    first rises (想想 xiang2 xiang5), the sandhi of its underlying 3-3. AABB (说说笑笑, 爸爸妈妈)
-    and measure or adverb reduplication (天天, 常常, 慢慢) keep both tones."""
+    first rises (想想 xiang2 xiang5), the sandhi of its underlying 3-3. AABB (说说笑笑, 星星点点;
+    but 爸爸妈妈 is two nouns) and measure or adverb reduplication (天天, 常常, 慢慢) keep both tones."""
     han = run.han
     for i in range(len(han) - 1):
         if han[i] != han[i + 1] or run.bases[i] != run.bases[i + 1] or run.char(i - 1) == han[i]:
             continue
-        if han[i] in _AA_NOUNS:
+        if han[i] in _AA_NOUNS and (not _starts_pair(run, i + 2) or run.char(i + 2) in _AA_NOUNS):
             run.tones[i + 1] = 5
         elif han[i] in _AA_VERBS and not _starts_pair(run, i + 2) and not _starts_word(run, i + 1):
             if run.tones[i] == 3:
