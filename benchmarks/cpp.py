@@ -8,6 +8,11 @@ pinyin writes ``u``, a toneless syllable as tone 5. A reading that cannot be ali
 gave a different number of readings than the run has characters) counts as wrong and is counted.
 
 Measuring only: nothing here trains, tunes or writes lexicon entries from these sentences.
+
+CPP is Wikipedia text with about 20 sentences per polyphonic character, mostly with that
+character's commonest reading there (its test split: 为 wei2 17 of 20, 得 de2 17, 着 zhe5 20), so
+it rewards learning that distribution. ``everyday_polyphones.tsv`` is the counterweight: short everyday sentences in the
+same format (▁ marks, TSV with the label), written and labelled by hand, none from CPP.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CPP_DIR = ROOT.parent / "shared" / "data" / "cpp-dev"
+EVERYDAY = Path(__file__).resolve().parent / "everyday_polyphones.tsv"
 MARK = "\u2581"
 _HAN = re.compile(r"[\u4e00-\u9fff]+")  # the Han runs our frontend reads (voicefleet.text.mandarin)
 Reader = Callable[[str], list]  # sentence -> one reading (or None) per character
@@ -31,13 +37,21 @@ def load(directory: Path = CPP_DIR, limit: int | None = None) -> list[tuple[str,
     labels = (directory / "dev.lb").read_text(encoding="utf-8").splitlines()
     if len(sents) != len(labels):
         raise ValueError(f"{directory}: {len(sents)} sentences but {len(labels)} labels")
-    out = []
-    for sent, label in list(zip(sents, labels, strict=True))[:limit]:
-        index = sent.index(MARK)
-        if sent[index + 2] != MARK:
-            raise ValueError(f"{directory}: not one marked character in {sent!r}")
-        out.append((sent.replace(MARK, ""), index, normal(label)))
-    return out
+    return [_marked(sent, label, directory) for sent, label in list(zip(sents, labels, strict=True))[:limit]]
+
+
+def load_everyday(path: Path = EVERYDAY) -> list[tuple[str, int, str]]:
+    """``load``'s items from a TSV of marked sentences and labels (``everyday_polyphones.tsv``)."""
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+    return [_marked(sent, label, path) for sent, label in rows]
+
+
+def _marked(sent: str, label: str, where: Path) -> tuple[str, int, str]:
+    index = sent.index(MARK)
+    if sent[index + 2] != MARK:
+        raise ValueError(f"{where}: not one marked character in {sent!r}")
+    return sent.replace(MARK, ""), index, normal(label)
 
 
 def normal(syllable: str | None) -> str | None:

@@ -1,8 +1,9 @@
 """Frontend speed, single-threaded: text normalisation + Mandarin G2P in characters per second, and
 speaker-embedding extraction in milliseconds per 3 s voice prompt, and polyphone accuracy on the
-CPP dev split for ours, plain pypinyin and g2pM side by side (``benchmarks/cpp.py``).
+CPP dev split for ours, plain pypinyin and g2pM side by side (``benchmarks/cpp.py``), and on short
+everyday sentences labelled by hand (``benchmarks/everyday_polyphones.tsv``).
 
-``python benchmarks/frontend.py [--json] [--seconds 3] [--clips 10] [--parts text,embedding,cpp]
+``python benchmarks/frontend.py [--json] [--seconds 3] [--clips 10] [--parts text,embedding,cpp,everyday]
 [--cpp-sentences N]``. Text inputs are the golden table's and the distillation's held-out
 sentences; warm-up (the lexicon cache, the wetext graphs, loading the speaker encoder or g2pM) is
 timed apart. numpy's BLAS (g2pM) and torch are held to one thread.
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 GOLDEN = ROOT / "tests" / "data" / "golden_zh.tsv"
-PARTS = ("text", "embedding", "cpp")
+PARTS = ("text", "embedding", "cpp", "everyday")
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # before numpy loads: every figure here is one thread's
 
@@ -98,6 +99,14 @@ def measure_cpp(limit: int | None = None) -> dict:
     return {"data": "cpp-dev", "sentences": len(items), "threads": 1, "systems": evaluate(items)}
 
 
+def measure_everyday() -> dict:
+    """Polyphone accuracy of each system on the hand-labelled everyday sentences."""
+    from benchmarks.cpp import EVERYDAY, evaluate, load_everyday
+
+    items = load_everyday()
+    return {"data": EVERYDAY.name, "sentences": len(items), "threads": 1, "systems": evaluate(items)}
+
+
 def _print(report: dict) -> None:
     if "text" in report:
         text = report["text"]
@@ -107,12 +116,13 @@ def _print(report: dict) -> None:
         print(f"  both               {text['chars_per_s']:>9,} chars/s   (warm-up {text['warmup_s']} s)")
     if "embedding" in report:
         print(f"speaker embedding, 1 thread: {json.dumps(report['embedding'])}")
-    if "cpp" in report:
-        cpp = report["cpp"]
-        print(f"polyphones, CPP dev split, {cpp['sentences']} sentences, 1 thread")
-        for name, fig in cpp["systems"].items():
-            print(f"  {name:<10} {fig['accuracy']:>7.2%}  {fig['chars_per_s']:>9,} chars/s   "
-                  f"(unaligned {fig['unaligned']}, most missed: {', '.join(fig['most_missed'][:5])})")
+    for part, title in (("cpp", "CPP dev split"), ("everyday", "everyday sentences")):
+        if part in report:
+            figures = report[part]
+            print(f"polyphones, {title}, {figures['sentences']} sentences, 1 thread")
+            for name, fig in figures["systems"].items():
+                print(f"  {name:<10} {fig['accuracy']:>7.2%}  {fig['chars_per_s']:>9,} chars/s   "
+                      f"(unaligned {fig['unaligned']}, most missed: {', '.join(fig['most_missed'][:5])})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         report["embedding"] = measure_embedding(args.clips)
     if "cpp" in parts:
         report["cpp"] = measure_cpp(args.cpp_sentences)
+    if "everyday" in parts:
+        report["everyday"] = measure_everyday()
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:

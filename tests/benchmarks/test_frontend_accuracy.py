@@ -1,4 +1,5 @@
-"""The CPP polyphone measure: the data's alignment, the notation, and the benchmark's JSON on a slice."""
+"""The polyphone measures: CPP's alignment, the notation, the hand-labelled everyday sentences, and
+the benchmark's JSON on a slice of each."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from benchmarks.cpp import CPP_DIR, SYSTEMS, load, normal, score  # noqa: E402
+from benchmarks.cpp import CPP_DIR, SYSTEMS, load, load_everyday, normal, score  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not (CPP_DIR / "dev.sent").exists(), reason="CPP dev split not present")
+needs_cpp = pytest.mark.skipif(not (CPP_DIR / "dev.sent").exists(), reason="CPP dev split not present")
 FIRST = "1990年9月15日，在克里米亚发现了此天体。"  # dev.sent line 1, 了 marked (checked by hand)
 
 
+@needs_cpp
 def test_marked_character_index_and_label_come_from_the_data():
     items = load(limit=200)
     assert len(items) == 200
@@ -30,6 +32,7 @@ def test_both_sides_share_one_notation():
     assert normal(None) is None and normal("") is None
 
 
+@needs_cpp
 @pytest.mark.parametrize("name", ["ours", "pypinyin", "g2pM"])
 def test_each_system_reads_one_syllable_per_character_in_place(name):
     if name == "g2pM":
@@ -40,6 +43,7 @@ def test_each_system_reads_one_syllable_per_character_in_place(name):
     assert out[0] in (None, "1")  # a digit is not read as a syllable
 
 
+@needs_cpp
 def test_accuracy_is_counted_from_the_labels():
     items = load(limit=200)
     labels = {sentence: (index, label) for sentence, index, label in items}
@@ -61,6 +65,7 @@ def test_accuracy_is_counted_from_the_labels():
     assert nothing["accuracy"] == 0.0 and nothing["unaligned"] == 200
 
 
+@needs_cpp
 def test_benchmark_json_reports_each_system_side_by_side():
     pytest.importorskip("g2pM")
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "frontend.py"), "--json", "--parts", "cpp",
@@ -72,3 +77,24 @@ def test_benchmark_json_reports_each_system_side_by_side():
         assert 0 <= fig["accuracy"] <= 1 and fig["sentences"] == 200
         assert fig["accuracy"] == round(fig["right"] / 200, 4) and fig["chars_per_s"] > 0
     assert all(fig["right"] > 100 for fig in cpp["systems"].values())  # aligned: a shift would miss most
+
+
+def test_everyday_sentences_mark_one_han_character_with_a_label_in_one_notation():
+    items = load_everyday()
+    assert len(items) >= 80 and len({sentence for sentence, _, _ in items}) == len(items)
+    assert items[0] == ("他为这件事忙了一天", 1, "wei4")
+    for sentence, index, label in items:
+        assert "\u4e00" <= sentence[index] <= "\u9fff" and "\u2581" not in sentence
+        assert normal(label) == label and label[-1] in "12345"
+
+
+def test_benchmark_json_reports_everyday_accuracy_side_by_side():
+    pytest.importorskip("g2pM")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "frontend.py"), "--json", "--parts", "everyday"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    everyday = json.loads(done.stdout)["everyday"]
+    n = len(load_everyday())
+    assert everyday["sentences"] == n and set(everyday["systems"]) == {"ours", "pypinyin", "g2pM"}
+    for fig in everyday["systems"].values():
+        assert fig["accuracy"] == round(fig["right"] / n, 4) and fig["unaligned"] == 0
