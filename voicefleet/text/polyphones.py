@@ -16,7 +16,10 @@ Where pypinyin reads a character as part of a phrase of two or more characters (
 plain dictionary words (了解 as le5 jie3, 头发 as tou2 fa1). Everywhere else the model chooses.
 Measured on the CPP *test* split (the dev split is only measured, never tuned on): pypinyin
 87.9 %, the model alone 97.3 %, this combination 97.0 % (most of the gap is CPP labelling a
-neutral tone as full: 姥姥, 弟弟, 肚子).
+neutral tone as full: 姥姥, 弟弟, 肚子). The model knows CPP's Wikipedia sense of a character
+best: on short everyday sentences (``benchmarks/everyday_polyphones.tsv``) it reads a lone 为 as
+wei2 (为你 should be wei4) and never gives readings CPP rarely labels (得 dei3, 着 zhao2, 背 bei1),
+so there our lexicon's fixes (``pronunciation.DEFAULT``) still carry the everyday readings.
 """
 
 from __future__ import annotations
