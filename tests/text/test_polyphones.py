@@ -72,3 +72,19 @@ def test_without_g2pm_the_readings_are_pypinyin_s(monkeypatch, caplog):
         monkeypatch.undo()
         polyphones.model.cache_clear()
     assert polyphones.model() is not None
+
+
+def test_a_g2pm_without_its_model_files_leaves_pypinyin_reading(tmp_path, monkeypatch, caplog):
+    (tmp_path / "g2pM").mkdir()
+    (tmp_path / "g2pM" / "__init__.py").write_text("")  # a package that lacks np_ckpt.pkl and the rest
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "g2pM", raising=False)
+    polyphones.model.cache_clear()
+    try:
+        assert polyphones.model() is None
+        assert "cannot be read" in caplog.text and "np_ckpt.pkl" in caplog.text
+        assert polyphones.readings("她弹了一首曲子") == lexicon().pinyin("她弹了一首曲子")
+    finally:
+        monkeypatch.undo()
+        polyphones.model.cache_clear()
+    assert polyphones.model() is not None

@@ -36,6 +36,7 @@ from voicefleet.text.lexicon import Lexicon, lexicon
 
 log = logging.getLogger(__name__)
 _BOS, _EOS, _UNK = "시", "끝", "<UNK>"  # g2pM's sentence-start, sentence-end and unknown tokens
+_FILES = ("np_ckpt", "char2idx", "class2idx", "digest_cedict")  # in PolyphoneModel's argument order
 
 
 class PolyphoneModel:
@@ -121,19 +122,25 @@ def _pypinyin_notation(name: str) -> str:
 
 @lru_cache(maxsize=1)
 def model() -> PolyphoneModel | None:
-    """g2pM's weights from the installed package, or None (with a warning) when it is absent."""
+    """g2pM's weights from the installed package, or None (with a warning saying why) when the
+    package or one of its files is missing or unreadable: then pypinyin reads polyphones alone."""
     spec = importlib.util.find_spec("g2pM")
     if spec is None or not spec.submodule_search_locations:
         log.warning("g2pM is not installed: polyphones are read without context (pypinyin's readings); "
                     "install voicefleet[edge] for the context model")
         return None
     folder = Path(spec.submodule_search_locations[0])
+    try:
+        return PolyphoneModel(*(_load(folder / f"{name}.pkl") for name in _FILES))
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError) as error:
+        log.warning("g2pM's model files in %s cannot be read (%s): polyphones are read without context "
+                    "(pypinyin's readings); reinstall g2pM==0.1.2.5", folder, error)
+        return None
 
-    def load(name: str):
-        with open(folder / f"{name}.pkl", "rb") as f:
-            return pickle.load(f)  # the installed package's own files, as trusted as its code
 
-    return PolyphoneModel(load("np_ckpt"), load("char2idx"), load("class2idx"), load("digest_cedict"))
+def _load(path: Path):
+    with open(path, "rb") as f:
+        return pickle.load(f)  # the installed package's own files, as trusted as its code
 
 
 def readings(han: str) -> list[str | None]:
