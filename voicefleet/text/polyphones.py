@@ -51,7 +51,7 @@ class PolyphoneModel:
         self.candidates = {ch: np.array([classes[r] for r in readings]) for ch, readings in cedict.items()
                            if len(readings) > 1}
         self.names = {ch: [names[i] for i in ids] for ch, ids in self.candidates.items()}
-        self.embedding = state["embedding.weight"].astype(np.float32)
+        self.embedding = state["embedding.weight"].astype(np.float32, copy=False)
         self.input_w, self.input_b, self.recurrent = _packed_lstm(state, self.units)
         self.hidden_w, self.hidden_b = state["logit_layer.0.weight"].T * 0.5, state["logit_layer.0.bias"]
         self.out_w, self.out_b = state["logit_layer.2.weight"].T, state["logit_layer.2.bias"]
@@ -71,6 +71,7 @@ class PolyphoneModel:
         return out
 
     def polyphones(self, text: str) -> list[int]:
+        """Indexes of the characters in ``text`` that have more than one reading."""
         return [i for i, ch in enumerate(text) if ch in self.candidates]
 
     def _states(self, ids: np.ndarray) -> np.ndarray:
