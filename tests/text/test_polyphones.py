@@ -10,7 +10,7 @@ import pytest
 
 from voicefleet.text import polyphones
 from voicefleet.text.lexicon import lexicon
-from voicefleet.text.mandarin import pinyin_of, readings
+from voicefleet.text.mandarin import pinyin_of, readings, split_syllable
 
 pytest.importorskip("g2pM")
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden_polyphones.tsv"
@@ -59,6 +59,15 @@ def test_the_model_chooses_only_among_a_character_s_readings():
         for index, reading in model.choose(text).items():
             assert reading in model.names[text[index]]
     assert model.choose("你我他") == {}  # no polyphone: nothing to choose, the model does not run
+
+
+def test_every_reading_the_model_can_choose_is_a_syllable_the_engines_speak():
+    model = polyphones.model()
+    for char, names in model.names.items():
+        assert len(names) > 1, char
+        for name in names:
+            split_syllable(name)  # FrontendError for a reading no engine can speak
+    assert "r5" not in model.names["儿"]  # erhua is the tones pass's decision, from er2
 
 
 def test_without_g2pm_the_readings_are_pypinyin_s(monkeypatch, caplog):

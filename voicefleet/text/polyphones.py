@@ -36,6 +36,9 @@ from voicefleet.text.lexicon import Lexicon, lexicon
 
 log = logging.getLogger(__name__)
 _BOS, _EOS, _UNK = "시", "끝", "<UNK>"  # g2pM's sentence-start, sentence-end and unknown tokens
+# g2pM classes that are no syllable to speak: xx5 marks "no reading"; r5 is 儿 as erhua, which
+# voicefleet.text.tones decides from the lexical er2.
+_NOT_READINGS = {"xx5", "r5"}
 _FILES = ("np_ckpt", "char2idx", "class2idx", "digest_cedict")  # in PolyphoneModel's argument order
 
 
@@ -48,7 +51,8 @@ class PolyphoneModel:
         self.char_ids = char_ids
         self.bos, self.eos, self.unk = char_ids[_BOS], char_ids[_EOS], char_ids[_UNK]
         names = {index: _pypinyin_notation(name) for name, index in classes.items()}
-        self.candidates = {ch: np.array([classes[r] for r in readings]) for ch, readings in cedict.items()
+        usable = {ch: [r for r in readings if r not in _NOT_READINGS] for ch, readings in cedict.items()}
+        self.candidates = {ch: np.array([classes[r] for r in readings]) for ch, readings in usable.items()
                            if len(readings) > 1}
         self.names = {ch: [names[i] for i in ids] for ch, ids in self.candidates.items()}
         self.embedding = state["embedding.weight"].astype(np.float32, copy=False)
