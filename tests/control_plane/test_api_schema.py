@@ -42,7 +42,8 @@ def live_api(mqtt_broker: MosquittoBroker, tmp_path_factory: pytest.TempPathFact
                      "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "30"})
     try:
         c.start_control_plane()
-        c.start_agent(f"edge-{tag}", role="edge")
+        c.edge_id = f"edge-{tag}"
+        c.start_agent(c.edge_id, role="edge")
         yield c
     finally:
         c.stop()
@@ -54,6 +55,7 @@ def test_schemathesis_with_every_check_and_phase_finds_nothing(live_api: Cluster
     config.write_text(SETTINGS)
     here = Path(__file__).parent
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks", "VF_SCHEMA_OWN_TOKEN_ID": own,
+           "VF_SCHEMA_DEVICE_ID": live_api.edge_id, "VF_SCHEMA_API": live_api.api, "VF_SCHEMA_TOKEN": ADMIN_TOKEN,
            "PYTHONPATH": os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")])}
     cli = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color", "run",
            f"{live_api.api}/openapi.json", "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
