@@ -175,10 +175,19 @@ class BenchmarkTimedEngine(Engine):
         for offset in range(0, total, CHUNK_SAMPLES):
             samples = min(CHUNK_SAMPLES, total - offset)
             due += samples / SAMPLE_RATE * self.config.rtf_at(time.time(), job_index)
-            time.sleep(max(0.0, start + due - time.monotonic()))
-            if cancelled():
+            if _cancelled_while_waiting(start + due, cancelled):
                 return
             yield timed_pcm(text, offset, samples)
+
+
+def _cancelled_while_waiting(until: float, cancelled: Callable[[], bool], step_s: float = 0.05) -> bool:
+    """Sleep until the monotonic time ``until``, looking for a cancel every ``step_s`` (a slow
+    chunk may take minutes: a cancelled job must stop now, not after it)."""
+    while (left := until - time.monotonic()) > 0:
+        if cancelled():
+            return True
+        time.sleep(min(step_s, left))
+    return cancelled()
 
 
 # -- the registry and the agent entry point ---------------------------------------------------------
