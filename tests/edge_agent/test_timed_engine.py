@@ -128,7 +128,8 @@ def test_cancellation_stops_early(env: pytest.MonkeyPatch) -> None:
     for chunk in BenchmarkTimedEngine().synthesize(SynthesisRequest(text="字" * 400), lambda: len(chunks) >= 3):
         chunks.append(chunk)
     assert len(chunks) == 3
-    assert time.monotonic() - t0 == pytest.approx(4 * CHUNK_SAMPLES / SAMPLE_RATE * 0.1, abs=TOLERANCE_S)
+    # seen while waiting for the fourth chunk: it is never paced out
+    assert time.monotonic() - t0 == pytest.approx(3 * CHUNK_SAMPLES / SAMPLE_RATE * 0.1, abs=TOLERANCE_S)
 
 
 def test_slowdown_applies_only_after_slowdown_at(env: pytest.MonkeyPatch) -> None:
