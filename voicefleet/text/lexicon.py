@@ -100,14 +100,22 @@ class Lexicon:
 
     def pinyin(self, han: str) -> list[str | None]:
         """One reading per character of ``han`` (None where the character has none)."""
+        return self.read(han)[0]
+
+    def read(self, han: str) -> tuple[list[str | None], list[bool]]:
+        """``pinyin(han)``, and for each character whether a phrase of two or more characters
+        gave its reading (the context model leaves those alone)."""
         out: list[str | None] = []
+        phrased: list[bool] = []
         for piece in self.segments(han):
             phrase = self.phrases.get(piece)
             if phrase is not None and len(phrase.split()) == len(piece):
                 out.extend(phrase.split())
+                phrased += [len(piece) > 1] * len(piece)
             else:
                 out.extend(self.chars.get(ch) for ch in piece)
-        return out
+                phrased += [False] * len(piece)
+        return out, phrased
 
 
 @lru_cache(maxsize=1)

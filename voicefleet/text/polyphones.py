@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voicefleet.text.lexicon import Lexicon, lexicon
+from voicefleet.text.lexicon import lexicon
 
 log = logging.getLogger(__name__)
 _BOS, _EOS, _UNK = "시", "끝", "<UNK>"  # g2pM's sentence-start, sentence-end and unknown tokens
@@ -153,11 +153,10 @@ def readings(han: str) -> list[str | None]:
     """One TONE3 reading per character of a Han run: pypinyin's phrase readings (``lexicon``) where
     a phrase of two or more characters covers it, else the model's choice at a polyphone, else
     pypinyin's reading of the character alone."""
-    lex, chooser = lexicon(), model()
-    out = lex.pinyin(han)
+    chooser = model()
+    out, phrased = lexicon().read(han)
     if chooser is None:
         return out
-    phrased = _in_phrases(lex, han)
     free = [index for index in chooser.polyphones(han) if not phrased[index]]
     for index, reading in chooser.choose(han, free).items():  # the model runs only if one is free
         out[index] = reading
@@ -186,11 +185,3 @@ def _function_words(han: str, out: list[str | None], phrased: list[bool]) -> Non
             out[i] = "de5"
         elif char == "为" and not phrased[i] and han[i + 1] in _PRONOUNS:
             out[i] = "wei4"
-
-
-def _in_phrases(lex: Lexicon, han: str) -> list[bool]:
-    """Whether each character is read as part of a pypinyin phrase of two or more characters."""
-    out: list[bool] = []
-    for piece in lex.segments(han):
-        out += [len(piece) > 1 and piece in lex.phrases] * len(piece)
-    return out
