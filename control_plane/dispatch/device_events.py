@@ -47,7 +47,7 @@ def handle(ctx: Context, session: Session, d: Decoded, out: Outbox) -> None:
     item, device_id, msg, data = d
     if msg is None:
         return
-    if _claims_presence(msg) and _revoked(session, device_id):
+    if _claims_presence(msg) and _offline_and_revoked(session, device_id):
         # Revocation marks it offline at once, but the broker drops it a moment later: what it
         # says in between must not bring it back (its last will may then be refused by the ACL).
         log.info("ignored %s from %s: its login was revoked", msg.type, device_id)
@@ -76,8 +76,13 @@ def _claims_presence(msg: p.Message) -> bool:
     return isinstance(msg, p.Telemetry) or (isinstance(msg, p.DeviceState) and msg.status != "offline")
 
 
-def _revoked(session: Session, device_id: str) -> bool:
-    """Its broker login was revoked (a device without one, on an open broker, never is)."""
+def _offline_and_revoked(session: Session, device_id: str) -> bool:
+    """Marked offline and its broker login revoked (a device without one, on an open broker, never
+    is). Only an offline device is looked up: telemetry from online ones costs no extra query, and
+    the presence handlers then find the device row in the session already."""
+    dev = session.get(Device, device_id)
+    if dev is None or dev.status != "offline":
+        return False
     user = session.get(MqttUser, device_id)
     return user is not None and user.revoked_at is not None
 
