@@ -79,7 +79,10 @@ class Agent:
         signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
         signal.signal(signal.SIGINT, lambda *_: self._stopping.set())
         self.start()
-        self._stopping.wait()
+        # Timed waits: the kernel may deliver SIGTERM to another thread, and then only a main thread that
+        # wakes on its own runs the handler (an untimed wait sleeps through it, as seen on a loaded box).
+        while not self._stopping.wait(0.5):
+            pass
         try:
             self.shutdown()
         finally:
