@@ -1,0 +1,7 @@
+"""(being built)"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
