@@ -9,11 +9,22 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlmodel import Session, select
 
-from control_plane import broker_auth, jobs
+from control_plane import broker_auth, console, jobs
 from control_plane.api import errors
 from control_plane.api.deps import Services
 from control_plane.api.errors import error_response
-from control_plane.api.routes import audit, devices, enrolment, events, health, pronounce, session, stats, tokens
+from control_plane.api.routes import (
+    audit,
+    devices,
+    enrolment,
+    events,
+    health,
+    languages,
+    pronounce,
+    session,
+    stats,
+    tokens,
+)
 from control_plane.api.routes import jobs as job_routes
 from control_plane.api.routes import models as model_routes
 from control_plane.api.routes import rollouts as rollout_routes
@@ -70,10 +81,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tokens.router)
     app.include_router(enrolment.router)
     app.include_router(pronounce.router)
+    app.include_router(languages.router)
     app.include_router(session.router)
     app.include_router(events.router)
     app.include_router(audit.router)
     app.include_router(stats.router)
+    console.install(app)
     errors.install(app)
     app.add_middleware(BodyLimit)
     return app

@@ -30,10 +30,16 @@ def app(mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[TestClient]:
 def test_readings_are_one_per_character_with_null_for_what_is_not_han(app: TestClient):
     r = app.post("/v1/pronounce", json={"text": "长江很长, OK"})
     assert r.status_code == 200, r.text
-    assert r.json() == {"readings": [
-        {"char": "长", "pinyin": "chang2"}, {"char": "江", "pinyin": "jiang1"}, {"char": "很", "pinyin": "hen3"},
-        {"char": "长", "pinyin": "chang2"}, {"char": ",", "pinyin": None}, {"char": " ", "pinyin": None},
-        {"char": "O", "pinyin": None}, {"char": "K", "pinyin": None}]}
+    assert r.json() == {"normalised": "长江很长, OK", "readings": [
+        {"char": "长", "pinyin": "chang2", "polyphone": True}, {"char": "江", "pinyin": "jiang1", "polyphone": False},
+        {"char": "很", "pinyin": "hen3", "polyphone": False}, {"char": "长", "pinyin": "chang2", "polyphone": True},
+        {"char": ",", "pinyin": None, "polyphone": False}, {"char": " ", "pinyin": None, "polyphone": False},
+        {"char": "O", "pinyin": None, "polyphone": False}, {"char": "K", "pinyin": None, "polyphone": False}]}
+
+
+def test_the_normalised_text_is_what_is_read(app: TestClient):
+    body = app.post("/v1/pronounce", json={"text": "第3天"}).json()
+    assert body["normalised"] == "第三天" == "".join(e["char"] for e in body["readings"])
 
 
 def test_the_readings_are_the_syllables_the_engines_speak(app: TestClient):
@@ -46,7 +52,7 @@ def test_a_viewer_may_ask_and_no_token_may_not(app: TestClient):
     made = app.post("/v1/tokens", json={"name": "viewer", "role": "viewer"})
     assert made.status_code == 201, made.text
     r = app.post("/v1/pronounce", json={"text": "银行"}, headers=auth_headers(made.json()["token"]))
-    assert r.json()["readings"][1] == {"char": "行", "pinyin": "hang2"}
+    assert r.json()["readings"][1] == {"char": "行", "pinyin": "hang2", "polyphone": True}
     assert app.post("/v1/pronounce", json={"text": "银行"}, headers={"Authorization": ""}).status_code == 401
 
 

@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from control_plane.api.auth import authenticate
 from voicefleet.protocol import EMPTY_TEXT, MAX_TEXT_CHARS, text_too_long
+from voicefleet.text import polyphones
 from voicefleet.text.mandarin import readings
 from voicefleet.text.speakable import unspeakable
 
@@ -43,9 +44,12 @@ class PronounceRequest(BaseModel):
 class CharReading(BaseModel):
     char: str = Field(description="a character of the text as normalised, or an inline pinyin annotation")
     pinyin: str | None = Field(description="TONE3 with 5 for the neutral tone; null where nothing Han is read")
+    polyphone: bool = Field(False, description="the character has more than one reading: this one was chosen "
+                            "in context (a phrase, the context model or a rule); pin another with inline pinyin")
 
 
 class Pronunciation(BaseModel):
+    normalised: str = Field(description="the text as the engines read it (numbers, dates and units as words)")
     readings: list[CharReading]
 
 
@@ -54,4 +58,9 @@ def pronounce(body: PronounceRequest) -> Pronunciation:
     """The readings the Mandarin voices will use for ``text``: digits as the words read for them, each
     Han character with its pinyin, an inline annotation (``[h][ǎo]``) with the reading it pins, and
     null for everything not Han. Any token may ask."""
-    return Pronunciation(readings=[CharReading(char=c, pinyin=p) for c, p in readings(body.text)])
+    chooser = polyphones.model()
+    many = chooser.candidates if chooser is not None else {}
+    read = readings(body.text)
+    return Pronunciation(normalised="".join(c for c, _ in read),
+                         readings=[CharReading(char=c, pinyin=p, polyphone=p is not None and c in many)
+                                   for c, p in read])
