@@ -9,10 +9,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, func, insert
-from sqlmodel import Session, select
+from sqlalchemy import Engine, func, insert, or_
+from sqlmodel import Session, col, select
 
 from control_plane.core.db import is_postgres
+from control_plane.events import job_changed
 from control_plane.models import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -143,6 +144,7 @@ def add_job(session: Session, *, spec: JobCreate, max_attempts: int, owner: str 
     row["deadline_at"] = row["created_at"] + deadline_s if deadline_s else None
     pending(session, Job).append(row)
     record_event(session, job_id=row["id"], kind="queued", ts=row["created_at"])
+    job_changed(session, row)
     return row
 
 
@@ -181,15 +183,23 @@ def get_job(session: Session, *, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
 
-def list_jobs(session: Session, *, state: str | None = None, owner: str | None = None,
-              limit: int = 100) -> list[Job]:
-    """The newest jobs; only ``owner``'s when given."""
-    q = select(Job).order_by(Job.created_at.desc()).limit(limit)
-    if state:
-        q = q.where(Job.state == state)
-    if owner is not None:
-        q = q.where(Job.owner == owner)
-    return list(session.exec(q).all())
+def list_jobs(session: Session, *, state: str | None = None, owner: str | None = None, device_id: str | None = None,
+              dialect: str | None = None, since: float | None = None, until: float | None = None,
+              q: str | None = None, limit: int = 100) -> list[Job]:
+    """The newest jobs matching every filter given: created in [since, until], ``q`` in the text
+    (case-insensitive) or the id."""
+    query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+    for column, value in ((Job.state, state), (Job.owner, owner), (Job.device_id, device_id),
+                          (Job.dialect, dialect)):
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(Job.created_at >= since)
+    if until is not None:
+        query = query.where(Job.created_at <= until)
+    if q:
+        query = query.where(or_(Job.id == q, col(Job.text).icontains(q, autoescape=True)))
+    return list(session.exec(query).all())
 
 
 def job_events(session: Session, *, job_id: str) -> list[JobEvent]:
@@ -236,6 +246,7 @@ def assign(session: Session, job: Job, *, device_id: str, lease_s: float, explai
     session.add(job)
     record_event(session, job_id=job.id, attempt=job.attempt, kind="assigned", device_id=device_id,
                          detail={"reason": explain.get("reason")}, ts=t)
+    job_changed(session, job)
 
 
 def current_attempt(session: Session, *, job_id: str, attempt: int, device_id: str) -> Job | None:
@@ -254,6 +265,7 @@ def mark_started(session: Session, job: Job, *, ts: float) -> None:
         job.started_at = ts
         session.add(job)
         record_event(session, job_id=job.id, attempt=job.attempt, kind="started", device_id=job.device_id, ts=ts)
+        job_changed(session, job)
 
 
 def mark_first_chunk(session: Session, job: Job, *, sample_rate: int) -> None:
@@ -263,6 +275,7 @@ def mark_first_chunk(session: Session, job: Job, *, sample_rate: int) -> None:
         if job.state == JobState.assigned:
             job.state = JobState.running
             job.started_at = job.first_chunk_at
+            job_changed(session, job)
         session.add(job)
 
 
@@ -276,6 +289,7 @@ def mark_done(session: Session, job: Job, *, event_id: str | None, spoken_by: di
     session.add(job)
     record_event(session, job_id=job.id, attempt=job.attempt, kind="done", device_id=job.device_id,
                  event_id=event_id, ts=job.finished_at)
+    job_changed(session, job)
 
 
 def fail_attempt(session: Session, job: Job, *, code: str, text: str, retryable: bool,
@@ -291,12 +305,14 @@ def fail_attempt(session: Session, job: Job, *, code: str, text: str, retryable:
     if retryable and len(failures) < job.max_attempts:
         _requeue(job)
         session.add(job)
+        job_changed(session, job)
         return True
     job.state = JobState.failed
     job.finished_at = t
     job.error_text = "; ".join(f"{r['code']}: {r['text']}" for r in failures)
     session.add(job)
     record_event(session, job_id=job.id, attempt=job.attempt, kind="failed", ts=t)
+    job_changed(session, job)
     return False
 
 
@@ -307,6 +323,7 @@ def hand_back(session: Session, job: Job, *, reason: str, event_id: str | None =
                  event_id=event_id, detail={"reason": reason})
     _requeue(job)
     session.add(job)
+    job_changed(session, job)
 
 
 def _requeue(job: Job) -> None:
@@ -325,6 +342,7 @@ def cancel_job(session: Session, job: Job) -> None:
     job.lease_expires_at = None
     session.add(job)
     record_event(session, job_id=job.id, attempt=job.attempt, kind="cancelled", device_id=job.device_id)
+    job_changed(session, job)
 
 
 def active_jobs_of(session: Session, *, device_id: str) -> list[Job]:

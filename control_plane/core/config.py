@@ -42,6 +42,11 @@ class Settings(CommonSettings):
     # device and given to one expected to finish it sooner; 0 turns this off.
     hedge_factor: float = 3.0
     hedge_min_s: float = 1.0
+    session_ttl_s: float = 8 * 3600.0  # a console sign-in (POST /v1/session) lasts this long
+    # The console's overview raises an alarm when this share of the jobs finished in its window failed
+    # (and at least alarm_error_min_jobs finished): fleet-wide, and per engine.
+    alarm_error_rate: float = 0.10
+    alarm_error_min_jobs: int = 20
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'voicefleet.db'}"

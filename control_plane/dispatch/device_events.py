@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from sqlmodel import Session
 
-from control_plane import jobs
+from control_plane import jobs, telemetry_history
 from control_plane.audio_store import AudioIntegrityError
 from control_plane.dispatch import attempts
 from control_plane.dispatch.context import Context
@@ -123,6 +123,7 @@ def _on_telemetry(ctx: Context, session: Session, device_id: str, t: p.Telemetry
         return  # telemetry before the first state message: nothing to attach it to
     dev.telemetry = t.model_dump(exclude={"v", "type", "device_id"})
     dev.last_seen_at = now()
+    telemetry_history.history_of(ctx.engine).record(session, device_id, dev.telemetry, dev.last_seen_at)
     if dev.status == "offline":  # we timed it out, but it was only paused or cut off: it is back
         log.info("device %s is heard from again", device_id)
         dev.status = "online"

@@ -20,6 +20,7 @@ from control_plane.models.access import (
     MqttUser,
     MqttUserPublic,
 )
+from control_plane.models.console import AuditEntry, AuditEntryPublic, ConsoleSession, SessionCreate, SessionPublic
 from control_plane.models.devices import Device, DeviceBase, DevicePublic, DeviceRecord
 from control_plane.models.jobs import (
     ACTIVE_STATES,
@@ -48,14 +49,16 @@ from control_plane.models.rollouts import (
     RolloutTarget,
     RolloutTargetPublic,
 )
+from control_plane.models.telemetry import TelemetryPoint, TelemetrySample
 from control_plane.models.voices import Voice, VoicePublic, VoiceSimilar
 
 __all__ = [
     "ACTIVE_STATES", "MAX_BATCH_JOBS", "TERMINAL_STATES",
-    "ApiToken", "ApiTokenCreate", "ApiTokenPublic", "AudioArtifact", "Device", "DeviceBase", "DeviceModel",
+    "ApiToken", "ApiTokenCreate", "ApiTokenPublic", "AudioArtifact", "AuditEntry", "AuditEntryPublic",
+    "ConsoleSession", "SessionCreate", "SessionPublic", "Device", "DeviceBase", "DeviceModel",
     "DeviceModelPublic", "DevicePublic", "DeviceRecord", "EnrolRequest", "EnrolResponse", "EnrolmentToken",
     "EnrolmentTokenCreate", "EnrolmentTokenPublic", "Job", "JobBase", "JobBatch", "JobCreate", "JobDetail",
     "JobEvent", "JobEventPublic", "JobPublic", "JobState", "ModelVersion", "ModelVersionPublic", "MqttUser",
     "MqttUserPublic", "Rollout", "RolloutEvent", "RolloutEventPublic", "RolloutPublic", "RolloutTarget",
-    "RolloutTargetPublic", "Voice", "VoicePublic", "VoiceSimilar",
+    "RolloutTargetPublic", "TelemetryPoint", "TelemetrySample", "Voice", "VoicePublic", "VoiceSimilar",
 ]

@@ -129,11 +129,11 @@ class JobBase(SpeechSpec, SQLModel):
     state: str = Field(default=JobState.queued, index=True)
     device_id: str | None = Field(default=None, index=True)
     attempt: int = 0
-    created_at: float = Field(default_factory=now)
+    created_at: float = Field(default_factory=now, index=True)  # the console reads windows of jobs by these two
     assigned_at: float | None = None
     started_at: float | None = None
     first_chunk_at: float | None = None
-    finished_at: float | None = None
+    finished_at: float | None = Field(default=None, index=True)
     error_code: str | None = None
     error_text: str | None = None
     sample_rate: int | None = None

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 from sqlmodel import select
 
-from control_plane import jobs
+from control_plane import jobs, telemetry_history
 from control_plane.api.auth import Operator, Reader
 from control_plane.api.deps import ServicesDep, SessionDep
 from control_plane.api.errors import DISPATCHER_ANSWERS, declare
 from control_plane.dispatch import Send, SteerDevice
-from control_plane.models import Device, DeviceModel, DevicePublic, DeviceRecord
-from voicefleet.ids import new_id
+from control_plane.models import Device, DeviceModel, DevicePublic, DeviceRecord, TelemetryPoint
+from voicefleet.ids import new_id, now
 from voicefleet.protocol import ReminderCommand
+from voicefleet.text.dialects import lookup
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 _STEER_ANSWERS = declare(404, *DISPATCHER_ANSWERS)
@@ -38,12 +41,49 @@ def _public(dev: Device, inflight: dict[str, int], services, dm: DeviceModel | N
     return DevicePublic.model_validate(dev, update=extra)
 
 
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:+/=-]{0,99}$"  # roles, tags, engine names, versions
+Status = Literal["online", "draining", "offline", "cordoned", "unhealthy"]
+
+
 @router.get("", response_model=list[DevicePublic], dependencies=[Reader])
-def list_devices(session: SessionDep, services: ServicesDep) -> list[DevicePublic]:
+def list_devices(session: SessionDep, services: ServicesDep,
+                 role: str | None = Query(None, pattern=_NAME, description="edge, cloud, hub, ..."),
+                 status: Annotated[Status | None, Query(description="unhealthy: online, uncordoned, yet gated")] = None,
+                 tag: str | None = Query(None, pattern=_NAME, description="a rollout tag, e.g. site:lab"),
+                 engine: str | None = Query(None, pattern=_NAME, description="offers this engine"),
+                 version: str | None = Query(None, pattern=_NAME, description="runs this model or agent version"),
+                 dialect: str | None = Query(None, max_length=64, description="an engine offers it (code or name)"),
+                 q: str | None = Query(None, max_length=100, description="in its id or a tag (case-insensitive)"),
+                 ) -> list[DevicePublic]:
+    """The fleet, filtered: every filter given must match (an unknown value matches nothing)."""
     inflight = jobs.inflight_by_device(session)
     models = {dm.device_id: dm for dm in session.exec(select(DeviceModel)).all()}
-    return [_public(d, inflight, services, models.get(d.id))
-            for d in session.exec(select(Device).order_by(Device.id)).all()]
+    found = [_public(d, inflight, services, models.get(d.id))
+             for d in session.exec(select(Device).order_by(Device.id)).all()]
+    dialect = (lookup(dialect).code if lookup(dialect) else dialect) if dialect else None
+    checks = [(role, lambda d: d.role == role), (status, lambda d: _has_status(d, status)),
+              (tag, lambda d: tag in d.tags), (engine, lambda d: engine in _offered(d, "name")),
+              (version, lambda d: version in (d.agent_version, (d.model or {}).get("version"))),
+              (dialect, lambda d: dialect in _offered(d, "dialects")),
+              (q, lambda d: q.lower() in d.id.lower() or any(q.lower() in t.lower() for t in d.tags))]
+    wanted = [check for value, check in checks if value]
+    return [d for d in found if all(check(d) for check in wanted)]
+
+
+def _has_status(dev: DevicePublic, status: str) -> bool:
+    if status == "cordoned":
+        return dev.cordoned
+    if status == "unhealthy":
+        return dev.status == "online" and not dev.cordoned and dev.gate is not None
+    return dev.status == status
+
+
+def _offered(dev: DevicePublic, what: str) -> set[str]:
+    """Its engines' names, or every dialect one of them speaks."""
+    offers = dev.engines or []
+    if what == "name":
+        return {o["engine"]["name"] for o in offers} | ({dev.engine["name"]} if dev.engine else set())
+    return {d for o in offers for d in o.get("capabilities", {}).get("dialects", [])}
 
 
 @router.get("/{device_id}", response_model=DevicePublic, dependencies=[Reader], responses=declare(404))
@@ -62,6 +102,17 @@ def history(device_id: str, session: SessionDep, limit: int = Query(1000, ge=1, 
                         .order_by(DeviceRecord.seq).limit(limit)).all()
     return [{"id": r.id, "seq": r.seq, "record": r.record, "ts": r.ts, "body": r.body, "received_at": r.received_at}
             for r in rows]
+
+
+@router.get("/{device_id}/telemetry", response_model=list[TelemetryPoint], dependencies=[Reader],
+            responses=declare(404))
+def telemetry(device_id: str, session: SessionDep,
+              window_s: int = Query(3600, ge=1, le=int(telemetry_history.KEEP_S))) -> list[TelemetryPoint]:
+    """The device's telemetry over the last ``window_s`` seconds, oldest first: a sample at most every
+    10 s, kept for a day."""
+    if session.get(Device, device_id) is None:
+        raise HTTPException(404, f"no device {device_id!r}")
+    return telemetry_history.series(session, device_id, since=now() - window_s)
 
 
 class ReminderCreate(BaseModel):

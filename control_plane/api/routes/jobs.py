@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlmodel import Session, select
@@ -19,6 +19,8 @@ from control_plane.dispatch import Cancel, Submit
 from control_plane.models import AudioArtifact, Job, JobBatch, JobCreate, JobDetail, JobEventPublic, JobPublic, JobState
 from control_plane.tokens import Principal, Role
 from voicefleet.audio import wav_header
+from voicefleet.protocol import DEVICE_ID_PATTERN
+from voicefleet.text.dialects import lookup
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 Submitter = Annotated[Principal, Depends(allow(Role.operator, Role.client))]
@@ -54,12 +56,27 @@ async def _submit(specs: list[JobCreate], services: Services, who: Principal, *,
     return Response(body, status_code=201, media_type="application/json")
 
 
-@router.get("", response_model=list[JobPublic])
+@router.get("", response_model=list[JobPublic], responses=declare(403))
 def list_jobs(session: SessionDep, who: PrincipalDep, state: JobState | None = None,
+              device_id: str | None = Query(None, pattern=DEVICE_ID_PATTERN),
+              owner: str | None = Query(None, min_length=1, max_length=64,
+                                        description="the submitter (viewers, operators and admins only)"),
+              dialect: str | None = Query(None, max_length=64, description="a dialect code or name"),
+              since: float | None = Query(None, ge=0, le=1e11, description="created at or after (unix seconds)"),
+              until: float | None = Query(None, ge=0, le=1e11, description="created at or before (unix seconds)"),
+              q: str | None = Query(None, max_length=200, description="in the text (case-insensitive), or the id"),
               limit: int = 100) -> list[JobPublic]:
-    """The newest jobs: all of them for viewers, operators and admins, a client's own for a client."""
-    owner = None if who.sees_everything else who.subject
-    return [_public(j) for j in jobs.list_jobs(session, state=state, owner=owner, limit=min(max(limit, 1), 1000))]
+    """The newest jobs matching every filter given: all of them for viewers, operators and admins, a
+    client's own for a client. An unknown value matches nothing; ``limit`` is kept within 1..1000."""
+    if not who.sees_everything:
+        if owner is not None and owner != who.subject:
+            raise HTTPException(403, "owner: a client sees only its own jobs; leave owner out")
+        owner = who.subject
+    if dialect:
+        dialect = found.code if (found := lookup(dialect)) else dialect
+    return [_public(j) for j in jobs.list_jobs(session, state=state, owner=owner, device_id=device_id,
+                                               dialect=dialect, since=since, until=until, q=q,
+                                               limit=min(max(limit, 1), 1000))]
 
 
 @router.get("/{job_id}", response_model=JobDetail, responses=declare(404))
