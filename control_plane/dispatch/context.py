@@ -10,6 +10,7 @@ from sqlmodel import Session
 from control_plane.audio_store import LocalAudioStore
 from control_plane.core.config import Settings
 from control_plane.dispatch.fleet import Fleet
+from control_plane.events import EventBus, attach
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
 from control_plane.rollouts import Rollouts
@@ -26,11 +27,12 @@ class Context:
     url_secret: bytes = b""
     fleet: Fleet = field(default_factory=Fleet)
     prompt_hashes: dict[str, str] = field(default_factory=dict)  # cloned voices' prompt files, by storage key
+    events: EventBus = field(default_factory=EventBus)  # what changed, published after each commit (events.py)
 
     def session(self) -> Session:
         # No autoflush: within a batch we know what we changed; nothing expires on commit so
         # objects handed to HTTP handlers stay readable.
-        return Session(self.engine, autoflush=False, expire_on_commit=False)
+        return attach(Session(self.engine, autoflush=False, expire_on_commit=False), self.events)
 
     def reload_fleet(self) -> None:
         with self.session() as session:
