@@ -30,6 +30,7 @@ from control_plane.api.routes import models as model_routes
 from control_plane.api.routes import rollouts as rollout_routes
 from control_plane.api.routes import voices as voice_routes
 from control_plane.audio_store import LocalAudioStore
+from control_plane.audit import AuditTrail
 from control_plane.core.config import Settings
 from control_plane.core.db import make_engine, upgrade, wait_for_database
 from control_plane.dispatch import Context, Dispatcher, Inbox
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     console.install(app)
     errors.install(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(AuditTrail)  # outermost: it records refusals of the body limit too
     return app
 
 

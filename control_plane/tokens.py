@@ -65,6 +65,13 @@ class Principal:
         return self.role in (Role.admin, Role.operator) or (owner is not None and owner == self.subject)
 
 
+def principal_of(row: ApiToken) -> Principal:
+    """Who a token's holder is (a console session acts as its token: control_plane/sessions.py)."""
+    role = Role(row.role)
+    rate = (row.rate_per_s, row.burst or max(1, int(row.rate_per_s * 2))) if row.rate_per_s else DEFAULT_RATES[role]
+    return Principal(token_id=row.id, subject=row.subject, role=role, rate=rate)
+
+
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -158,9 +165,7 @@ class Tokens:
         if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_hash,
                                                                                hash_secret(parts[1])):
             return None
-        role = Role(row.role)
-        rate = (row.rate_per_s, row.burst or max(1, int(row.rate_per_s * 2))) if row.rate_per_s else DEFAULT_RATES[role]
-        who = Principal(token_id=row.id, subject=row.subject, role=role, rate=rate)
+        who = principal_of(row)
         with self._lock:
             self._cache[key] = (time.monotonic(), who)
         return who

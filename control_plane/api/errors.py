@@ -41,6 +41,7 @@ STATUS: dict[str, int] = {
     "embeddings_unavailable": 503,
     # enrolment
     "invalid_token": 401,
+    "csrf": 403,  # a change made with the console's session cookie without its X-CSRF-Token, or from another site
     "wrong_device": 409,
     "device_taken": 409,
     # models and rollouts
