@@ -7,7 +7,6 @@ so cookies and storage never leak between tests.
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,14 +14,10 @@ from pathlib import Path
 import pytest
 from services import ADMIN_TOKEN, http, new_cluster
 
+from control_plane.console.browser import CHROMIUM, launch
 from voicefleet.broker import MosquittoBroker
 from voicefleet_cli.onebox import Cluster
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# FIELD-NOTES.md: headless Debian Chromium with nothing that reaches out of this machine.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--autoplay-policy=no-user-gesture-required"]
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 
 
@@ -32,7 +27,7 @@ def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail("the console tests need Debian's chromium: apt-get install chromium (make test installs it)")
     with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = launch(pw)
         yield chromium
         chromium.close()
 

@@ -26,6 +26,7 @@ strings({
 
 const state = { session: null, page: null, unmount: null, live: false, listeners: new Set(), source: null };
 const root = document.getElementById("app");
+root.replaceChildren();  // the "loading" line index.html shows until this module runs (lit adds, never clears)
 
 const ctx = {
   api, t,

@@ -70,7 +70,8 @@ export function chart(host, key, { title, series, xs, ys, height = 160 }) {
   old?.destroy();
   const palette = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed"];
   const opts = { title, width, height, legend: { live: false },
-    series: [{}, ...series.map((label, i) => ({ label, stroke: palette[i % palette.length], width: 2 }))],
+    series: [{}, ...series.map((label, i) => ({ label, stroke: palette[i % palette.length], width: 2, spanGaps: true,
+      points: { show: true, size: 5 } }))],
     axes: [{}, { size: 56 }] };
   host.chart[key] = new globalThis.uPlot(opts, data, host);
   return host.chart[key];

@@ -18,10 +18,10 @@ strings({
         "dev.cordon.confirm": "Cordon {id}? It finishes its jobs and gets no new ones.",
         "dev.drain.confirm": "Drain {id}? Its unstarted jobs go back to the queue.",
         "dev.done": "{action}: {id}", "dev.none": "No device matches.", "dev.back": "All devices",
-        "dev.load": "load", "dev.mem": "memory %", "dev.temp": "temperature °C", "dev.gpu": "GPU %",
+        "dev.load": "load (1 min)", "dev.cpu": "CPU %", "dev.mem": "memory %", "dev.temp": "temperature °C", "dev.gpu": "GPU %",
         "dev.nohistory": "Nothing recorded.", "dev.text": "Text", "dev.state": "State", "dev.created": "Submitted",
         "dev.notfound": "No device {id}.", "dev.slot": "slot {slot}", "dev.pinned": "pinned to {v}",
-        "dev.actions": "Actions" },
+        "dev.actions": "Actions", "dev.cloning": "clones voices" },
   zh: { "nav.devices": "设备", "dev.title": "设备", "dev.search": "搜索编号或标签", "dev.role": "角色",
         "dev.status": "状态", "dev.tag": "标签", "dev.engine": "引擎", "dev.version": "模型版本",
         "dev.dialect": "方言", "dev.any": "全部", "dev.id": "设备", "dev.inflight": "当前任务",
@@ -35,10 +35,10 @@ strings({
         "dev.cordon.confirm": "隔离 {id}？它会做完手头任务，不再接新任务。",
         "dev.drain.confirm": "排空 {id}？它尚未开始的任务会退回队列。",
         "dev.done": "{action}：{id}", "dev.none": "没有符合条件的设备。", "dev.back": "全部设备",
-        "dev.load": "负载", "dev.mem": "内存 %", "dev.temp": "温度 °C", "dev.gpu": "GPU %",
+        "dev.load": "负载（1 分钟）", "dev.cpu": "CPU %", "dev.mem": "内存 %", "dev.temp": "温度 °C", "dev.gpu": "GPU %",
         "dev.nohistory": "没有记录。", "dev.text": "文本", "dev.state": "状态", "dev.created": "提交时间",
         "dev.notfound": "没有设备 {id}。", "dev.slot": "槽位 {slot}", "dev.pinned": "锁定在 {v}",
-        "dev.actions": "操作" },
+        "dev.actions": "操作", "dev.cloning": "可克隆音色" },
 });
 
 const FILTERS = ["role", "status", "tag", "engine", "version", "dialect"];
@@ -75,7 +75,7 @@ function list(el, ctx) {
       if (key === "tag") (d.tags || []).forEach((x) => values.add(x));
       if (key === "engine") (d.engines || []).forEach((o) => values.add(o.engine?.name));
       if (key === "version" && d.model?.version) values.add(d.model.version);
-      if (key === "dialect") (d.engines || []).forEach((o) => (o.engine?.dialects || o.dialects || []).forEach((x) => values.add(x)));
+      if (key === "dialect") (d.engines || []).forEach((o) => (o.capabilities?.dialects || []).forEach((x) => values.add(x)));
     }
     return [...values].filter(Boolean).sort();
   };
@@ -179,8 +179,8 @@ function detail(el, ctx, id) {
       <table class="grid"><thead><tr><th>${t("dev.engine")}</th><th>${t("dev.tier")}</th><th>${t("dev.langs")}</th>
         <th>${t("dev.voices")}</th><th>${t("dev.rtf")}</th><th>${t("dev.cer")}</th></tr></thead>
         <tbody>${(dev.engines || []).map((o) => html`<tr><td>${o.engine?.name} ${o.engine?.version ?? ""}</td>
-          <td>${o.tier ?? "–"}</td><td>${(o.engine?.languages || o.languages || []).join(", ")}</td>
-          <td>${(o.engine?.voices || o.voices || []).join(", ")}</td><td>${o.rtf?.toFixed(3) ?? "–"}</td>
+          <td>${o.tier ?? "–"}</td><td>${[...(o.capabilities?.languages || []), ...(o.capabilities?.dialects || [])].join(", ")}</td>
+          <td>${(o.capabilities?.voices || []).join(", ")}${o.capabilities?.cloning ? html` <span class="badge busy">${t("dev.cloning")}</span>` : ""}</td><td>${o.rtf?.toFixed(3) ?? "–"}</td>
           <td>${o.figures?.cer != null ? `${(o.figures.cer * 100).toFixed(1)} %` : "–"}</td></tr>`)}</tbody></table>
       <h2>${t("dev.recent")}</h2>
       <table class="grid"><thead><tr><th>${t("dev.created")}</th><th>${t("dev.text")}</th><th>${t("dev.state")}</th></tr></thead>
@@ -206,10 +206,9 @@ function summary(record) {
 function drawTelemetry(host, samples) {
   if (!host || !samples.length || !globalThis.uPlot) return;
   const xs = samples.map((s) => s.at);
-  const pick = (names) => samples.map((s) => names.map((n) => s[n] ?? s.figures?.[n]).find((v) => v != null) ?? null);
-  const series = [["dev.load", ["load", "load_1m", "cpu_load"]], ["dev.mem", ["memory_pct", "mem_pct", "memory"]],
-    ["dev.temp", ["temperature_c", "temp_c", "temperature"]], ["dev.gpu", ["gpu_util_pct", "gpu_pct", "gpu"]]]
-    .map(([label, names]) => [label, pick(names)]).filter(([, ys]) => ys.some((v) => v != null));
+  const series = [["dev.cpu", "cpu_percent"], ["dev.mem", "mem_percent"], ["dev.temp", "temperature_c"],
+    ["dev.gpu", "gpu_percent"], ["dev.load", "load1"]]
+    .map(([label, key]) => [label, samples.map((s) => s[key] ?? null)]).filter(([, ys]) => ys.some((v) => v != null));
   if (!series.length) return;
   chart(host, "tele", { series: series.map(([l]) => t(l)), xs, ys: series.map(([, ys]) => ys) });
 }
