@@ -309,3 +309,41 @@ def test_an_unreachable_redis_degrades_to_computing():
 def test_measure_embedding_reports_ms_per_clip():
     figures = measure_embedding(n=2)
     assert figures["clips"] == 2 and figures["threads"] == 1 and 0 < figures["ms_per_clip_mean"] < 5000
+
+
+
+# ------------------------------------------------------------------------------ deleting
+
+
+def test_delete_a_voice_by_an_operator_or_its_owner_but_not_while_a_job_speaks_with_it(
+        app: TestClient, mqtt_broker: MosquittoBroker):
+    def token(role: str) -> dict[str, str]:
+        made = app.post("/v1/tokens", json={"name": f"{role}-{uuid.uuid4().hex[:6]}", "role": role})
+        return auth_headers(made.json()["token"])
+
+    owner, other, viewer = token("client"), token("client"), token("viewer")
+    own = app.post("/v1/voices", files={"file": ("own.wav", clip(50), "audio/wav")},
+                   data={"transcript": TRANSCRIPT, "consent": CONSENT}, headers=owner).json()
+    same = upload(app, clip(50)).json()  # the admin's voice of the same clip: one stored file
+    sha = own["content_sha256"]
+    stored = app.app.state.voices.root / "voices" / sha[:2] / f"{sha}.wav"
+    assert same["id"] != own["id"] and stored.exists()
+    assert app.delete(f"/v1/voices/{own['id']}", headers=viewer).status_code == 403
+    assert error(app.delete(f"/v1/voices/{own['id']}", headers=other))["code"] == "not_found"  # not its own
+    assert app.delete(f"/v1/voices/{own['id']}", headers=owner).status_code == 204
+    assert error(app.get(f"/v1/voices/{own['id']}"))["code"] == "not_found"
+    assert stored.exists(), "the admin's voice of the same clip keeps its audio"
+    assert app.delete(f"/v1/voices/{same['id']}").status_code == 204 and not stored.exists()
+
+    cloner = f"cosy-{uuid.uuid4().hex[:6]}"
+    _announce_a_standin_agent(mqtt_broker, cloner, cloning=True, voices=["default"])
+    _wait_eligible(app, cloner)
+    used = upload(app, clip(51)).json()
+    job = app.post("/v1/jobs", json={"text": "你好", "lang": "zh", "voice": used["id"]}).json()
+    refused = app.delete(f"/v1/voices/{used['id']}")
+    assert refused.status_code == 409 and error(refused)["code"] == "voice_in_use"
+    assert job["id"] in error(refused)["text"]
+    assert error(app.delete("/v1/voices/default"))["code"] == "preset_voice"
+    assert app.post(f"/v1/jobs/{job['id']}/cancel").json()["state"] == "cancelled"
+    assert app.delete(f"/v1/voices/{used['id']}").status_code == 204
+    assert app.get("/v1/voices", params={"kind": "prompt"}).json() == []

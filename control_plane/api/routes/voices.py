@@ -1,5 +1,5 @@
 """The voice library: upload a prompt voice, list prompt and preset voices with the devices that can
-serve each now, fetch one and its audio, and find similar voices."""
+serve each now, fetch one and its audio, find similar voices, and delete a prompt voice."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from control_plane.api.auth import PrincipalDep, allow, allow_signed_or
 from control_plane.api.deps import Services, ServicesDep, SessionDep
-from control_plane.models import Device, Voice, VoicePublic, VoiceSimilar
+from control_plane.models import TERMINAL_STATES, Device, Job, Voice, VoicePublic, VoiceSimilar
 from control_plane.tokens import Principal, Role
 from control_plane.voices import Preset, VoiceError, VoiceService, cloning_devices, find, presets, stored
 
@@ -154,3 +154,31 @@ def similar_voices(voice_id: str, session: SessionDep, services: ServicesDep, vo
     cloners = cloning_devices(*_fleet(session, services))
     return [VoiceSimilar(similarity=score, voice=_prompt_public(v, cloners))
             for v, score in voices.similar(session, found, limit, owner=_owner(who))]
+
+
+@router.delete("/{voice_id}", status_code=204, response_class=Response,
+               responses={404: {"description": "no such voice"},
+                          409: {"description": "voice_in_use: an unfinished job speaks with it"},
+                          422: {"description": "a preset: the fleet's engines own it"}})
+def delete_voice(voice_id: str, session: SessionDep, services: ServicesDep, voices: VoicesDep,
+                 who: Annotated[Principal, Depends(allow(Role.operator, Role.client))]) -> Response:
+    """Delete a prompt voice and its clip (operators and admins: any; a client: its own). Refused while
+    an unfinished job uses it: placement reads the prompt when it assigns the job."""
+    found = _find(session, services, voice_id, who)
+    if found is None:
+        raise _not_found(voice_id)
+    if isinstance(found, VoicePublic):
+        raise VoiceError("preset_voice", f"{voice_id!r} is a preset voice of the fleet's engines; only uploaded "
+                         "prompt voices can be deleted")
+    waiting = session.exec(select(Job.id).where(Job.voice == found.id, Job.state.not_in(TERMINAL_STATES))).first()
+    if waiting is not None:
+        raise VoiceError("voice_in_use", f"job {waiting} still speaks with voice {found.id}; cancel it or wait for "
+                         "it to finish, then delete the voice")
+    path = voices.audio_path(found) if found.audio_key else None
+    key = found.audio_key
+    session.delete(found)
+    session.commit()
+    # The clip is stored by content: another owner's voice of the same clip keeps it.
+    if path is not None and session.exec(select(Voice.id).where(Voice.audio_key == key)).first() is None:
+        path.unlink(missing_ok=True)
+    return Response(status_code=204)
