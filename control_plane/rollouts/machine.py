@@ -33,6 +33,34 @@ from voicefleet.ids import new_id, now
 log = logging.getLogger(__name__)
 
 
+def choose_targets(session: Session, spec: RolloutCreate) -> tuple[list[DeviceModel], dict[str, int], set[str]]:
+    """The devices a rollout of ``spec`` reaches (by id), the phase of each, and which are online now;
+    refuses a selector or canaries naming devices that do not run the model, and a selector that picks none.
+    Creating a rollout and its preview both ask this."""
+    fleet = [dm for dm in session.exec(select(DeviceModel).where(DeviceModel.model_id == spec.model_id)
+                                       .order_by(DeviceModel.device_id)).all() if spec.selector.picks(dm)]
+    if unknown := set(spec.selector.device_ids) - {dm.device_id for dm in fleet}:
+        raise RolloutError("unknown_devices", f"devices {sorted(unknown)[:10]} do not report running {spec.model_id}")
+    if unknown := set(spec.plan.canary_ids) - {dm.device_id for dm in fleet}:
+        raise RolloutError("unknown_canaries",
+                           f"canaries {sorted(unknown)[:10]} are not among the devices the selector picks")
+    if not fleet:
+        raise RolloutError("no_targets", f"no device running {spec.model_id} matches the selector")
+    online = online_ids(session, [dm.device_id for dm in fleet])
+    # Canaries are best taken from devices that are here now: online first, then by id.
+    ids = sorted((dm.device_id for dm in fleet), key=lambda d: (d not in online, d))
+    return fleet, phases_of(ids, spec.plan), online
+
+
+def start_state(dm: DeviceModel, version: str) -> tuple[str, str | None]:
+    """A target's state when its rollout starts, and why it is not pending."""
+    if dm.version == version:
+        return "activated", "already ran this version"
+    if dm.pinned_version is not None:
+        return "skipped", f"pinned to {dm.pinned_version}"
+    return "pending", None
+
+
 class Rollouts:
     """Every rollout's progress. Operators' requests are plain methods (``create``, ``pause``, ``resume``,
     ``abort``, ``rollback``, ``pin``) taking the dispatcher's session and publish list and keyword
@@ -62,20 +90,7 @@ class Rollouts:
         if busy is not None:
             raise RolloutError("rollout_active", f"rollout {busy.id} of {spec.model_id} is {busy.state}; a device "
                                "takes one rollout at a time: abort it or wait until it ends")
-        fleet = [dm for dm in session.exec(select(DeviceModel).where(DeviceModel.model_id == spec.model_id)
-                                           .order_by(DeviceModel.device_id)).all() if spec.selector.picks(dm)]
-        if unknown := set(spec.selector.device_ids) - {dm.device_id for dm in fleet}:
-            raise RolloutError("unknown_devices",
-                               f"devices {sorted(unknown)[:10]} do not report running {spec.model_id}")
-        if unknown := set(spec.plan.canary_ids) - {dm.device_id for dm in fleet}:
-            raise RolloutError("unknown_canaries",
-                               f"canaries {sorted(unknown)[:10]} are not among the devices the selector picks")
-        if not fleet:
-            raise RolloutError("no_targets", f"no device running {spec.model_id} matches the selector")
-        online = online_ids(session, [dm.device_id for dm in fleet])
-        # Canaries are best taken from devices that are here now: online first, then by id.
-        ids = sorted((dm.device_id for dm in fleet), key=lambda d: (d not in online, d))
-        phase = phases_of(ids, spec.plan)
+        fleet, phase, _ = choose_targets(session, spec)
         rollout = Rollout(model_id=spec.model_id, version=spec.version, selector=spec.selector.model_dump(),
                           plan=spec.plan.model_dump(), state="running", phase=0, phase_started_at=now(),
                           created_by=by)
@@ -85,10 +100,7 @@ class Rollouts:
             target = RolloutTarget(rollout_id=rollout.id, device_id=dm.device_id, phase=phase[dm.device_id],
                                    from_version=dm.version,
                                    baseline=own_figures(dm) or figures.get(dm.version or ""))
-            if dm.version == spec.version:
-                target.state, target.error = "activated", "already ran this version"
-            elif dm.pinned_version is not None:
-                target.state, target.error = "skipped", f"pinned to {dm.pinned_version}"
+            target.state, target.error = start_state(dm, spec.version)
             session.add(target)
         add_event(session, rollout, "created", detail={"targets": len(fleet), "by": by,
                                                        "phases": 1 + len(spec.plan.waves)})

@@ -75,9 +75,11 @@ async def upload(request: Request, response: Response, session: SessionDep,
 
 
 @router.get("", response_model=list[ModelVersionPublic], dependencies=[Reader])
-def list_versions(session: SessionDep, services: ServicesDep, model_id: str | None = None) -> list[ModelVersionPublic]:
+def list_versions(session: SessionDep, services: ServicesDep, model_id: str | None = None,
+                  manifest: bool = False) -> list[ModelVersionPublic]:
+    """``manifest=true`` gives each version's manifest too (its evaluation figures: what the console shows)."""
     counts = _counts(session, model_id)
-    return [_public(row, counts) for row in _registry(services).versions(session, model_id)]
+    return [_public(row, counts, detail=manifest) for row in _registry(services).versions(session, model_id)]
 
 
 @router.get("/{model_id}/devices", response_model=list[DeviceModelPublic], dependencies=[Reader])

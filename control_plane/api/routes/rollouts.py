@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from control_plane.api.auth import Operator, PrincipalDep, Reader
 from control_plane.api.deps import ServicesDep, SessionDep
-from control_plane.api.errors import DISPATCHER_ANSWERS, declare
+from control_plane.api.errors import DISPATCHER_ANSWERS, ErrorText, declare
 from control_plane.dispatch import (
     AbortRollout,
     CreateRollout,
@@ -28,7 +28,8 @@ from control_plane.models import (
     RolloutTarget,
     RolloutTargetPublic,
 )
-from control_plane.rollouts import RolloutCreate
+from control_plane.rollouts import RolloutCreate, RolloutError
+from control_plane.rollouts.machine import choose_targets, start_state
 
 router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"])
 _STEER_ANSWERS = declare("unknown_rollout", "wrong_state", *DISPATCHER_ANSWERS)
@@ -52,6 +53,43 @@ async def create(body: RolloutCreate, who: PrincipalDep, services: ServicesDep, 
     """Start rolling a registry version out: canaries first, then the waves (docs/rollouts.md)."""
     rollout = await _ask(services, CreateRollout(spec=body, by=who.subject))
     return _public(session, session.get(Rollout, rollout.id), detail=True)
+
+
+class PreviewDevice(BaseModel):
+    device_id: str
+    phase: int  # 0: a canary, k: wave k
+    online: bool
+    version: str | None  # what it runs now
+    tags: list[str]
+    state: str  # what the rollout would make of it at the start: pending, activated (runs it already), skipped
+    note: str | None = None  # why not pending
+
+
+class RolloutPreview(BaseModel):
+    targets: int
+    phases: int  # the canary and the waves
+    devices: list[PreviewDevice]  # in the order they would be reached: the canaries, then each wave
+    refused: ErrorText | None = None  # what creating it would answer instead (devices then empty)
+
+
+@router.post("/preview", response_model=RolloutPreview, dependencies=[Operator])
+def preview(body: RolloutCreate, session: SessionDep) -> RolloutPreview:
+    """The devices ``POST /v1/rollouts`` with this body would reach now, canaries first, then each wave;
+    nothing is started. A selector or canaries the creation would refuse (naming devices that do not run
+    the model, or picking none) is answered in ``refused``: a preview of nothing, not an error."""
+    phases = 1 + len(body.plan.waves)
+    try:
+        fleet, phase, online = choose_targets(session, body)
+    except RolloutError as err:
+        return RolloutPreview(targets=0, phases=phases, devices=[], refused=ErrorText(code=err.code, text=err.text))
+    by_id = {dm.device_id: dm for dm in fleet}
+    devices = []
+    for device_id, k in phase.items():  # canaries first, then the waves in order
+        dm = by_id[device_id]
+        state, note = start_state(dm, body.version)
+        devices.append(PreviewDevice(device_id=device_id, phase=k, online=device_id in online, version=dm.version,
+                                     tags=dm.tags or [], state=state, note=note))
+    return RolloutPreview(targets=len(devices), phases=phases, devices=devices)
 
 
 @router.get("", response_model=list[RolloutPublic], dependencies=[Reader])
