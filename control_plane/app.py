@@ -63,11 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         app.state.voices = VoiceService.from_settings(settings)
         services.dispatcher.start()
+        events.end_streams_on_exit(services.events)
         log.info("control plane ready: database %s, broker %s", services.engine.url.render_as_string(),
                  settings.mqtt_url)
         try:
             yield
         finally:
+            services.events.close()
             services.dispatcher.ctx.rollouts.listener.stop()
             services.dispatcher.stop()
             services.engine.dispose()
@@ -109,7 +111,8 @@ def build_services(settings: Settings) -> Services:
     dispatcher = build_dispatcher(settings, engine=engine, store=store, watch=watch, metrics=metrics,
                                   url_secret=secret)
     return Services(settings=settings, engine=engine, store=store, watch=watch, metrics=metrics,
-                    dispatcher=dispatcher, tokens=tokens, url_secret=secret, registry=dispatcher.ctx.rollouts.registry)
+                    dispatcher=dispatcher, tokens=tokens, url_secret=secret, registry=dispatcher.ctx.rollouts.registry,
+                    events=dispatcher.ctx.events)
 
 
 def build_dispatcher(settings: Settings, *, engine, store: LocalAudioStore, watch: JobWatch, metrics: Metrics,

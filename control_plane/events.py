@@ -175,7 +175,7 @@ def attach(session: Session, bus: EventBus) -> Session:
     """Events staged in ``session`` go out on ``bus`` after each commit; a rollback drops them."""
     session.info[_STAGED] = (bus, [])
     sa_event.listen(session, "after_commit", _publish_staged)
-    sa_event.listen(session, "after_rollback", _drop_staged)
+    sa_event.listen(session, "after_soft_rollback", _drop_staged)
     return session
 
 
@@ -196,8 +196,9 @@ def _publish_staged(session: Session) -> None:
         log.exception("could not publish %d events", len(events))
 
 
-def _drop_staged(session: Session) -> None:
-    session.info[_STAGED][1].clear()
+def _drop_staged(session: Session, previous_transaction) -> None:
+    if not previous_transaction.nested:
+        session.info[_STAGED][1].clear()
 
 
 # -- the event kinds ------------------------------------------------------------------------------
@@ -214,14 +215,15 @@ def job_changed(session: Session, job: Any) -> None:
                            "error_code": get("error_code"), "at": now()}, owner=get("owner"))
 
 
-def device_changed(session: Session, device: Any, *, gate: str | None, why: str | None = None) -> None:
+def device_changed(session: Session, device: Any, *, gate: str | None, why: str = "", alarm: bool = True) -> None:
     """``device``: its status and the scheduler's gate (why it takes no new jobs; None: it takes
-    them); going offline also raises an ``alarm`` (``why``: what took it away)."""
+    them). Going offline also raises an ``alarm`` (``why``: what took it away), unless ``alarm`` is
+    false (a device whose login was revoked: decommissioned on purpose)."""
     t = now()
     stage(session, "device", {"id": device.id, "status": device.status, "gate": gate, "at": t})
-    if device.status == "offline":
-        stage(session, "alarm", {"kind": "device_offline", "subject": device.id,
-                                 "text": f"device {device.id} went offline: {why or 'it said so'}", "at": t})
+    if device.status == "offline" and alarm:
+        text = f"{device.role or 'device'} {device.id} went offline" + (f": {why}" if why else "")
+        stage(session, "alarm", {"kind": "device_offline", "subject": device.id, "text": text, "at": t})
 
 
 def rollout_changed(session: Session, rollout: Any, what: str, device_id: str | None = None) -> None:

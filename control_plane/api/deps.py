@@ -14,6 +14,7 @@ from control_plane.api.errors import declare
 from control_plane.audio_store import LocalAudioStore
 from control_plane.core.config import Settings
 from control_plane.dispatch import Dispatcher
+from control_plane.events import EventBus
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
 from control_plane.registry import Registry
@@ -31,6 +32,7 @@ class Services:
     tokens: Tokens
     url_secret: bytes  # signs the URLs agents fetch prompt clips and bundle files from
     registry: Registry  # the model registry the dispatcher's rollouts read
+    events: EventBus  # what the dispatcher changed, for GET /v1/events
 
 
 def get_services(request: Request) -> Services:

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from sqlmodel import Session
 
-from control_plane import jobs, telemetry_history
+from control_plane import events, jobs, telemetry_history
 from control_plane.audio_store import AudioIntegrityError
 from control_plane.dispatch import attempts
 from control_plane.dispatch.context import Context
@@ -89,7 +89,9 @@ def _offline_and_revoked(session: Session, device_id: str) -> bool:
 
 def _on_state(ctx: Context, session: Session, device_id: str, st: p.DeviceState, out: Outbox, *,
               retained: bool = False) -> None:
-    dev = session.get(Device, device_id) or Device(id=device_id)
+    known = session.get(Device, device_id)
+    dev = known or Device(id=device_id)
+    changed = known is None or dev.status != st.status
     came_back = st.status == "online" and dev.status != "online"
     restarted = bool(st.boot_id) and bool(dev.boot_id) and dev.boot_id != st.boot_id
     dev.status = st.status
@@ -113,6 +115,9 @@ def _on_state(ctx: Context, session: Session, device_id: str, st: p.DeviceState,
     if came_back and view is not None:
         # A retained "online" is old news (it may predate a crash): wait for a live message.
         view.confirmed = not retained
+    if changed:
+        events.device_changed(session, dev, gate=ctx.fleet.gate_of(dev),
+                              alarm=not _offline_and_revoked(session, device_id))
     out.reschedule = True
     log.info("device %s is %s", device_id, st.status)
 
@@ -124,7 +129,8 @@ def _on_telemetry(ctx: Context, session: Session, device_id: str, t: p.Telemetry
     dev.telemetry = t.model_dump(exclude={"v", "type", "device_id"})
     dev.last_seen_at = now()
     telemetry_history.history_of(ctx.engine).record(session, device_id, dev.telemetry, dev.last_seen_at)
-    if dev.status == "offline":  # we timed it out, but it was only paused or cut off: it is back
+    came_back = dev.status == "offline"
+    if came_back:  # we timed it out, but it was only paused or cut off: it is back
         log.info("device %s is heard from again", device_id)
         dev.status = "online"
     session.add(dev)
@@ -132,6 +138,8 @@ def _on_telemetry(ctx: Context, session: Session, device_id: str, t: p.Telemetry
     view = ctx.fleet.devices.get(device_id)
     if view is not None:
         view.confirmed = True
+    if came_back:
+        events.device_changed(session, dev, gate=ctx.fleet.gate_of(dev))
 
 
 def _on_record(ctx: Context, session: Session, device_id: str, rec: p.DeviceRecord) -> None:

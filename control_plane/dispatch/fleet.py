@@ -54,6 +54,13 @@ class Fleet:
         view.role, view.cordoned, view.telemetry = dev.role, dev.cordoned, dev.telemetry
         view.last_seen_at = dev.last_seen_at
 
+    def gate_of(self, dev: Device) -> str | None:
+        """Why the scheduler gives ``dev`` no new jobs (None: it does), from its row and its view."""
+        view = self.devices.get(dev.id)
+        if dev.status != "online" or view is None:
+            return dev.status if dev.status != "online" else "no engines reported"
+        return view.gate(self.stats)
+
     def reload(self, session: Session) -> None:
         """Rebuild devices, their work in flight and the queue depth from the database (what only
         memory knows, whether a device has confirmed it is back, stays)."""

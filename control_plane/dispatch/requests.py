@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from sqlmodel import Session
 
-from control_plane import jobs
+from control_plane import events, jobs
 from control_plane.dispatch import attempts
 from control_plane.dispatch.commands import (
     Ask,
@@ -104,6 +104,7 @@ def _steer(ctx: Context, session: Session, ask: Ask, out: Outbox) -> None:
         if cmd.action == "drain":
             attempts.take_back_unstarted(ctx, session, dev.id, out)
         ctx.fleet.update(dev)
+        events.device_changed(session, dev, gate=ctx.fleet.gate_of(dev))
         out.reschedule = True
         log.info("device %s: %s by an operator", dev.id, cmd.action)
     out.answer(ask, dev)

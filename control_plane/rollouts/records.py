@@ -7,6 +7,7 @@ import statistics
 
 from sqlmodel import Session, col, select
 
+from control_plane import events
 from control_plane.models import Device, DeviceModel, MqttUser, Rollout, RolloutEvent, RolloutTarget
 from control_plane.rollouts.states import RolloutError
 from voicefleet import protocol as p
@@ -43,6 +44,8 @@ def set_state(session: Session, rollout: Rollout, state: str, reason: str | None
     rollout.state, rollout.reason, rollout.updated_at = state, reason, now()
     session.add(rollout)
     add_event(session, rollout, kind or state, detail={"state": state, "reason": reason})
+    if state == "halting":  # a gate breached: it stops and rolls back
+        events.rollout_halted(session, rollout, reason)
 
 
 def set_target(session: Session, rollout: Rollout, target: RolloutTarget, state: str, *, error: str | None = None,
@@ -81,6 +84,7 @@ def version_figures(session: Session, model_id: str) -> dict[str, dict[str, floa
 def add_event(session: Session, rollout: Rollout, kind: str, device_id: str | None = None,
               detail: dict | None = None) -> None:
     session.add(RolloutEvent(rollout_id=rollout.id, kind=kind, device_id=device_id, detail=detail))
+    events.rollout_changed(session, rollout, kind, device_id)
 
 
 def trusted_tags(session: Session, device_id: str, reported: list[str]) -> list[str]:
