@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -23,19 +24,57 @@ def gate_breach(session: Session, rollout: Rollout, targets: list[RolloutTarget]
         return f"gate failures: {what}, {len(failed)} failed > {gates.max_failures} allowed ({ids})"
     if breach := cer_breach(targets, gates.max_cer):
         return breach
-    updated = [t for t in targets if t.state == "activated" and t.activated_at is not None]
+    updated = updated_of(targets)
     if not updated:
         return None
     ok, bad = job_outcomes(session, updated)
     if ok + bad >= gates.min_jobs and bad / (ok + bad) > gates.max_error_rate:
         return f"gate error_rate: {bad} of {ok + bad} jobs failed on updated devices > {gates.max_error_rate:.0%}"
     for key, limit in (("rtf", gates.max_rtf_ratio), ("first_chunk_s", gates.max_first_chunk_ratio)):
-        ratios = [t.test[key] / t.baseline[key] for t in updated
-                  if t.test and t.baseline and t.test.get(key) and t.baseline.get(key)]
+        ratios = ratios_to_baseline(updated, key)
         if ratios and statistics.median(ratios) > limit:
             return (f"gate {key}: test synthesis {statistics.median(ratios):.2f}x the previous version's "
                     f"(median of {len(ratios)} device(s)) > {limit:g}x")
     return None
+
+
+def gate_figures(session: Session, rollout: Rollout, targets: list[RolloutTarget]) -> list[dict[str, Any]]:
+    """Each gate's limit and what the rollout's devices measure against it now, for people watching it:
+    ``value`` (None: nothing measured yet), ``count`` (the failures, job attempts, devices or phrases it
+    is made of) and ``over`` (what gate_breach halts on)."""
+    gates = Plan.model_validate(rollout.plan).gates
+    failed = sum(t.state == "failed" for t in targets)
+    updated = updated_of(targets)
+    ok, bad = job_outcomes(session, updated) if updated else (0, 0)
+    rate = bad / (ok + bad) if ok + bad else None
+    rows = [_figure("max_failures", gates.max_failures, failed, failed, failed > gates.max_failures),
+            _figure("max_error_rate", gates.max_error_rate, rate, ok + bad,
+                    rate is not None and ok + bad >= gates.min_jobs and rate > gates.max_error_rate)]
+    for gate, key, limit in (("max_rtf_ratio", "rtf", gates.max_rtf_ratio),
+                             ("max_first_chunk_ratio", "first_chunk_s", gates.max_first_chunk_ratio)):
+        ratios = ratios_to_baseline(updated, key)
+        median = statistics.median(ratios) if ratios else None
+        rows.append(_figure(gate, limit, median, len(ratios), median is not None and median > limit))
+    heard = [cer for t in targets if (cer := heard_cer(t)) is not None]
+    worst = max(heard) if heard else None
+    rows.append(_figure("max_cer", gates.max_cer, worst, len(heard),
+                        None not in (worst, gates.max_cer) and worst > gates.max_cer))
+    return rows
+
+
+def _figure(gate: str, limit: float | None, value: float | None, count: int, over: bool) -> dict[str, Any]:
+    return {"gate": gate, "limit": limit, "value": value, "count": count, "over": over}
+
+
+def updated_of(targets: list[RolloutTarget]) -> list[RolloutTarget]:
+    """The targets this rollout updated: what the gates judge."""
+    return [t for t in targets if t.state == "activated" and t.activated_at is not None]
+
+
+def ratios_to_baseline(updated: list[RolloutTarget], key: str) -> list[float]:
+    """Each updated device's test-synthesis figure ``key`` over the one it measured before (its baseline)."""
+    return [t.test[key] / t.baseline[key] for t in updated
+            if t.test and t.baseline and t.test.get(key) and t.baseline.get(key)]
 
 
 def cer_breach(targets: list[RolloutTarget], max_cer: float | None) -> str | None:

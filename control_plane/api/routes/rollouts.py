@@ -29,6 +29,7 @@ from control_plane.models import (
     RolloutTargetPublic,
 )
 from control_plane.rollouts import RolloutCreate, RolloutError
+from control_plane.rollouts.gates import gate_figures
 from control_plane.rollouts.machine import choose_targets, start_state
 
 router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"])
@@ -113,6 +114,22 @@ def events(rollout_id: str, session: SessionDep, after_id: int = 0, limit: int =
     rows = session.exec(select(RolloutEvent).where(RolloutEvent.rollout_id == rollout_id, RolloutEvent.id > after_id)
                         .order_by(RolloutEvent.id).limit(max(1, min(limit, 10_000)))).all()
     return [RolloutEventPublic.model_validate(e) for e in rows]
+
+
+class GateFigure(BaseModel):
+    gate: str  # the plan's gate: max_failures, max_error_rate, max_rtf_ratio, max_first_chunk_ratio, max_cer
+    limit: float | None  # the plan's bound (None: the gate is off)
+    value: float | None  # what the rollout's devices measure now (None: nothing yet)
+    count: int  # what the value is made of: failed devices, job attempts, devices measured, phrases heard
+    over: bool  # past its bound: the rollout halts on it
+
+
+@router.get("/{rollout_id}/gates", response_model=list[GateFigure], dependencies=[Reader], responses=declare(404))
+def gates(rollout_id: str, session: SessionDep) -> list[GateFigure]:
+    """Each gate's bound and what the devices this rollout updated measure against it now (docs/rollouts.md)."""
+    rollout = _get(session, rollout_id)
+    targets = session.exec(select(RolloutTarget).where(RolloutTarget.rollout_id == rollout_id)).all()
+    return [GateFigure(**row) for row in gate_figures(session, rollout, list(targets))]
 
 
 class Reason(BaseModel):
