@@ -177,6 +177,7 @@ def run_one_box(settings: CliSettings, port: int | None = None) -> int:
         notes += repair.lift_revocation_cordons(cluster, stale)
         notes += repair.cordoned_notes(cluster, [i for i in ids if i not in stale])
         print(f"voicefleet is up: API at {cluster.api} (interactive docs at {cluster.api}/docs)\n"
+              f"  console at {cluster.api}/console (sign in with the token in {home / 'admin.token'})\n"
               f"  broker {cluster.env['VOICEFLEET_MQTT_URL']}, data and logs in {home}\n"
               f"  try: voicefleet say \"今天下午三点提醒我开会\" -o reminder.wav", flush=True)
         for note in notes:

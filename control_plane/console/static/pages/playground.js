@@ -15,7 +15,9 @@ strings({
         "play.fastest": "fastest", "play.preview": "Reading", "play.normalised": "Read as",
         "play.polyphone": "polyphone: chosen in context", "play.speak": "Speak", "play.job": "Job {id}",
         "play.where": "Where it went and why", "play.open": "Open the job page", "play.noread": "Only Mandarin has readings to show.",
-        "play.submitted": "Submitted" },
+        "play.submitted": "Submitted", "lang.zh": "Chinese", "lang.en": "English", "lang.ja": "Japanese",
+        "lang.ko": "Korean", "lang.de": "German", "lang.es": "Spanish", "lang.fr": "French", "lang.it": "Italian",
+        "lang.ru": "Russian" },
   zh: { "nav.playground": "试听", "play.title": "试听", "play.text": "文本",
         "play.text.hint": "可行内指定读音：她[h][ào]干净。下方读音中，多音字带下划线。",
         "play.lang": "语言", "play.dialect": "方言", "play.dialect.none": "无（普通话）",
@@ -25,7 +27,8 @@ strings({
         "play.fastest": "最快", "play.preview": "读音", "play.normalised": "读作",
         "play.polyphone": "多音字：按上下文选定", "play.speak": "合成", "play.job": "任务 {id}",
         "play.where": "去向与理由", "play.open": "打开任务页", "play.noread": "只有普通话有读音可显示。",
-        "play.submitted": "已提交" },
+        "play.submitted": "已提交", "lang.zh": "中文", "lang.en": "英语", "lang.ja": "日语", "lang.ko": "韩语",
+        "lang.de": "德语", "lang.es": "西班牙语", "lang.fr": "法语", "lang.it": "意大利语", "lang.ru": "俄语" },
 });
 
 export default {
@@ -38,6 +41,8 @@ export default {
     let options = { languages: { zh: "Chinese" }, dialects: [] }, reading = null, readError = "";
     let job = null, error = "";
     const zh = () => language() === "zh";
+    // the API names languages in English; ours in both, falling back to the API's for a new one
+    const langName = (code) => (t(`lang.${code}`).startsWith("⟦") ? options.languages[code] : t(`lang.${code}`));
 
     const preview = async () => {
       if (form.lang !== "zh" || !form.text.trim()) { reading = null; readError = ""; draw(); return; }
@@ -84,7 +89,7 @@ export default {
         <p id="play-text-hint" class="hint">${t("play.text.hint")}</p>
         <div class="row wrap">
           <label>${t("play.lang")}<select @change=${edit("lang")}>${Object.keys(options.languages).map((code) =>
-            html`<option value=${code} .selected=${form.lang === code}>${code} — ${options.languages[code]}</option>`)}</select></label>
+            html`<option value=${code} .selected=${form.lang === code}>${code} — ${langName(code)}</option>`)}</select></label>
           <label>${t("play.dialect")}<select @change=${edit("dialect")} ?disabled=${form.lang !== "zh"}>
             <option value="">${t("play.dialect.none")}</option><option value="auto">${t("play.dialect.auto")}</option>
             ${options.dialects.map((d) => html`<option value=${d.code} .selected=${form.dialect === d.code}>
