@@ -116,8 +116,7 @@ def _on_state(ctx: Context, session: Session, device_id: str, st: p.DeviceState,
         # A retained "online" is old news (it may predate a crash): wait for a live message.
         view.confirmed = not retained
     if changed:
-        events.device_changed(session, dev, gate=ctx.fleet.gate_of(dev),
-                              alarm=not _offline_and_revoked(session, device_id))
+        announce(ctx, session, dev, alarm=not _offline_and_revoked(session, device_id))
     out.reschedule = True
     log.info("device %s is %s", device_id, st.status)
 
@@ -138,8 +137,15 @@ def _on_telemetry(ctx: Context, session: Session, device_id: str, t: p.Telemetry
     view = ctx.fleet.devices.get(device_id)
     if view is not None:
         view.confirmed = True
-    if came_back:
-        events.device_changed(session, dev, gate=ctx.fleet.gate_of(dev))
+    gate = ctx.fleet.gate_of(dev)
+    if came_back or ctx.fleet.gates.setdefault(device_id, gate) != gate:  # back, confirmed, throttling...
+        announce(ctx, session, dev)
+
+
+def announce(ctx: Context, session: Session, dev: Device, *, why: str = "", alarm: bool = True) -> None:
+    """A ``device`` event with the scheduler's gate as it is now (and an alarm when it went offline)."""
+    gate = ctx.fleet.gates[dev.id] = ctx.fleet.gate_of(dev)
+    events.device_changed(session, dev, gate=gate, why=why, alarm=alarm)
 
 
 def _on_record(ctx: Context, session: Session, device_id: str, rec: p.DeviceRecord) -> None:

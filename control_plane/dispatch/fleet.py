@@ -25,6 +25,7 @@ class Fleet:
         self.devices: dict[str, DeviceView] = {}
         self.stats = FleetStats()  # learned RTFs, round trips, error rates: what the estimates use
         self.rr = 0  # round-robin cursor (for the comparison policies)
+        self.gates: dict[str, str | None] = {}  # each device's gate as last announced on the event bus
         # queue depth per tier, exact after each reload, tracked in between
         self.queued: dict[str, int] = dict.fromkeys(TIERS, 0)
         self.drain_rate = 0.0  # attempts ended per second, smoothed: sizes Retry-After

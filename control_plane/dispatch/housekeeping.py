@@ -7,9 +7,10 @@ import logging
 
 from sqlmodel import Session, select
 
-from control_plane import events, jobs
+from control_plane import jobs
 from control_plane.dispatch import attempts
 from control_plane.dispatch.context import Context
+from control_plane.dispatch.device_events import announce
 from control_plane.dispatch.outbox import Outbox
 from control_plane.models import ACTIVE_STATES, Device, Job
 from control_plane.scheduler import Planner
@@ -36,7 +37,7 @@ def housekeeping(ctx: Context, out: Outbox) -> None:
             log.warning("device %s missed its heartbeats; marking it offline", dev.id)
             dev.status = "offline"
             session.add(dev)
-            events.device_changed(session, dev, gate="offline", why="it missed its heartbeats")
+            announce(ctx, session, dev, why="it missed its heartbeats")
             attempts.take_back(ctx, session, dev.id, "device missed its heartbeats", out)
             out.reschedule = True
         _hedge(ctx, session, out)

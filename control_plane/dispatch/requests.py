@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from sqlmodel import Session
 
-from control_plane import events, jobs
+from control_plane import jobs
 from control_plane.dispatch import attempts
 from control_plane.dispatch.commands import (
     Ask,
@@ -21,6 +21,7 @@ from control_plane.dispatch.commands import (
     Submit,
 )
 from control_plane.dispatch.context import Context
+from control_plane.dispatch.device_events import announce
 from control_plane.dispatch.outbox import Outbox
 from control_plane.models import ACTIVE_STATES, TERMINAL_STATES, Device, Job, JobCreate
 from control_plane.rollouts import RolloutError
@@ -104,7 +105,7 @@ def _steer(ctx: Context, session: Session, ask: Ask, out: Outbox) -> None:
         if cmd.action == "drain":
             attempts.take_back_unstarted(ctx, session, dev.id, out)
         ctx.fleet.update(dev)
-        events.device_changed(session, dev, gate=ctx.fleet.gate_of(dev))
+        announce(ctx, session, dev)
         out.reschedule = True
         log.info("device %s: %s by an operator", dev.id, cmd.action)
     out.answer(ask, dev)

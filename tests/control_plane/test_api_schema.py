@@ -31,7 +31,13 @@ SETTINGS = "".join(f"""
 include-method = "{method}"
 include-path = "{path}"
 checks.positive_data_acceptance.expected-statuses = ["2XX", "3XX", "401", "403", "404", "409", "422", "429"]
-""" for method, path in CONTENT_CHECKED)
+""" for method, path in CONTENT_CHECKED) + """
+# The event stream never ends on its own: each call would run into the request timeout
+# (tests/control_plane/test_events.py covers it).
+[[operations]]
+include-path = "/v1/events"
+enabled = false
+"""
 
 @pytest.fixture(scope="module")
 def live_api(mqtt_broker: MosquittoBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:

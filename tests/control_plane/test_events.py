@@ -206,7 +206,8 @@ def test_a_client_sees_only_its_own_jobs_and_no_devices(cluster: Cluster):
                          timeout=30).json()["id"]
         everything = events(admin.until(job_done(own)))
         seen = mine.until(job_done(own))
-    assert {"device", "job"} <= {f["event"] for f in everything}
+    steered = [f["data"] for f in events(everything, "device") if f["data"]["id"] == cluster.cloud_id]
+    assert [(d["status"], d["gate"]) for d in steered] == [("online", "cordoned by an operator"), ("online", None)]
     assert theirs in {f["data"]["id"] for f in events(everything, "job")}
     assert {f["event"] for f in events(seen)} == {"job"}
     assert {f["data"]["id"] for f in events(seen)} == {own}
