@@ -106,7 +106,10 @@ function route() {
   state.listeners.clear();
   state.page = page;
   renderShell(page);
-  const el = root.querySelector("#page");
+  // A fresh node per mount: a page's answer that comes after navigation draws into its own, now
+  // detached, node and never over the next page.
+  const el = document.createElement("div");
+  root.querySelector("#page").replaceChildren(el);
   if (!page) {
     render(html`<p>${t("app.notfound", { path: location.hash })}</p>`, el);
     return;
