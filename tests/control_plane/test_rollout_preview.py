@@ -47,6 +47,7 @@ def test_preview_lists_the_devices_in_the_order_the_rollout_reaches_them_and_sta
     assert answer.status_code == 200, answer.text
     preview = answer.json()
     assert (preview["targets"], preview["phases"]) == (4, 3)
+    assert preview["plan"]["soak_s"] == 600 and preview["plan"]["max_in_flight"] == 10  # with its defaults
     assert [(d["device_id"], d["phase"]) for d in preview["devices"]] == [
         (ids[0], 0), (ids[1], 1), (ids[2], 1), (ids[4], 2)]
     assert all(d["online"] and d["version"] == "1.0.0" for d in preview["devices"])

@@ -28,7 +28,7 @@ from control_plane.models import (
     RolloutTarget,
     RolloutTargetPublic,
 )
-from control_plane.rollouts import RolloutCreate, RolloutError
+from control_plane.rollouts import Plan, RolloutCreate, RolloutError
 from control_plane.rollouts.gates import gate_figures
 from control_plane.rollouts.machine import choose_targets, start_state
 
@@ -67,6 +67,7 @@ class PreviewDevice(BaseModel):
 
 
 class RolloutPreview(BaseModel):
+    plan: Plan  # as it would run: every field the body left out at its default
     targets: int
     phases: int  # the canary and the waves
     devices: list[PreviewDevice]  # in the order they would be reached: the canaries, then each wave
@@ -82,7 +83,8 @@ def preview(body: RolloutCreate, session: SessionDep) -> RolloutPreview:
     try:
         fleet, phase, online = choose_targets(session, body)
     except RolloutError as err:
-        return RolloutPreview(targets=0, phases=phases, devices=[], refused=ErrorText(code=err.code, text=err.text))
+        return RolloutPreview(plan=body.plan, targets=0, phases=phases, devices=[],
+                              refused=ErrorText(code=err.code, text=err.text))
     by_id = {dm.device_id: dm for dm in fleet}
     devices = []
     for device_id, k in phase.items():  # canaries first, then the waves in order
@@ -90,7 +92,7 @@ def preview(body: RolloutCreate, session: SessionDep) -> RolloutPreview:
         state, note = start_state(dm, body.version)
         devices.append(PreviewDevice(device_id=device_id, phase=k, online=device_id in online, version=dm.version,
                                      tags=dm.tags or [], state=state, note=note))
-    return RolloutPreview(targets=len(devices), phases=phases, devices=devices)
+    return RolloutPreview(plan=body.plan, targets=len(devices), phases=phases, devices=devices)
 
 
 @router.get("", response_model=list[RolloutPublic], dependencies=[Reader])

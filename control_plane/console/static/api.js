@@ -15,7 +15,7 @@ export function setCsrf(token) { csrf = token; }
 export async function call(method, path, body, { raw = false } = {}) {
   const headers = {};
   const init = { method, headers, credentials: "same-origin" };
-  if (body instanceof FormData) {
+  if (body instanceof FormData || body instanceof Blob) {  // a form, or a file sent as it is (a bundle)
     init.body = body;
   } else if (body !== undefined) {
     headers["Content-Type"] = "application/json";
