@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).parent / "static"
@@ -32,10 +32,6 @@ def install(app: FastAPI) -> None:
     @app.get("/console", include_in_schema=False)
     def console_page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/console")
 
     app.add_middleware(ConsoleHeaders)
 

@@ -203,8 +203,9 @@ def _documented_open_paths(doc: str, opening: str) -> set[str]:
 
 
 def test_only_the_probes_and_the_apis_description_answer_without_a_token(cluster: Cluster, tmp_path):
-    """Every route of the app, those the OpenAPI document leaves out included: the probes and the
-    API's description (schema, Swagger UI, ReDoc: no data) answer anyone, the rest 401, and README
+    """Every route of the app, those the OpenAPI document leaves out included: the probes, the
+    API's description (schema, Swagger UI, ReDoc: no data) and the console's page (its sign-in form:
+    no data) answer anyone, the rest 401, and README
     and docs/security.md name exactly the open ones."""
     from control_plane.app import create_app
     from control_plane.core.config import Settings
@@ -220,6 +221,7 @@ def test_only_the_probes_and_the_apis_description_answer_without_a_token(cluster
             answered_anyone.add(path)
         checked += 1
     assert checked > 40
-    assert answered_anyone == {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    assert answered_anyone == {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+                               "/console"}
     assert _documented_open_paths("README.md", "Every API call") == answered_anyone
     assert _documented_open_paths("docs/security.md", "Every route of the control plane's HTTP API") == answered_anyone
