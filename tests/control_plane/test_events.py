@@ -16,7 +16,9 @@ from services import ADMIN_TOKEN, http
 from sqlalchemy import create_engine, text
 from sqlmodel import Session
 
+from control_plane.api.routes import events as events_route
 from control_plane.events import EventBus, attach, stage
+from control_plane.tokens import Principal, Role
 from voicefleet.credentials import auth_headers
 from voicefleet.processes import terminate
 from voicefleet_cli.onebox import Cluster
@@ -96,6 +98,42 @@ def test_staged_events_go_out_after_the_commit_and_never_after_a_rollback(tmp_pa
         assert (event.kind, event.data, event.owner) == ("job", {"id": "b"}, "alice")
 
     asyncio.run(check())
+
+
+def test_the_stream_filters_for_a_client_pings_when_quiet_and_leaves_nothing_behind(monkeypatch):
+    monkeypatch.setattr(events_route, "PING_S", 0.05)
+    alice = Principal(token_id="t1", subject="alice", role=Role.client, rate=None)
+
+    async def run():
+        bus = EventBus(first_id=1)
+        frames = events_route._stream(bus, None, alice)
+        assert await anext(frames) == b"retry: 2000\nid: 0\n\n"
+        assert await anext(frames) == b": ping\n\n"
+        bus.publish("job", {"id": "a"}, owner="alice")
+        bus.publish("job", {"id": "b"}, owner="bob")
+        bus.publish("device", {"id": "d"})
+        # Hers, then an id alone: her place moves past what she may not see.
+        assert await anext(frames) == b'id: 1\nevent: job\ndata: {"id":"a"}\n\nid: 3\n\n'
+        bus.close()
+        with pytest.raises(StopAsyncIteration):
+            await anext(frames)
+        assert not bus._subscribers
+
+        # A client that goes away: Starlette cancels the task reading the stream.
+        reader = asyncio.create_task(_drain(events_route._stream(bus := EventBus(), None, alice)))
+        while not bus._subscribers:
+            await asyncio.sleep(0)
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        assert not bus._subscribers
+
+    asyncio.run(run())
+
+
+async def _drain(frames) -> None:
+    async for _ in frames:
+        pass
 
 
 # -- the stream on a real control plane -----------------------------------------------------------------
