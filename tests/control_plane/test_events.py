@@ -120,20 +120,17 @@ def test_the_stream_filters_for_a_client_pings_when_quiet_and_leaves_nothing_beh
         assert not bus._subscribers
 
         # A client that goes away: Starlette cancels the task reading the stream.
-        reader = asyncio.create_task(_drain(events_route._stream(bus := EventBus(), None, alice)))
-        while not bus._subscribers:
-            await asyncio.sleep(0)
+        frames = events_route._stream(bus := EventBus(), None, alice)
+        await anext(frames)
+        assert bus._subscribers
+        reader = asyncio.create_task(anext(frames))
+        await asyncio.sleep(0)  # let it start waiting
         reader.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reader
         assert not bus._subscribers
 
     asyncio.run(run())
-
-
-async def _drain(frames) -> None:
-    async for _ in frames:
-        pass
 
 
 # -- the stream on a real control plane -----------------------------------------------------------------
