@@ -281,7 +281,8 @@ def test_a_finished_job_and_telemetry_show_up_on_a_real_cluster(cluster: Cluster
     assert bucket["start"] <= done["finished_at"] < bucket["start"] + 10
     assert bucket["total_p50_s"] == pytest.approx(done["finished_at"] - done["created_at"])
     assert [r["key"] for r in body["jobs"]["error_rate_by_engine"]] == [done["spoken_by"]["engine"]]
-    assert {g["key"]: g["online"] for g in body["fleet"]["by_role"]} == {"cloud": 1, "edge": 1}
+    # (the shared broker may hold other tests' retained, offline devices)
+    assert {g["key"]: g["online"] for g in body["fleet"]["by_role"] if g["online"]} == {"cloud": 1, "edge": 1}
     # The agents report every 5 s; one sample per 10 s is kept.
     points = wait_for(lambda: (ps := http.get(f"{cluster.api}/v1/devices/{cluster.edge_id}/telemetry").json())
                       and len(ps) >= 2 and ps, "two telemetry samples", timeout_s=60)
