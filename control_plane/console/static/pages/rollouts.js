@@ -440,7 +440,8 @@ function detail(el, ctx, id) {
         ctx.api.get(`/v1/rollouts/${enc}/events`, { after_id: after })]);
       rollout = r;
       gates = g;
-      events = [...events, ...more.filter((e) => e.id > after)];
+      const last = events.length ? events[events.length - 1].id : 0;  // another load may have added some meanwhile
+      events = [...events, ...more.filter((e) => e.id > last)];
       error = "";
     } catch (err) { error = err.status === 404 ? t("ro.notfound", { id }) : err.message; }
     draw();
