@@ -39,6 +39,7 @@ STATUS: dict[str, int] = {
     "no_audio": 404,
     "no_embedding": 409,  # a preset, or a voice stored without one: nothing to compare (the request is sound)
     "voice_in_use": 409,  # an unfinished job speaks with the voice being deleted
+    "preset_voice": 409,  # deleting a preset: the fleet's engines own it (the request is sound)
     "embeddings_unavailable": 503,
     # enrolment
     "invalid_token": 401,

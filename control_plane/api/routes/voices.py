@@ -158,8 +158,8 @@ def similar_voices(voice_id: str, session: SessionDep, services: ServicesDep, vo
 
 @router.delete("/{voice_id}", status_code=204, response_class=Response,
                responses={404: {"description": "no such voice"},
-                          409: {"description": "voice_in_use: an unfinished job speaks with it"},
-                          422: {"description": "a preset: the fleet's engines own it"}})
+                          409: {"description": "voice_in_use: an unfinished job speaks with it; preset_voice: "
+                                                "the fleet's engines own it"}})
 def delete_voice(voice_id: str, session: SessionDep, services: ServicesDep, voices: VoicesDep,
                  who: Annotated[Principal, Depends(allow(Role.operator, Role.client))]) -> Response:
     """Delete a prompt voice and its clip (operators and admins: any; a client: its own). Refused while
