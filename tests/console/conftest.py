@@ -21,8 +21,8 @@ from voicefleet_cli.onebox import Cluster
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="module")  # not longer: Playwright's sync API keeps an event loop running in this
+def browser():                   # thread while it is open, and later tests' asyncio.run() would refuse to start
     sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (make test-setup)")
     if not Path(CHROMIUM).exists():
         pytest.fail("the console tests need Debian's chromium: apt-get install chromium (make test installs it)")

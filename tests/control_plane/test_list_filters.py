@@ -38,6 +38,14 @@ DEVICES = [  # id, role, status, cordoned, offers, tags, model version
 T0 = 1_800_000_000.0
 
 
+
+@pytest.fixture
+def mqtt_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A broker of this test's own: the shared one keeps other tests' retained device states, and a
+    control plane on it would count those devices in the figures checked here."""
+    with MosquittoBroker(tmp_path / "broker") as broker:
+        yield broker
+
 @pytest.fixture
 def client(database_url: str, mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[TestClient]:
     upgrade(database_url)

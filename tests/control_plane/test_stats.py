@@ -162,6 +162,14 @@ def app_on(database_url: str, broker: MosquittoBroker, tmp_path: Path, rows: lis
         yield client
 
 
+
+@pytest.fixture
+def mqtt_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A broker of this test's own: the shared one keeps other tests' retained device states, and a
+    control plane on it would count those devices in the figures checked here."""
+    with MosquittoBroker(tmp_path / "broker") as broker:
+        yield broker
+
 @pytest.fixture
 def filled(database_url: str, mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[tuple]:
     """The app after 10,000 jobs, 200 devices and two rollouts were written."""
