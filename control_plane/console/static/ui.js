@@ -57,19 +57,23 @@ export function ago(unix) {
 }
 
 // A uPlot chart of series sharing one time axis; redraws in place when called again with new data.
-export function chart(host, key, { title, series, xs, ys, height = 160 }) {
+// xRange: [from, to] in Unix seconds, the window the chart shows however few points it has (one
+// point alone would otherwise stretch the axis over years).
+export function chart(host, key, { title, series, xs, ys, height = 160, xRange }) {
   host.chart ??= {};
   const data = [xs, ...ys];
   const width = Math.max(240, host.clientWidth || 320);
   const old = host.chart[key];
   if (old && old.series.length === ys.length + 1) {
+    old.vfRange = xRange;  // the window slides: read by `range` below on this redraw
     old.setData(data);
     if (old.width !== width) old.setSize({ width, height });
     return old;
   }
   old?.destroy();
   const palette = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed"];
-  const opts = { title, width, height, legend: { live: false },
+  const range = (u, min, max) => (u.vfRange ?? xRange) ?? (min === max ? [min - 60, max + 60] : [min, max]);
+  const opts = { title, width, height, legend: { live: false }, scales: { x: { time: true, range } },
     series: [{}, ...series.map((label, i) => ({ label, stroke: palette[i % palette.length], width: 2, spanGaps: true,
       points: { show: true, size: 5 } }))],
     axes: [{}, { size: 56 }] };

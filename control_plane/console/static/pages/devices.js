@@ -210,5 +210,7 @@ function drawTelemetry(host, samples) {
     ["dev.gpu", "gpu_percent"], ["dev.load", "load1"]]
     .map(([label, key]) => [label, samples.map((s) => s[key] ?? null)]).filter(([, ys]) => ys.some((v) => v != null));
   if (!series.length) return;
-  chart(host, "tele", { series: series.map(([l]) => t(l)), xs, ys: series.map(([, ys]) => ys) });
+  const now = Date.now() / 1000;
+  chart(host, "tele", { series: series.map(([l]) => t(l)), xs, ys: series.map(([, ys]) => ys),
+    xRange: [now - 3600, now] });
 }

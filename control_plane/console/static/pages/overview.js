@@ -131,13 +131,13 @@ function rates(title, list) {
 
 function charts(el, jobs) {
   if (!globalThis.uPlot) return;
-  const b = jobs.buckets, xs = b.map((x) => x.start);
+  const b = jobs.buckets, xs = b.map((x) => x.start), xRange = [jobs.since, jobs.until];
   const per = (n) => n / jobs.bucket_s;
-  chart(el.querySelector("#c-rate"), "rate", { series: [t("ov.done"), t("ov.failed")], xs,
+  chart(el.querySelector("#c-rate"), "rate", { series: [t("ov.done"), t("ov.failed")], xs, xRange,
     ys: [b.map((x) => per(x.done)), b.map((x) => per(x.failed))] });
   chart(el.querySelector("#c-latency"), "latency", { series: [t("ov.first50"), t("ov.first99"), t("ov.total50"), t("ov.total99")],
-    xs, ys: [b.map((x) => x.first_chunk_p50_s), b.map((x) => x.first_chunk_p99_s), b.map((x) => x.total_p50_s),
+    xs, xRange, ys: [b.map((x) => x.first_chunk_p50_s), b.map((x) => x.first_chunk_p99_s), b.map((x) => x.total_p50_s),
       b.map((x) => x.total_p99_s)] });
-  chart(el.querySelector("#c-queue"), "queue", { series: [t("ov.interactive"), t("ov.batch")], xs,
+  chart(el.querySelector("#c-queue"), "queue", { series: [t("ov.interactive"), t("ov.batch")], xs, xRange,
     ys: [b.map((x) => x.queue_depth.interactive ?? 0), b.map((x) => x.queue_depth.batch ?? 0)] });
 }
