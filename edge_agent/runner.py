@@ -167,8 +167,9 @@ class JobRunner:
                 self._notices.disarm(key)
 
     def _synthesize(self, job: p.JobAssign, key: tuple[str, int], ids: dict) -> None:
-        """Speak with the engine placement chose; if it cannot read the text (``bad_text``) before any
-        audio, the next engine here that can speak the request takes over, and ``done`` says why."""
+        """Speak with the engine placement chose; if it cannot read the text (``bad_text``) or speak the
+        request (``unsupported``, as CosyVoice3 without a default voice) before any audio, the next engine
+        here that can speak the request takes over, and ``done`` says why."""
         request = SynthesisRequest(**job.spec_fields(), prompt=job.prompt)
         out, fell_back = _Output(), None
         try:
@@ -178,9 +179,9 @@ class JobRunner:
                     self._stream(engine, request, key, ids, out)
                     break
                 except EngineError as exc:
-                    if out.seq or exc.code != p.BAD_TEXT or i == len(engines) - 1:
+                    if out.seq or exc.code not in (p.BAD_TEXT, p.UNSUPPORTED) or i == len(engines) - 1:
                         raise
-                    fell_back = f"{engine.descriptor.name} could not read the text: {exc.text}"
+                    fell_back = f"{engine.descriptor.name} could not {_CANNOT[exc.code]}: {exc.text}"
         except EngineError as exc:
             self.emit(p.JobFailed(error=p.ErrorInfo(code=exc.code, text=exc.text), retryable=exc.retryable,
                                   **ids), None)
@@ -232,6 +233,9 @@ class _Output:
     seq: int = 0
     total: int = 0
     first_chunk_s: float | None = None
+
+
+_CANNOT = {p.BAD_TEXT: "read the text", p.UNSUPPORTED: "speak it"}  # the faults another engine here may not have
 
 
 def _default_voice(engine) -> str | None:

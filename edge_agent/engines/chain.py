@@ -16,7 +16,8 @@ class EngineChain(Engine):
         self.capabilities = Capabilities(
             languages=_union(c.languages for c in caps), dialects=_union(c.dialects for c in caps),
             voices=_union(c.voices for c in caps), streaming=all(c.streaming for c in caps),
-            cloning=any(c.cloning for c in caps), instructions=any(c.instructions for c in caps))
+            cloning=any(c.cloning for c in caps), instructions=any(c.instructions for c in caps),
+            voice_required=all(c.voice_required for c in caps))
 
     def select(self, request: SynthesisRequest, engine: str | None = None) -> Engine:
         """The engine named ``engine`` (placement's choice) when it is here and can, else the first

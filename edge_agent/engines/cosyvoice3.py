@@ -1,18 +1,22 @@
 """CosyVoice3 (Fun-CosyVoice3-0.5B) on a GPU worker: zero-shot cloning, instructions, dialects.
 
-Drives the upstream package's own API (``cosyvoice.cli.cosyvoice.AutoModel``):
-``inference_zero_shot(text, prompt_text, prompt_wav, stream=True)`` for a voice, and
-``inference_instruct2(text, instruct_text, prompt_wav, stream=True)`` when the job carries an
-instruction or a dialect. Each yields ``{"tts_speech": tensor [1, n]}`` pieces at the model's
-sample rate, which stream out as they come. CosyVoice3 expects its system prompt in front of the
-prompt text ("You are a helpful assistant.<|endofprompt|>…"), and our inline pinyin / ARPAbet /
-sound tags are its own syntax, so text goes through verbatim.
+Drives the upstream package's own API (FunAudioLLM/CosyVoice ``cosyvoice/cli/cosyvoice.py``:
+``AutoModel(model_dir=..., fp16=...)`` builds a ``CosyVoice3``): ``inference_zero_shot(text,
+prompt_text, prompt_wav, zero_shot_spk_id, stream=True)`` for a voice, and ``inference_instruct2(text,
+instruct_text, prompt_wav, zero_shot_spk_id, stream=True)`` when the job carries an instruction or a
+dialect. Each yields ``{"tts_speech": tensor [1, n]}`` pieces at the model's sample rate, which stream
+out as they come. CosyVoice3 expects its system prompt in front of the prompt text ("You are a helpful
+assistant.<|endofprompt|>…"), and our inline pinyin / ARPAbet / sound tags are its own syntax, so text
+goes through verbatim.
 
-A cloned voice's prompt clip comes with the job (``SynthesisRequest.prompt``): fetched once from
-the control plane, checked against its sha256 and cached. The preset voice ``default`` uses the
-clip and transcript named by ``VOICEFLEET_COSYVOICE_DEFAULT_PROMPT`` (a WAV) and
-``VOICEFLEET_COSYVOICE_DEFAULT_TEXT``. The weights cannot be downloaded on machines without a
-network: the engine refuses to start, saying what is missing, and its tests run where they exist.
+A cloned voice's prompt clip comes with the job (``SynthesisRequest.prompt``): fetched once from the
+control plane, checked against its sha256 and cached. The preset voice ``default`` exists only where
+``VOICEFLEET_COSYVOICE_DEFAULT_PROMPT`` (a WAV) and ``VOICEFLEET_COSYVOICE_DEFAULT_TEXT`` name one;
+without them the engine advertises no preset and ``voice_required``, so placement sends it only jobs
+that name a voice, and a job it cannot speak is refused as ``unsupported``, which hands it to the next
+engine of the agent's chain. Japanese is not advertised: upstream reads it only after conversion to
+kana, which nothing here does. The weights cannot be downloaded on machines without a network: the
+engine refuses to start, saying what is missing.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import urllib.request
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,28 +38,32 @@ from edge_agent.engines.base import (
     refuse_unspeakable,
 )
 from edge_agent.engines.settings import EngineSettings
-from voicefleet.protocol import LANGUAGES, Capabilities, EngineDescriptor, VoicePrompt
+from voicefleet.protocol import LANGUAGES, UNSUPPORTED, Capabilities, EngineDescriptor, VoicePrompt
 from voicefleet.text.dialects import COSYVOICE3, dialects_for_engine, lookup
 from voicefleet.text.instructions import format_cosyvoice_prompt, parse_instruction
 
 SYSTEM = "You are a helpful assistant.<|endofprompt|>"
-PROMPT_CACHE_MAX = 256
+PROMPT_CACHE_MAX = 256  # prompt clips on disk
+SPEAKER_CACHE_MAX = 16  # speaker features held by upstream's frontend (on the GPU), least recently used out
+# Upstream reads Japanese only once converted to kana (its example.py); no converter here, so no "ja".
+SPOKEN = [lang for lang in LANGUAGES if lang != "ja"]
 
 
 def model_dir(settings: EngineSettings | None = None) -> Path:
     return (settings or EngineSettings()).cosyvoice_dir
 
 
-def _load_model(directory: Path):
+def _load_model(directory: Path, fp16: bool):
     try:
         from cosyvoice.cli.cosyvoice import AutoModel
     except ImportError as exc:
         raise EngineUnavailable("CosyVoice3 needs the upstream `cosyvoice` package (FunAudioLLM/CosyVoice) on "
                                 "PYTHONPATH with its requirements and a GPU") from exc
-    if not (directory / "cosyvoice3.yaml").is_file() and not any(directory.glob("*.yaml")):
-        raise EngineUnavailable(f"CosyVoice3 weights not found in {directory}: download Fun-CosyVoice3-0.5B-2512 "
-                                "there (or set VOICEFLEET_COSYVOICE_DIR)")
-    return AutoModel(model_dir=str(directory))
+    if not (directory / "cosyvoice3.yaml").is_file():
+        raise EngineUnavailable(f"CosyVoice3 weights not found in {directory} (no cosyvoice3.yaml): download "
+                                "Fun-CosyVoice3-0.5B-2512 there (or set VOICEFLEET_COSYVOICE_DIR)")
+    # upstream turns fp16 off itself (with a warning) where there is no CUDA
+    return AutoModel(model_dir=str(directory), fp16=fp16)
 
 
 class CosyVoice3Engine(Engine):
@@ -63,32 +73,44 @@ class CosyVoice3Engine(Engine):
         if not directory.is_dir():
             raise EngineUnavailable(f"CosyVoice3 weights not found: {directory} does not exist (download "
                                     "Fun-CosyVoice3-0.5B-2512 there or set VOICEFLEET_COSYVOICE_DIR)")
-        self.model = _load_model(directory)
+        self._default = _default_prompt(self.settings)
+        self.model = _load_model(directory, self.settings.cosyvoice_fp16)
         self.sample_rate = int(self.model.sample_rate)
-        self._lock = threading.Lock()  # prompt cache only; the model itself serves the agent's 2 slots
+        self._lock = threading.Lock()  # the caches; the model itself serves the agent's 2 slots
         self._prompts: dict[str, Path] = {}
+        self._speakers: OrderedDict[str, None] = OrderedDict()  # clip sha256s in upstream's spk2info, LRU
         self._cache = self.settings.prompt_cache_dir()
         self.descriptor = EngineDescriptor(name="cosyvoice3", version="0.5B-2512", model=directory.name,
                                            sample_rate=self.sample_rate)
-        self.capabilities = Capabilities(languages=list(LANGUAGES), dialects=list(dialects_for_engine(COSYVOICE3)),
-                                         voices=["default"], streaming=True, cloning=True, instructions=True)
+        self.capabilities = Capabilities(languages=SPOKEN, dialects=list(dialects_for_engine(COSYVOICE3)),
+                                         voices=["default"] if self._default else [],
+                                         voice_required=self._default is None,
+                                         streaming=True, cloning=True, instructions=True)
         self.tier = "flagship"
 
     def synthesize(self, request: SynthesisRequest,
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]:
         refuse_unspeakable(request)
-        prompt_wav, prompt_text = self._prompt(request.prompt)
+        wav, sha256, transcript = self._prompt(request)
         instruction = self._instruction(request)
-        if instruction:
-            pieces = self.model.inference_instruct2(request.text, instruction, str(prompt_wav), stream=True)
-        else:
-            pieces = self.model.inference_zero_shot(request.text, SYSTEM + prompt_text, str(prompt_wav), stream=True)
+        session = self._session(sha256, wav, instruction or SYSTEM + transcript)
         try:
-            for piece in pieces:
-                if cancelled():
-                    return
-                yield _pcm16(piece["tts_speech"])
+            if instruction:
+                pieces = self.model.inference_instruct2(request.text, instruction, str(wav),
+                                                        zero_shot_spk_id=session, stream=True)
+            else:
+                pieces = self.model.inference_zero_shot(request.text, SYSTEM + transcript, str(wav),
+                                                        zero_shot_spk_id=session, stream=True)
+            try:
+                while not cancelled():  # before asking for the next hop, which may be far off
+                    piece = next(pieces, None)
+                    if piece is None:
+                        return
+                    yield _pcm16(piece["tts_speech"])
+            finally:
+                pieces.close()  # cancel, hand-off or error: upstream's generator stops making audio now
         finally:
+            self.model.frontend.spk2info.pop(session, None)
             _release_gpu_memory()
 
     @staticmethod
@@ -99,16 +121,41 @@ class CosyVoice3Engine(Engine):
         dialect = lookup(request.dialect) if request.dialect else None
         return format_cosyvoice_prompt(dialect.instruction) if dialect else None
 
-    def _prompt(self, prompt: VoicePrompt | None) -> tuple[Path, str]:
-        if prompt is None:
-            wav = self.settings.cosyvoice_default_prompt
-            if not wav:
-                # this device's configuration, not the request's: it counts against the device
-                raise EngineError("engine_unavailable", "the default CosyVoice3 voice needs "
-                                  "VOICEFLEET_COSYVOICE_DEFAULT_PROMPT (a WAV) and VOICEFLEET_COSYVOICE_DEFAULT_TEXT",
-                                  retryable=True)
-            return Path(wav), self.settings.cosyvoice_default_text
-        return self._fetch(prompt), prompt.transcript
+    def _prompt(self, request: SynthesisRequest) -> tuple[Path, str, str]:
+        """The clip, its sha256 and its transcript: the cloned voice's, else the preset ``default``.
+        ``unsupported`` (the chain's next engine may speak it) for a preset this engine lacks."""
+        if request.prompt is not None:
+            return self._fetch(request.prompt), request.prompt.sha256, request.prompt.transcript
+        if request.voice not in (None, "default"):
+            raise EngineError(UNSUPPORTED, f"CosyVoice3 has no preset voice {request.voice!r}: it speaks cloned voices "
+                              "and, where one is configured, the default")
+        if self._default is None:
+            raise EngineError(UNSUPPORTED, "CosyVoice3 here has no default voice (set "
+                              "VOICEFLEET_COSYVOICE_DEFAULT_PROMPT and VOICEFLEET_COSYVOICE_DEFAULT_TEXT): "
+                              "it speaks only cloned voices")
+        return self._default
+
+    def _session(self, sha256: str, wav: Path, prompt_text: str) -> str:
+        """This job's entry in upstream's ``frontend.spk2info``: the clip's speaker features (embedding,
+        speech tokens, speech features; extracted once per clip sha256) with this job's prompt text,
+        which upstream takes from the entry whenever ``zero_shot_spk_id`` names one."""
+        features = self._speaker(sha256, wav)
+        text, text_len = self.model.frontend._extract_text_token(prompt_text)  # what frontend_zero_shot does
+        session = f"{sha256}:{uuid.uuid4().hex}"
+        self.model.frontend.spk2info[session] = {**features, "prompt_text": text, "prompt_text_len": text_len}
+        return session
+
+    def _speaker(self, sha256: str, wav: Path) -> dict:
+        spk2info = self.model.frontend.spk2info
+        with self._lock:  # extraction under the lock: a clip's features are computed once
+            if sha256 in self._speakers and sha256 in spk2info:
+                self._speakers.move_to_end(sha256)
+                return spk2info[sha256]
+            self.model.add_zero_shot_spk("", str(wav), sha256)  # upstream's own speaker registration
+            self._speakers[sha256] = None
+            while len(self._speakers) > SPEAKER_CACHE_MAX:
+                spk2info.pop(self._speakers.popitem(last=False)[0], None)
+            return spk2info[sha256]
 
     def _fetch(self, prompt: VoicePrompt) -> Path:
         with self._lock:
@@ -134,6 +181,17 @@ class CosyVoice3Engine(Engine):
         return path
 
 
+def _default_prompt(settings: EngineSettings) -> tuple[Path, str, str] | None:
+    """The preset ``default``'s clip, sha256 and transcript, or None where none is configured."""
+    if not settings.cosyvoice_default_prompt:
+        return None
+    wav = Path(settings.cosyvoice_default_prompt)
+    if not wav.is_file() or not settings.cosyvoice_default_text:
+        raise EngineUnavailable(f"VOICEFLEET_COSYVOICE_DEFAULT_PROMPT={wav} needs a WAV file there and its transcript "
+                                "in VOICEFLEET_COSYVOICE_DEFAULT_TEXT")
+    return wav, hashlib.sha256(wav.read_bytes()).hexdigest(), settings.cosyvoice_default_text
+
+
 def _pcm16(speech) -> bytes:
     import numpy as np
 
@@ -142,11 +200,11 @@ def _pcm16(speech) -> bytes:
 
 
 def _release_gpu_memory() -> None:
-    """The design's rule: GPU memory goes back after each job (two jobs share one GPU)."""
+    """The design's rule: cached GPU memory goes back after each job (two jobs share one GPU).
+    Upstream empties the cache at the end of a finished job only; a cancelled one ends here too."""
     try:
         import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    except ImportError:  # an agent without PyTorch has no GPU memory to give back
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

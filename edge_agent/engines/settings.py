@@ -19,6 +19,7 @@ class EngineSettings(CommonSettings):
     # The preset CosyVoice3 voice "default": a WAV clip and its transcript.
     cosyvoice_default_prompt: str | None = None
     cosyvoice_default_text: str = ""
+    cosyvoice_fp16: bool = False  # VOICEFLEET_COSYVOICE_FP16: upstream's fp16 switch; fp32 until measured on a GPU
     student_bundle: Path | None = None  # the student's bundle (default: the committed zh-student); seeds slot A
     engine_threads: int = 1  # onnxruntime intra-op threads for the student
 

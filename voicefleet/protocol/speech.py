@@ -71,6 +71,7 @@ class Capabilities(BaseModel):
     streaming: bool = True
     cloning: bool = False
     instructions: bool = False
+    voice_required: bool = False  # no default voice: only jobs that name one (CosyVoice3 without a default prompt)
 
     def missing_for(self, spec: SpeechSpec) -> str | None:
         """The first capability this spec needs that is absent here, as a phrase, or None."""
@@ -78,6 +79,8 @@ class Capabilities(BaseModel):
             return f"language {spec.lang!r}"
         if spec.dialect and spec.dialect not in self.dialects:
             return f"dialect {spec.dialect!r}"
+        if self.voice_required and not spec.voice:
+            return "a default voice (this engine speaks only the voices a job names)"
         if spec.voice and spec.voice not in self.voices and not self.cloning:
             return f"voice {spec.voice!r} (not a preset here; a cloned voice needs an engine that clones)"
         if spec.instruction and not self.instructions:
