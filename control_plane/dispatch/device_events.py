@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from sqlmodel import Session
 
-from control_plane import events, jobs, telemetry_history
+from control_plane import events, jobs, status_history, telemetry_history
 from control_plane.audio_store import AudioIntegrityError
 from control_plane.dispatch import attempts
 from control_plane.dispatch.context import Context
@@ -116,7 +116,8 @@ def _on_state(ctx: Context, session: Session, device_id: str, st: p.DeviceState,
         # A retained "online" is old news (it may predate a crash): wait for a live message.
         view.confirmed = not retained
     if changed:
-        announce(ctx, session, dev, alarm=not _offline_and_revoked(session, device_id))
+        revoked = _offline_and_revoked(session, device_id)
+        announce(ctx, session, dev, why="its login was revoked" if revoked else "state message", alarm=not revoked)
     out.reschedule = True
     log.info("device %s is %s", device_id, st.status)
 
@@ -139,11 +140,13 @@ def _on_telemetry(ctx: Context, session: Session, device_id: str, t: p.Telemetry
         view.confirmed = True
     gate = ctx.fleet.gate_of(dev)
     if came_back or ctx.fleet.gates.setdefault(device_id, gate) != gate:  # back, confirmed, throttling...
-        announce(ctx, session, dev)
+        announce(ctx, session, dev, why="heard from again (telemetry)" if came_back else "")
 
 
 def announce(ctx: Context, session: Session, dev: Device, *, why: str = "", alarm: bool = True) -> None:
-    """A ``device`` event with the scheduler's gate as it is now (and an alarm when it went offline)."""
+    """A ``device`` event with the scheduler's gate as it is now (and an alarm when it went offline);
+    a status or cordon change is also kept in its status history, committed with the change."""
+    status_history.record(session, dev, why)
     gate = ctx.fleet.gates[dev.id] = ctx.fleet.gate_of(dev)
     events.device_changed(session, dev, gate=gate, why=why, alarm=alarm)
 

@@ -105,7 +105,7 @@ def _steer(ctx: Context, session: Session, ask: Ask, out: Outbox) -> None:
         if cmd.action == "drain":
             attempts.take_back_unstarted(ctx, session, dev.id, out)
         ctx.fleet.update(dev)
-        announce(ctx, session, dev)
+        announce(ctx, session, dev, why=f"{cmd.action}ed by an operator")
         out.reschedule = True
         log.info("device %s: %s by an operator", dev.id, cmd.action)
     out.answer(ask, dev)

@@ -21,6 +21,7 @@ from control_plane.models.access import (
     MqttUserPublic,
 )
 from control_plane.models.console import AuditEntry, AuditEntryPublic, ConsoleSession, SessionCreate, SessionPublic
+from control_plane.models.device_history import DeviceStatusChange, StatusChangePublic
 from control_plane.models.devices import Device, DeviceBase, DevicePublic, DeviceRecord
 from control_plane.models.jobs import (
     ACTIVE_STATES,
@@ -61,4 +62,5 @@ __all__ = [
     "JobEvent", "JobEventPublic", "JobPublic", "JobState", "ModelVersion", "ModelVersionPublic", "MqttUser",
     "MqttUserPublic", "Rollout", "RolloutEvent", "RolloutEventPublic", "RolloutPublic", "RolloutTarget",
     "RolloutTargetPublic", "TelemetryPoint", "TelemetrySample", "Voice", "VoicePublic", "VoiceSimilar",
+    "DeviceStatusChange", "StatusChangePublic",
 ]

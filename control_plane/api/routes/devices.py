@@ -8,12 +8,12 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 from sqlmodel import select
 
-from control_plane import jobs, telemetry_history
+from control_plane import jobs, status_history, telemetry_history
 from control_plane.api.auth import Operator, Reader
 from control_plane.api.deps import ServicesDep, SessionDep
 from control_plane.api.errors import DISPATCHER_ANSWERS, declare
 from control_plane.dispatch import Send, SteerDevice
-from control_plane.models import Device, DeviceModel, DevicePublic, DeviceRecord, TelemetryPoint
+from control_plane.models import Device, DeviceModel, DevicePublic, DeviceRecord, StatusChangePublic, TelemetryPoint
 from voicefleet.ids import new_id, now
 from voicefleet.protocol import ReminderCommand
 from voicefleet.text.dialects import lookup
@@ -113,6 +113,17 @@ def telemetry(device_id: str, session: SessionDep,
     if session.get(Device, device_id) is None:
         raise HTTPException(404, f"no device {device_id!r}")
     return telemetry_history.series(session, device_id, since=now() - window_s)
+
+
+@router.get("/{device_id}/status-history", response_model=list[StatusChangePublic], dependencies=[Reader],
+            responses=declare(404))
+def status_changes(device_id: str, session: SessionDep,
+                   limit: int = Query(200, ge=1, le=1000)) -> list[StatusChangePublic]:
+    """When the device went offline, came back, drained or was cordoned, and why; newest first, kept
+    30 days. An offline change says how long the device was away (null while it still is)."""
+    if session.get(Device, device_id) is None:
+        raise HTTPException(404, f"no device {device_id!r}")
+    return status_history.changes(session, device_id, limit=limit)
 
 
 class ReminderCreate(BaseModel):
