@@ -4,13 +4,16 @@ Drives the upstream package's own API (FunAudioLLM/CosyVoice ``cosyvoice/cli/cos
 ``AutoModel(model_dir=..., fp16=...)`` builds a ``CosyVoice3``): ``inference_zero_shot(text,
 prompt_text, prompt_wav, zero_shot_spk_id, stream=True)`` for a voice, and ``inference_instruct2(text,
 instruct_text, prompt_wav, zero_shot_spk_id, stream=True)`` when the job carries an instruction or a
-dialect. Each yields ``{"tts_speech": tensor [1, n]}`` pieces at the model's sample rate, which stream
-out as they come. CosyVoice3 expects its system prompt in front of the prompt text ("You are a helpful
-assistant.<|endofprompt|>…"), and our inline pinyin / ARPAbet / sound tags are its own syntax, so text
-goes through verbatim.
+dialect, and ``inference_cross_lingual(text, prompt_wav, zero_shot_spk_id, stream=True)`` when the
+clip's transcript is in another script than the job's language. Each yields ``{"tts_speech": tensor
+[1, n]}`` pieces at the model's sample rate, which stream out as they come. CosyVoice3 expects its
+system prompt in front of the prompt text ("You are a helpful assistant.<|endofprompt|>…"), and our
+inline pinyin / ARPAbet / sound tags are its own syntax, so text goes through verbatim.
 
 A cloned voice's prompt clip comes with the job (``SynthesisRequest.prompt``): fetched once from the
-control plane, checked against its sha256 and cached. The preset voice ``default`` exists only where
+control plane, checked against its sha256 and cached; its speaker features (upstream's
+``frontend_zero_shot`` output: embedding, speech tokens, features) are extracted once per clip sha256
+and kept in upstream's ``frontend.spk2info`` for the last few clips. The preset voice ``default`` exists only where
 ``VOICEFLEET_COSYVOICE_DEFAULT_PROMPT`` (a WAV) and ``VOICEFLEET_COSYVOICE_DEFAULT_TEXT`` name one;
 without them the engine advertises no preset and ``voice_required``, so placement sends it only jobs
 that name a voice, and a job it cannot speak is refused as ``unsupported``, which hands it to the next
@@ -25,7 +28,7 @@ import hashlib
 import threading
 import urllib.request
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -43,6 +46,11 @@ from voicefleet.text.dialects import COSYVOICE3, dialects_for_engine, lookup
 from voicefleet.text.instructions import format_cosyvoice_prompt, parse_instruction
 
 SYSTEM = "You are a helpful assistant.<|endofprompt|>"
+# The script each language is written in: a clip whose transcript is in another script than the job's
+# language is in another language, and the job takes upstream's cross-lingual path. Languages that share
+# a script (English and German, say) cannot be told apart this way and stay zero-shot.
+SCRIPTS = {"zh": "han", "ja": "kana", "ko": "hangul", "ru": "cyrillic",
+           "en": "latin", "de": "latin", "es": "latin", "fr": "latin", "it": "latin"}
 PROMPT_CACHE_MAX = 256  # prompt clips on disk
 SPEAKER_CACHE_MAX = 16  # speaker features held by upstream's frontend (on the GPU), least recently used out
 # Upstream reads Japanese only once converted to kana (its example.py); no converter here, so no "ja".
@@ -95,12 +103,7 @@ class CosyVoice3Engine(Engine):
         instruction = self._instruction(request)
         session = self._session(sha256, wav, instruction or SYSTEM + transcript)
         try:
-            if instruction:
-                pieces = self.model.inference_instruct2(request.text, instruction, str(wav),
-                                                        zero_shot_spk_id=session, stream=True)
-            else:
-                pieces = self.model.inference_zero_shot(request.text, SYSTEM + transcript, str(wav),
-                                                        zero_shot_spk_id=session, stream=True)
+            pieces = self._pieces(request, wav, transcript, instruction, session)
             try:
                 while not cancelled():  # before asking for the next hop, which may be far off
                     piece = next(pieces, None)
@@ -112,6 +115,21 @@ class CosyVoice3Engine(Engine):
         finally:
             self.model.frontend.spk2info.pop(session, None)
             _release_gpu_memory()
+
+    def _pieces(self, request: SynthesisRequest, wav: Path, transcript: str, instruction: str | None,
+                session: str) -> Iterator[dict]:
+        """Upstream's streaming generator for the job's mode: instruct2 for an instruction or a dialect;
+        cross-lingual when the clip is in another script than the job's language (its transcript is
+        all that says what language the clip is in); else zero-shot with the clip's transcript."""
+        if instruction:
+            return self.model.inference_instruct2(request.text, instruction, str(wav), zero_shot_spk_id=session,
+                                                  stream=True)
+        clip, job = script_of(transcript), SCRIPTS.get(request.lang)
+        if clip and job and clip != job:  # upstream's example puts the system prompt in the text here
+            return self.model.inference_cross_lingual(SYSTEM + request.text, str(wav), zero_shot_spk_id=session,
+                                                      stream=True)
+        return self.model.inference_zero_shot(request.text, SYSTEM + transcript, str(wav), zero_shot_spk_id=session,
+                                              stream=True)
 
     @staticmethod
     def _instruction(request: SynthesisRequest) -> str | None:
@@ -179,6 +197,27 @@ class CosyVoice3Engine(Engine):
                 self._prompts.pop(next(iter(self._prompts))).unlink(missing_ok=True)
             self._prompts[prompt.sha256] = path
         return path
+
+
+def script_of(text: str) -> str | None:
+    """The writing system most of ``text``'s letters are in (any kana makes it Japanese: kanji come
+    with kana), or None for text without letters."""
+    counts: Counter[str] = Counter()
+    for ch in text:
+        code = ord(ch)
+        if 0x3040 <= code <= 0x30FF:
+            counts["kana"] += 1
+        elif 0x3400 <= code <= 0x9FFF:
+            counts["han"] += 1
+        elif 0xAC00 <= code <= 0xD7AF or 0x1100 <= code <= 0x11FF:
+            counts["hangul"] += 1
+        elif 0x0400 <= code <= 0x04FF:
+            counts["cyrillic"] += 1
+        elif ch.isalpha() and code <= 0x024F:
+            counts["latin"] += 1
+    if counts["kana"]:
+        return "kana"
+    return counts.most_common(1)[0][0] if counts else None
 
 
 def _default_prompt(settings: EngineSettings) -> tuple[Path, str, str] | None:

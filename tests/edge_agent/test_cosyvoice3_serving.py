@@ -26,7 +26,7 @@ import torch
 
 from edge_agent.engines.base import EngineError, SynthesisRequest
 from edge_agent.engines.chain import EngineChain
-from edge_agent.engines.cosyvoice3 import SPEAKER_CACHE_MAX, SYSTEM, CosyVoice3Engine
+from edge_agent.engines.cosyvoice3 import SPEAKER_CACHE_MAX, SYSTEM, CosyVoice3Engine, script_of
 from edge_agent.engines.espeak import EspeakEngine
 from edge_agent.engines.settings import EngineSettings
 from edge_agent.runner import JobRunner
@@ -342,6 +342,21 @@ def test_a_dialect_goes_through_instruct2_with_its_instruction_as_prompt_text(ma
     used = engine.model.model.inputs[0]
     assert text_of(used["prompt_text"]) == "You are a helpful assistant. 请用广东话表达。<|endofprompt|>"
     assert used["llm_prompt_speech_token"].shape[1] == 0, "instruct2 leaves the prompt speech out of the LLM"
+
+
+def test_a_voice_speaking_another_language_than_its_clip_goes_cross_lingual(make_engine, cloned):
+    engine = make_engine()
+    list(engine.synthesize(clone_job(cloned, text="See you at three.", lang="en")))  # the clip's words are Chinese
+    used = engine.model.model.inputs[0]
+    assert used["prompt_text"].shape[1] == 0 and used["llm_prompt_speech_token"].shape[1] == 0, "no prompt in the LLM"
+    assert text_of(used["text"]) == SYSTEM + "See you at three."
+
+
+@pytest.mark.parametrize("text, script", [
+    ("今天天气很好。", "han"), ("レキシ テキ セカイ", "kana"), ("歴史的世界においては", "kana"),
+    ("See you at three.", "latin"), ("Привет", "cyrillic"), ("안녕하세요", "hangul"), ("123。", None)])
+def test_the_script_of_a_transcript(text, script):
+    assert script_of(text) == script
 
 
 def test_speaker_features_are_extracted_once_per_clip_sha256(make_engine, cloned):
