@@ -21,7 +21,9 @@ strings({
         "dev.load": "load (1 min)", "dev.cpu": "CPU %", "dev.mem": "memory %", "dev.temp": "temperature °C", "dev.gpu": "GPU %",
         "dev.nohistory": "Nothing recorded.", "dev.text": "Text", "dev.state": "State", "dev.created": "Submitted",
         "dev.notfound": "No device {id}.", "dev.slot": "slot {slot}", "dev.pinned": "pinned to {v}",
-        "dev.actions": "Actions", "dev.cloning": "clones voices" },
+        "dev.actions": "Actions", "dev.cloning": "clones voices",
+        "dev.offline": "Offline history", "dev.off.at": "Went offline", "dev.off.back": "Back", "dev.off.for": "How long",
+        "dev.off.why": "Why", "dev.off.still": "still offline", "dev.off.none": "No offline spells recorded." },
   zh: { "nav.devices": "设备", "dev.title": "设备", "dev.search": "搜索编号或标签", "dev.role": "角色",
         "dev.status": "状态", "dev.tag": "标签", "dev.engine": "引擎", "dev.version": "模型版本",
         "dev.dialect": "方言", "dev.any": "全部", "dev.id": "设备", "dev.inflight": "当前任务",
@@ -38,7 +40,9 @@ strings({
         "dev.load": "负载（1 分钟）", "dev.cpu": "CPU %", "dev.mem": "内存 %", "dev.temp": "温度 °C", "dev.gpu": "GPU %",
         "dev.nohistory": "没有记录。", "dev.text": "文本", "dev.state": "状态", "dev.created": "提交时间",
         "dev.notfound": "没有设备 {id}。", "dev.slot": "槽位 {slot}", "dev.pinned": "锁定在 {v}",
-        "dev.actions": "操作", "dev.cloning": "可克隆音色" },
+        "dev.actions": "操作", "dev.cloning": "可克隆音色",
+        "dev.offline": "离线记录", "dev.off.at": "离线时间", "dev.off.back": "恢复时间", "dev.off.for": "时长",
+        "dev.off.why": "原因", "dev.off.still": "仍离线", "dev.off.none": "没有离线记录。" },
 });
 
 const FILTERS = ["role", "status", "tag", "engine", "version", "dialect"];
@@ -115,15 +119,17 @@ function list(el, ctx) {
 }
 
 function detail(el, ctx, id) {
-  let dev = null, telemetry = [], recent = [], history = [], error = "";
+  let dev = null, telemetry = [], recent = [], history = [], spells = [], error = "";
   const enc = encodeURIComponent(id);
   const load = async () => {
     try {
       dev = await ctx.api.get(`/v1/devices/${enc}`);
-      [telemetry, recent, history] = await Promise.all([
+      [telemetry, recent, history, spells] = await Promise.all([
         ctx.api.get(`/v1/devices/${enc}/telemetry`, { window_s: 3600 }).catch(() => []),
         ctx.api.get("/v1/jobs", { device_id: id, limit: 20 }).catch(() => []),
         ctx.api.get(`/v1/devices/${enc}/history`, { limit: 50 }).catch(() => []),
+        ctx.api.get(`/v1/devices/${enc}/status-history`, { limit: 200 })
+          .then((changes) => changes.filter((c) => c.kind === "offline")).catch(() => []),
       ]);
       error = "";
     } catch (err) { error = err.status === 404 ? t("dev.notfound", { id }) : err.message; }
@@ -189,7 +195,13 @@ function detail(el, ctx, id) {
       <h2>${t("dev.history")}</h2>
       ${history.length ? html`<ul class="history">${history.slice(-50).reverse().map((r) => html`<li>
         ${when(r.at ?? r.recorded_at ?? r.created_at)} · ${r.record} · ${summary(r)}</li>`)}</ul>`
-        : html`<p class="hint">${t("dev.nohistory")}</p>`}`, el);
+        : html`<p class="hint">${t("dev.nohistory")}</p>`}
+      <h2>${t("dev.offline")}</h2>
+      ${spells.length ? html`<table class="grid offline-history"><thead><tr><th>${t("dev.off.at")}</th>
+        <th>${t("dev.off.back")}</th><th>${t("dev.off.for")}</th><th>${t("dev.off.why")}</th></tr></thead>
+        <tbody>${spells.map((s) => html`<tr><td>${when(s.at)}</td><td>${s.back_at ? when(s.back_at) : t("dev.off.still")}</td>
+          <td>${seconds(s.duration_s ?? Date.now() / 1000 - s.at)}</td><td>${s.reason || "–"}</td></tr>`)}</tbody></table>`
+        : html`<p class="hint">${t("dev.off.none")}</p>`}`, el);
     drawTelemetry(el.querySelector("#tele"), telemetry);
   };
   draw();
