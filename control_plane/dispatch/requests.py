@@ -23,7 +23,7 @@ from control_plane.dispatch.commands import (
 from control_plane.dispatch.context import Context
 from control_plane.dispatch.device_events import announce
 from control_plane.dispatch.outbox import Outbox
-from control_plane.models import ACTIVE_STATES, TERMINAL_STATES, Device, Job, JobCreate
+from control_plane.models import ACTIVE_STATES, TERMINAL_STATES, Device, Job, JobCreate, MqttUser
 from control_plane.rollouts import RolloutError
 from voicefleet import protocol as p
 
@@ -105,10 +105,16 @@ def _steer(ctx: Context, session: Session, ask: Ask, out: Outbox) -> None:
         if cmd.action == "drain":
             attempts.take_back_unstarted(ctx, session, dev.id, out)
         ctx.fleet.update(dev)
-        announce(ctx, session, dev, why=f"{cmd.action}ed by an operator")
+        announce(ctx, session, dev, why=f"{cmd.action}ed by an operator" + _revoked_note(session, dev.id))
         out.reschedule = True
         log.info("device %s: %s by an operator", dev.id, cmd.action)
     out.answer(ask, dev)
+
+
+def _revoked_note(session: Session, device_id: str) -> str:
+    """Revocation cordons the device first: its status history says why."""
+    user = session.get(MqttUser, device_id)
+    return " (its login was revoked)" if user is not None and user.revoked_at is not None else ""
 
 
 def _send(ctx: Context, session: Session, ask: Ask, out: Outbox) -> None:

@@ -19,6 +19,7 @@ from control_plane.core.db import make_engine, upgrade
 from control_plane.models import Device, DeviceStatusChange
 from voicefleet.broker import MosquittoBroker
 from voicefleet.processes import terminate
+from voicefleet_cli.onebox import broker_login_env
 
 
 @pytest.fixture
@@ -115,3 +116,19 @@ def test_recording_rules(database_url: str, monkeypatch: pytest.MonkeyPatch):
         ("draining", "draining", True), ("cordoned", "offline", True), ("offline", "offline", False)]
     assert got[2].back_at == got[0].at and got[2].duration_s == pytest.approx(got[0].at - got[2].at)
     assert got[0].duration_s is None and got[1].duration_s is None
+
+
+def test_a_revoked_login_is_the_reason(tmp_path: Path):
+    with MosquittoBroker(tmp_path / "broker", secured=True) as broker:
+        cluster = new_cluster(tmp_path, broker.url)
+        device = f"hub-{cluster.tag}"
+        try:
+            cluster.start_control_plane(**broker_login_env(broker))
+            cluster.start_agent(device, **cluster.enrol_env(device))
+            cluster.post(f"/v1/devices/{device}/revoke", {})
+            wait_for(lambda: history(cluster, device)[0]["kind"] == "offline", "the revoked device offline")
+            assert kinds(cluster, device) == [("offline", "its login was revoked"),
+                                              ("cordoned", "cordoned by an operator (its login was revoked)"),
+                                              ("online", "state message")]
+        finally:
+            cluster.stop()
