@@ -30,6 +30,14 @@ def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoB
         yield broker
 
 
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A broker for one test alone: the shared one keeps other tests' retained device states, which a
+    control plane would count among its devices (override ``mqtt_broker`` with it where that matters)."""
+    with MosquittoBroker(tmp_path / "own-broker") as broker:
+        yield broker
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     with PostgresServer() as server:

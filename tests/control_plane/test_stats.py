@@ -164,11 +164,8 @@ def app_on(database_url: str, broker: MosquittoBroker, tmp_path: Path, rows: lis
 
 
 @pytest.fixture
-def mqtt_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    """A broker of this test's own: the shared one keeps other tests' retained device states, and a
-    control plane on it would count those devices in the figures checked here."""
-    with MosquittoBroker(tmp_path / "broker") as broker:
-        yield broker
+def mqtt_broker(own_broker: MosquittoBroker) -> MosquittoBroker:
+    return own_broker  # other tests' devices must not count in the figures checked here
 
 @pytest.fixture
 def filled(database_url: str, mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[tuple]:

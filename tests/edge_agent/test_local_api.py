@@ -69,16 +69,15 @@ def check_wav(data: bytes, rate: int = 24000) -> None:
 
 def test_speak_streams_a_wav_then_serves_it_from_cache(api: LocalApi) -> None:
     conn = connect(api)
-    resp, data, first_cold, _ = speak(conn, text=PHRASE)
+    resp, data, _, _ = speak(conn, text=PHRASE)
     assert resp.status == 200 and resp.getheader("Transfer-Encoding") == "chunked"
     assert resp.getheader("X-Voicefleet-Source") == "local" and resp.getheader("X-Voicefleet-Fallback") is None
     assert struct.unpack_from("<I", data, 40)[0] == STREAMING_SIZE  # length unknown while it streams
     check_wav(data)
 
-    resp2, data2, first_hit, _ = speak(conn, text=PHRASE)  # same keep-alive connection
+    resp2, data2, _, _ = speak(conn, text=PHRASE)  # same keep-alive connection
     assert resp2.status == 200 and resp2.getheader("X-Voicefleet-Source") == "cache"
     assert data2[44:] == data[44:] and struct.unpack_from("<I", data2, 40)[0] == len(data2) - 44
-    assert first_hit < first_cold or first_hit < 0.01
     assert api.cache.stats()["hits"] == 1
 
 
