@@ -16,7 +16,7 @@ run: setup
 test: setup test-setup teacher
 	@$(MAKE) --no-print-directory apt-deps NEED="postgresql redis rauc chromium"
 	@$(MAKE) --no-print-directory redis
-	$(BIN)/python -m pytest -n 3 --dist loadscope
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 3 --dist loadscope  # three workers on 2 cores: no spinning thread pools
 
 # The tests' Redis (speaker-embedding cache): the machine's own if one answers on 6379, else started here.
 .PHONY: redis
