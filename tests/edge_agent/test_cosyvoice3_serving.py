@@ -1,22 +1,20 @@
-"""The CosyVoice3 engine serving jobs on the CPU without weights, against a stand-in of upstream.
+"""The CosyVoice3 engine serving jobs without weights, against the stand-in of upstream's
+``CosyVoice3`` (benchmarks/cosyvoice3_standin.py: upstream's API and session handling over
+CosyVoice3-shaped networks with random weights).
 
 No registry holds upstream's CosyVoice3 code (PyPI's ``cosyvoice`` 0.0.8 is a third party's wrapper
 without ``cosyvoice.cli``; ``cosyvoice-minicpmo`` / ``token2wav-cosyvoice`` 0.1.0 are a June 2025
-CosyVoice2 fork with the LLM cut out and no ``CosyVoice3``), so the engine runs here against
-``UpstreamCosyVoice3StandIn``: upstream's ``CosyVoice3`` (FunAudioLLM/CosyVoice at ace7c47,
-``cosyvoice/cli/cosyvoice.py``, ``frontend.py``, ``model.py``) with its methods, signatures and
-session handling, and toy numbers where the networks would be.
+CosyVoice2 fork with the LLM cut out and no ``CosyVoice3``). The stand-in is small and on the CPU
+here; ``COSYVOICE3_STANDIN_SIZE=full`` on a GPU machine runs these tests on CosyVoice3's full
+dimensions there (scripts/gpu_check.sh).
 """
 
 from __future__ import annotations
 
-import re
+import os
 import sys
 import threading
-import time
 import types
-import uuid as uuid_module
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.cosyvoice3_standin import SAMPLES_PER_TOKEN, TOKENS_PER_CHAR, AutoModel, weights_dir
 from edge_agent.engines.base import EngineError, SynthesisRequest
 from edge_agent.engines.chain import EngineChain
 from edge_agent.engines.cosyvoice3 import SPEAKER_CACHE_MAX, SYSTEM, CosyVoice3Engine, script_of
@@ -33,209 +32,7 @@ from edge_agent.runner import JobRunner
 from voicefleet import protocol as p
 from voicefleet.protocol import SpeechSpec, VoicePrompt
 
-SAMPLES_PER_TOKEN = 960  # 25 speech tokens a second at 24 kHz
-# upstream's defaults for what a mode leaves out (``CosyVoice2Model.tts``)
-NO_TOKENS, NO_EMBEDDING, NO_FEAT = torch.zeros(1, 0, dtype=torch.int32), torch.zeros(0, 192), torch.zeros(1, 0, 80)
-
-
-# ----------------------------------------------------------------------------- the stand-in of upstream
-
-
-class UpstreamFrontEndStandIn:
-    """Upstream's ``CosyVoiceFrontEnd``: the frontend_* methods as upstream writes them; the
-    extractors (tokenizer, speech tokenizer, CAM++ embedding, mel features) are toy numbers."""
-
-    def __init__(self) -> None:
-        self.spk2info: dict[str, dict] = {}
-        self.embeddings: list[str] = []  # the clips whose speaker embedding was extracted
-
-    def _extract_text_token(self, text):
-        token = torch.tensor([[ord(c) for c in text]], dtype=torch.int32)
-        return token, torch.tensor([token.shape[1]], dtype=torch.int32)
-
-    def _extract_speech_token(self, prompt_wav):
-        data = Path(prompt_wav).read_bytes()
-        token = torch.tensor([list(data[44:44 + 50])], dtype=torch.int32)
-        return token, torch.tensor([token.shape[1]], dtype=torch.int32)
-
-    def _extract_spk_embedding(self, prompt_wav):
-        self.embeddings.append(str(prompt_wav))
-        return torch.ones(1, 192)
-
-    def _extract_speech_feat(self, prompt_wav):
-        feat = torch.zeros(1, 100, 80)
-        return feat, torch.tensor([feat.shape[1]], dtype=torch.int32)
-
-    def text_normalize(self, text, split=True, text_frontend=True):
-        """Upstream's rules without its normalisers: ssml-like text and empty text pass as they are,
-        other text is split into sentences."""
-        if '<|' in text and '|>' in text:
-            text_frontend = False
-        if text_frontend is False or text == '':
-            return [text] if split is True else text
-        text = text.strip()
-        texts = [s for s in re.split(r'(?<=[。！？.!?])', text) if s.strip()]
-        return texts if split is True else text
-
-    def frontend_zero_shot(self, tts_text, prompt_text, prompt_wav, resample_rate, zero_shot_spk_id):
-        tts_text_token, tts_text_token_len = self._extract_text_token(tts_text)
-        if zero_shot_spk_id == '':
-            prompt_text_token, prompt_text_token_len = self._extract_text_token(prompt_text)
-            speech_feat, speech_feat_len = self._extract_speech_feat(prompt_wav)
-            speech_token, speech_token_len = self._extract_speech_token(prompt_wav)
-            if resample_rate == 24000:
-                token_len = min(int(speech_feat.shape[1] / 2), speech_token.shape[1])
-                speech_feat, speech_feat_len[:] = speech_feat[:, :2 * token_len], 2 * token_len
-                speech_token, speech_token_len[:] = speech_token[:, :token_len], token_len
-            embedding = self._extract_spk_embedding(prompt_wav)
-            model_input = {'prompt_text': prompt_text_token, 'prompt_text_len': prompt_text_token_len,
-                           'llm_prompt_speech_token': speech_token, 'llm_prompt_speech_token_len': speech_token_len,
-                           'flow_prompt_speech_token': speech_token, 'flow_prompt_speech_token_len': speech_token_len,
-                           'prompt_speech_feat': speech_feat, 'prompt_speech_feat_len': speech_feat_len,
-                           'llm_embedding': embedding, 'flow_embedding': embedding}
-        else:
-            model_input = {**self.spk2info[zero_shot_spk_id]}
-        model_input['text'] = tts_text_token
-        model_input['text_len'] = tts_text_token_len
-        return model_input
-
-    def frontend_cross_lingual(self, tts_text, prompt_wav, resample_rate, zero_shot_spk_id):
-        model_input = self.frontend_zero_shot(tts_text, '', prompt_wav, resample_rate, zero_shot_spk_id)
-        del model_input['prompt_text']
-        del model_input['prompt_text_len']
-        del model_input['llm_prompt_speech_token']
-        del model_input['llm_prompt_speech_token_len']
-        return model_input
-
-    def frontend_instruct2(self, tts_text, instruct_text, prompt_wav, resample_rate, zero_shot_spk_id):
-        model_input = self.frontend_zero_shot(tts_text, instruct_text, prompt_wav, resample_rate, zero_shot_spk_id)
-        del model_input['llm_prompt_speech_token']
-        del model_input['llm_prompt_speech_token_len']
-        return model_input
-
-
-class UpstreamModelStandIn:
-    """Upstream's ``CosyVoice3Model`` session handling (``CosyVoice2Model.tts``): per-session dicts
-    under a lock, the LLM in its own thread, streaming by token hops, and clean-up after the loop,
-    not in a ``finally`` (as upstream). The LLM's tokens are capped by the text's length, as random
-    weights never stop; ``llm_gate`` holds it after its first hop (a stream in the middle)."""
-
-    def __init__(self, fp16: bool = False) -> None:
-        self.fp16 = fp16
-        self.token_hop_len = 25
-        self.lock = threading.Lock()
-        self.tts_speech_token_dict: dict[str, list[int]] = {}
-        self.llm_end_dict: dict[str, bool] = {}
-        self.hift_cache_dict: dict[str, object] = {}
-        self.llm_gate = threading.Event()
-        self.llm_gate.set()
-        self.threads: list[threading.Thread] = []
-        self.sessions: list[weakref.ref] = []  # tts generators, weakly: a strong reference would keep them open
-        self.inputs: list[dict] = []
-
-    def llm_job(self, text, prompt_text, llm_prompt_speech_token, llm_embedding, uuid):
-        for i in range(min(200, 10 * text.shape[1])):
-            if i == self.token_hop_len:
-                self.llm_gate.wait()
-            self.tts_speech_token_dict[uuid].append(i % 6561)
-        self.llm_end_dict[uuid] = True
-
-    def token2wav(self, token: list[int]):
-        t = torch.arange(len(token) * SAMPLES_PER_TOKEN, dtype=torch.float32) / 24000
-        return (0.3 * torch.sin(2 * torch.pi * 220 * t)).unsqueeze(0)
-
-    def tts(self, text=NO_TOKENS, flow_embedding=NO_EMBEDDING, llm_embedding=NO_EMBEDDING, prompt_text=NO_TOKENS,
-            llm_prompt_speech_token=NO_TOKENS, flow_prompt_speech_token=NO_TOKENS, prompt_speech_feat=NO_FEAT,
-            source_speech_token=NO_TOKENS, stream=False, speed=1.0, **kwargs):
-        self.inputs.append({'prompt_text': prompt_text, 'llm_prompt_speech_token': llm_prompt_speech_token,
-                            'text': text, 'stream': stream})
-        generator = self._tts(text, prompt_text, llm_prompt_speech_token, llm_embedding, stream)
-        self.sessions.append(weakref.ref(generator))
-        return generator
-
-    def _tts(self, text, prompt_text, llm_prompt_speech_token, llm_embedding, stream):
-        this_uuid = str(uuid_module.uuid1())
-        with self.lock:
-            self.tts_speech_token_dict[this_uuid], self.llm_end_dict[this_uuid] = [], False
-            self.hift_cache_dict[this_uuid] = None
-        p_ = threading.Thread(target=self.llm_job, args=(text, prompt_text, llm_prompt_speech_token, llm_embedding,
-                                                         this_uuid))
-        self.threads.append(p_)
-        p_.start()
-        token_offset = 0
-        if stream is True:
-            while True:
-                time.sleep(0.01)  # upstream polls every 0.1 s
-                tokens = self.tts_speech_token_dict[this_uuid]
-                if len(tokens) - token_offset >= self.token_hop_len:
-                    yield {'tts_speech': self.token2wav(tokens[token_offset:token_offset + self.token_hop_len])}
-                    token_offset += self.token_hop_len
-                if self.llm_end_dict[this_uuid] is True and len(tokens) - token_offset < self.token_hop_len:
-                    break
-        p_.join()
-        yield {'tts_speech': self.token2wav(self.tts_speech_token_dict[this_uuid][token_offset:])}
-        with self.lock:
-            self.tts_speech_token_dict.pop(this_uuid)
-            self.llm_end_dict.pop(this_uuid)
-            self.hift_cache_dict.pop(this_uuid)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-
-class UpstreamCosyVoice3StandIn:
-    """Upstream's ``CosyVoice3`` public surface as written in ``cosyvoice/cli/cosyvoice.py``: the
-    constructor's arguments (fp16 turned off in the model where there is no CUDA, as upstream does),
-    ``add_zero_shot_spk``, ``inference_zero_shot``, ``inference_cross_lingual``, ``inference_instruct2``."""
-
-    def __init__(self, model_dir, load_trt=False, load_vllm=False, fp16=False, trt_concurrent=1):
-        self.model_dir = model_dir
-        self.fp16 = fp16
-        if not Path(model_dir, 'cosyvoice3.yaml').exists():
-            raise ValueError(f'{model_dir}/cosyvoice3.yaml not found!')
-        self.frontend = UpstreamFrontEndStandIn()
-        self.sample_rate = 24000
-        if torch.cuda.is_available() is False and (load_trt is True or fp16 is True):
-            load_trt, fp16 = False, False
-        self.model = UpstreamModelStandIn(fp16)
-
-    def add_zero_shot_spk(self, prompt_text, prompt_wav, zero_shot_spk_id):
-        assert zero_shot_spk_id != '', 'do not use empty zero_shot_spk_id'
-        model_input = self.frontend.frontend_zero_shot('', prompt_text, prompt_wav, self.sample_rate, '')
-        del model_input['text']
-        del model_input['text_len']
-        self.frontend.spk2info[zero_shot_spk_id] = model_input
-        return True
-
-    def inference_zero_shot(self, tts_text, prompt_text, prompt_wav, zero_shot_spk_id='', stream=False, speed=1.0,
-                            text_frontend=True):
-        prompt_text = self.frontend.text_normalize(prompt_text, split=False, text_frontend=text_frontend)
-        for i in self.frontend.text_normalize(tts_text, split=True, text_frontend=text_frontend):
-            model_input = self.frontend.frontend_zero_shot(i, prompt_text, prompt_wav, self.sample_rate,
-                                                           zero_shot_spk_id)
-            for model_output in self.model.tts(**model_input, stream=stream, speed=speed):  # noqa: UP028 (upstream's)
-                yield model_output
-
-    def inference_cross_lingual(self, tts_text, prompt_wav, zero_shot_spk_id='', stream=False, speed=1.0,
-                                text_frontend=True):
-        for i in self.frontend.text_normalize(tts_text, split=True, text_frontend=text_frontend):
-            model_input = self.frontend.frontend_cross_lingual(i, prompt_wav, self.sample_rate, zero_shot_spk_id)
-            for model_output in self.model.tts(**model_input, stream=stream, speed=speed):  # noqa: UP028 (upstream's)
-                yield model_output
-
-    def inference_instruct2(self, tts_text, instruct_text, prompt_wav, zero_shot_spk_id='', stream=False, speed=1.0,
-                            text_frontend=True):
-        for i in self.frontend.text_normalize(tts_text, split=True, text_frontend=text_frontend):
-            model_input = self.frontend.frontend_instruct2(i, instruct_text, prompt_wav, self.sample_rate,
-                                                           zero_shot_spk_id)
-            for model_output in self.model.tts(**model_input, stream=stream, speed=speed):  # noqa: UP028 (upstream's)
-                yield model_output
-
-
-def AutoModel(**kwargs):  # noqa: N802 (upstream's name)
-    """Upstream's ``AutoModel``, for the CosyVoice3 case."""
-    if Path(kwargs['model_dir'], 'cosyvoice3.yaml').exists():
-        return UpstreamCosyVoice3StandIn(**kwargs)
-    raise TypeError('No valid model type found!')
+SIZE = os.environ.get("COSYVOICE3_STANDIN_SIZE", "small")
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -264,9 +61,7 @@ def upstream(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def make_engine(upstream, tmp_path: Path) -> Callable[..., CosyVoice3Engine]:
-    weights = tmp_path / "Fun-CosyVoice3-0.5B"
-    weights.mkdir()
-    (weights / "cosyvoice3.yaml").write_text("# the stand-in reads nothing from it\n")
+    weights = weights_dir(tmp_path / "Fun-CosyVoice3-0.5B", SIZE)  # on CUDA where there is one, as upstream
 
     def make(**settings) -> CosyVoice3Engine:
         return CosyVoice3Engine(weights, EngineSettings(home=tmp_path / "home", **settings))
@@ -334,6 +129,16 @@ def test_a_cloned_voice_streams_through_zero_shot_with_its_transcript(make_engin
     assert text_of(used["prompt_text"]) == SYSTEM + "今天天气很好。" and used["llm_prompt_speech_token"].shape[1] > 0
     assert used["stream"] is True
     assert list(engine.model.frontend.spk2info) == [cloned("v1", wav_bytes(2)).sha256], "the job's entry is gone"
+
+
+def test_the_streamed_audio_is_as_long_as_the_capped_tokens_and_not_silent(make_engine, cloned):
+    """Random weights never stop: the stand-in speaks TOKENS_PER_CHAR tokens a character, and the
+    chunks the engine streams add up to exactly that much audio, at a level that is heard."""
+    text = "今天下午三点提醒我开会。"
+    pcm = b"".join(make_engine().synthesize(clone_job(cloned, text=text)))
+    samples = np.frombuffer(pcm, "<i2").astype(np.float64)
+    assert len(samples) == len(text) * TOKENS_PER_CHAR * SAMPLES_PER_TOKEN
+    assert np.sqrt(np.mean(samples**2)) > 300
 
 
 def test_a_dialect_goes_through_instruct2_with_its_instruction_as_prompt_text(make_engine, cloned):
