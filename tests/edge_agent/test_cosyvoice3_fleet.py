@@ -1,7 +1,8 @@
 """A cloud agent whose CosyVoice3 has no default prompt, on real parts: control plane and agent as
 processes on Mosquitto, the agent's CosyVoice3 engine driving the stand-in of upstream's
-``CosyVoice3`` (test_cosyvoice3_serving.py) through upstream's module path. A plain job goes to the
-next engine of its chain; a cloned-voice job to CosyVoice3, which fetches the clip from the API."""
+``CosyVoice3`` (benchmarks/cosyvoice3_standin.py, small) through upstream's module path. A plain job
+goes to the next engine of its chain; a cloned-voice job to CosyVoice3, which fetches the clip from
+the API; five at once run at most two at a time on the worker, the rest queued at the control plane."""
 
 from __future__ import annotations
 
@@ -9,40 +10,31 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from services import http, new_cluster, wait_job
 
+from benchmarks.cosyvoice3_standin import SAMPLE_RATE, SAMPLES_PER_TOKEN, TOKENS_PER_CHAR, upstream_package, weights_dir
 from benchmarks.signals import speechlike
 from voicefleet.broker import MosquittoBroker
 from voicefleet_cli.onebox import Cluster
 
 pytest.importorskip("resemblyzer")  # a voice upload computes its speaker embedding
 
-HERE = Path(__file__).resolve().parent
-
-
-def upstream_on_path(root: Path) -> str:
-    """A ``cosyvoice`` package whose ``cli.cosyvoice.AutoModel`` is the stand-in's; a PYTHONPATH with it."""
-    cli = root / "cosyvoice" / "cli"
-    cli.mkdir(parents=True)
-    (root / "cosyvoice" / "__init__.py").write_text("")
-    (cli / "__init__.py").write_text("")
-    (cli / "cosyvoice.py").write_text("from test_cosyvoice3_serving import AutoModel  # noqa: F401\n")
-    return ":".join([str(root), str(HERE), str(HERE.parent), str(HERE.parents[1])])
+ROOT = Path(__file__).resolve().parents[2]
+SLOTS = 2  # a cloud worker's jobs at once: the design's two per GPU
 
 
 @pytest.fixture
 def fleet(mqtt_broker: MosquittoBroker, tmp_path: Path) -> Iterator[tuple[Cluster, str]]:
-    weights = tmp_path / "Fun-CosyVoice3-0.5B"
-    weights.mkdir()
-    (weights / "cosyvoice3.yaml").write_text("# the stand-in reads nothing from it\n")
+    weights = weights_dir(tmp_path / "Fun-CosyVoice3-0.5B", "small", "cpu")
     c = new_cluster(tmp_path, mqtt_broker.url)
     try:
         c.start_control_plane()
         device = f"gpu-{c.tag}"
         c.start_agent(device, role="cloud", engine="cosyvoice3,espeak", VOICEFLEET_COSYVOICE_DIR=str(weights),
-                      PYTHONPATH=upstream_on_path(tmp_path / "upstream"))
+                      PYTHONPATH=f"{upstream_package(tmp_path / 'upstream')}:{ROOT}")
         yield c, device
     finally:
         c.stop()
@@ -75,3 +67,40 @@ def test_plain_jobs_go_to_the_next_engine_and_cloned_voices_to_cosyvoice3(fleet:
     cloned = submit(c, voice=voice)
     assert cloned["state"] == "done", cloned
     assert cloned["spoken_by"]["engine"] == "cosyvoice3" and cloned["spoken_by"]["voice"] == voice, cloned["spoken_by"]
+
+
+def spans_on(job: dict, device: str) -> tuple[float, float]:
+    """When the job was on ``device``: from its assignment there to its end."""
+    events = {e["kind"]: e["ts"] for e in job["events"] if e["device_id"] in (device, None)}
+    return events["assigned"], events["done"]
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])  # an end before a start
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_five_cloned_voice_jobs_run_two_at_a_time_on_the_worker_the_rest_queued_at_the_control_plane(
+        fleet: tuple[Cluster, str]):
+    c, device = fleet
+    voice = upload_voice(c)
+    texts = [f"请在{n}点提醒我开会。" + "好" * n for n in range(5)]  # each its own length
+    r = http.post(f"{c.api}/v1/jobs/batch", json={"jobs": [{"text": t, "voice": voice} for t in texts]})
+    assert r.status_code == 201, r.text
+    jobs = [wait_job(c.api, j["id"], timeout_s=120) for j in r.json()]
+    assert all(j["state"] == "done" and j["spoken_by"]["engine"] == "cosyvoice3" for j in jobs), jobs
+
+    spans = [spans_on(j, device) for j in jobs]
+    assert most_at_once(spans) == SLOTS, f"jobs on the worker at once: {spans}"
+    ends = sorted(end for _, end in spans)
+    waited = [start for start, _ in spans if start >= ends[0]]  # sent only once a slot was free
+    assert len(waited) == len(jobs) - SLOTS, "the rest waited at the control plane, not on the worker"
+    for job, text in zip(jobs, texts, strict=True):
+        audio = http.get(f"{c.api}/v1/jobs/{job['id']}/audio")
+        pcm, rate = sf.read(io.BytesIO(audio.content), dtype="int16")
+        assert rate == SAMPLE_RATE and len(pcm) == len(text) * TOKENS_PER_CHAR * SAMPLES_PER_TOKEN, job["id"]
+        assert np.sqrt(np.mean(pcm.astype(np.float64) ** 2)) > 300, "silent"
