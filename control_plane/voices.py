@@ -30,6 +30,8 @@ from control_plane.models import Device, Voice
 from voicefleet.audio_checks import EMBED_SR, CheckedClip, check_prompt
 from voicefleet.errors import CodedError
 from voicefleet.files import write_atomic
+from voicefleet.protocol import LANGUAGES
+from voicefleet.text.scripts import language_of
 
 log = logging.getLogger(__name__)
 EMBED_MODEL = "resemblyzer-ge2e-256"  # part of the cache key: another model means other vectors
@@ -185,17 +187,20 @@ class VoiceService:
         return cls(settings.resolved_audio_dir(), EmbeddingCache(settings.redis_url))
 
     def add(self, session: Session, *, data: bytes, filename: str | None, transcript: str | None,
-            consent: str | None, name: str | None, owner: str | None) -> tuple[Voice, bool]:
+            consent: str | None, name: str | None, owner: str | None,
+            language: str | None = None) -> tuple[Voice, bool]:
         """(voice, created): the owner's existing voice, not created, when it already added this clip."""
         transcript, consent, name = _fields(transcript, consent, name)
+        language = _language(language, transcript)
         clip = check_prompt(data, filename)
         existing = self.by_hash(session, clip.sha256, owner=owner)
         if existing is not None:
             return existing, False
         key = self._write_audio(clip)
         vector = self.cache.get(clip.sha256, clip.samples_16k)
-        voice = Voice(name=name or f"voice-{clip.sha256[:8]}", kind="prompt", transcript=transcript, consent=consent,
-                      owner=owner, content_sha256=clip.sha256, duration_s=clip.duration_s, sample_rate=clip.sample_rate,
+        voice = Voice(name=name or f"voice-{clip.sha256[:8]}", kind="prompt", transcript=transcript, language=language,
+                      consent=consent, owner=owner, content_sha256=clip.sha256, duration_s=clip.duration_s,
+                      sample_rate=clip.sample_rate,
                       snr_db=clip.snr_db, embedding=[round(float(v), 6) for v in vector], audio_key=key)
         session.add(voice)
         try:
@@ -273,6 +278,17 @@ def cloning_devices(devices: list[Device], eligible: Callable[[str], bool]) -> l
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / (np.linalg.norm(v) + 1e-12)
+
+
+def _language(language: str | None, transcript: str) -> str | None:
+    """The clip's language: the uploader's, checked, else what the transcript's script says alone."""
+    language = (language or "").strip().lower() or None
+    if language is None:
+        return language_of(transcript)
+    if language not in LANGUAGES:
+        raise VoiceError("invalid_language", f"language {language!r} is not one of ours: give one of "
+                         f"{', '.join(LANGUAGES)} (GET /v1/languages), or leave it out")
+    return language
 
 
 def _fields(transcript: str | None, consent: str | None, name: str | None) -> tuple[str, str, str | None]:

@@ -62,7 +62,7 @@ def _prompt(ctx: Context, session: Session, voice_id: str | None) -> p.VoiceProm
     if digest is None:  # of the file as served (voices are immutable: hash once)
         path = Path(ctx.settings.resolved_audio_dir()) / voice.audio_key
         digest = ctx.prompt_hashes[voice.audio_key] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return p.VoicePrompt(voice_id=voice.id, transcript=voice.transcript or "", sha256=digest,
+    return p.VoicePrompt(voice_id=voice.id, transcript=voice.transcript or "", sha256=digest, language=voice.language,
                          audio_url=signed_url(ctx, f"/v1/voices/{voice.id}/audio"))
 
 

@@ -22,6 +22,7 @@ class Voice(SQLModel, table=True):
     name: str = Field(max_length=64)
     kind: str = "prompt"  # prompt | preset
     transcript: str | None = None  # the words spoken in the prompt; required for prompt voices
+    language: str | None = Field(default=None, max_length=8)  # what the clip speaks, where known
     consent: str  # who is speaking and how they agreed to the use of their voice
     owner: str | None = Field(default=None, index=True, max_length=64)  # the uploading token's subject
     content_sha256: str | None = Field(default=None, max_length=64)  # of the normalised samples
@@ -38,6 +39,7 @@ class VoicePublic(SQLModel):
     name: str
     kind: Literal["preset", "prompt"]
     transcript: str | None = None
+    language: str | None = None  # the uploader's word, else what the transcript's script says alone
     consent: str | None = None
     content_sha256: str | None = None
     duration_s: float | None = None

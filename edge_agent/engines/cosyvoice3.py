@@ -28,7 +28,7 @@ import hashlib
 import threading
 import urllib.request
 import uuid
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -44,13 +44,9 @@ from edge_agent.engines.settings import EngineSettings
 from voicefleet.protocol import LANGUAGES, UNSUPPORTED, Capabilities, EngineDescriptor, VoicePrompt
 from voicefleet.text.dialects import COSYVOICE3, dialects_for_engine, lookup
 from voicefleet.text.instructions import format_cosyvoice_prompt, parse_instruction
+from voicefleet.text.scripts import SCRIPTS, script_of
 
 SYSTEM = "You are a helpful assistant.<|endofprompt|>"
-# The script each language is written in: a clip whose transcript is in another script than the job's
-# language is in another language, and the job takes upstream's cross-lingual path. Languages that share
-# a script (English and German, say) cannot be told apart this way and stay zero-shot.
-SCRIPTS = {"zh": "han", "ja": "kana", "ko": "hangul", "ru": "cyrillic",
-           "en": "latin", "de": "latin", "es": "latin", "fr": "latin", "it": "latin"}
 PROMPT_CACHE_MAX = 256  # prompt clips on disk
 SPEAKER_CACHE_MAX = 16  # speaker features held by upstream's frontend (on the GPU), least recently used out
 # Upstream reads Japanese only once converted to kana (its example.py); no converter here, so no "ja".
@@ -119,13 +115,12 @@ class CosyVoice3Engine(Engine):
     def _pieces(self, request: SynthesisRequest, wav: Path, transcript: str, instruction: str | None,
                 session: str) -> Iterator[dict]:
         """Upstream's streaming generator for the job's mode: instruct2 for an instruction or a dialect;
-        cross-lingual when the clip is in another script than the job's language (its transcript is
-        all that says what language the clip is in); else zero-shot with the clip's transcript."""
+        cross-lingual when the clip is in another language than the job; else zero-shot with the clip's
+        transcript."""
         if instruction:
             return self.model.inference_instruct2(request.text, instruction, str(wav), zero_shot_spk_id=session,
                                                   stream=True)
-        clip, job = script_of(transcript), SCRIPTS.get(request.lang)
-        if clip and job and clip != job:  # upstream's example puts the system prompt in the text here
+        if _other_language(request, transcript):  # upstream's example puts the system prompt in the text here
             return self.model.inference_cross_lingual(SYSTEM + request.text, str(wav), zero_shot_spk_id=session,
                                                       stream=True)
         return self.model.inference_zero_shot(request.text, SYSTEM + transcript, str(wav), zero_shot_spk_id=session,
@@ -199,25 +194,15 @@ class CosyVoice3Engine(Engine):
         return path
 
 
-def script_of(text: str) -> str | None:
-    """The writing system most of ``text``'s letters are in (any kana makes it Japanese: kanji come
-    with kana), or None for text without letters."""
-    counts: Counter[str] = Counter()
-    for ch in text:
-        code = ord(ch)
-        if 0x3040 <= code <= 0x30FF:
-            counts["kana"] += 1
-        elif 0x3400 <= code <= 0x9FFF:
-            counts["han"] += 1
-        elif 0xAC00 <= code <= 0xD7AF or 0x1100 <= code <= 0x11FF:
-            counts["hangul"] += 1
-        elif 0x0400 <= code <= 0x04FF:
-            counts["cyrillic"] += 1
-        elif ch.isalpha() and code <= 0x024F:
-            counts["latin"] += 1
-    if counts["kana"]:
-        return "kana"
-    return counts.most_common(1)[0][0] if counts else None
+def _other_language(request: SynthesisRequest, transcript: str) -> bool:
+    """Does the job speak another language than its clip? The voice's recorded language says so where
+    it has one; else the transcript's script, which cannot tell languages that share one apart
+    (English and German, say: those stay zero-shot)."""
+    clip_language = request.prompt.language if request.prompt is not None else None
+    if clip_language:
+        return clip_language != request.lang
+    clip, job = script_of(transcript), SCRIPTS.get(request.lang)
+    return bool(clip and job and clip != job)
 
 
 def _default_prompt(settings: EngineSettings) -> tuple[Path, str, str] | None:

@@ -90,6 +90,7 @@ def test_upload_advice_then_a_spoken_voice_is_listed_played_compared_and_deleted
     choose(page, "espeak.wav", clip)
     page.get_by_label("Name", exact=True).fill("eSpeak fox")
     page.get_by_label("Transcript", exact=True).fill(SPOKEN)
+    page.get_by_label("Language", exact=True).select_option("en")  # Latin alone would leave it unknown
     page.get_by_label("Consent", exact=True).fill(CONSENT)
     page.get_by_role("button", name="Upload and check").click()
     row = page.locator("tr.voices-fresh")
@@ -99,7 +100,8 @@ def test_upload_advice_then_a_spoken_voice_is_listed_played_compared_and_deleted
     assert "eSpeak fox" in cells and f"{seconds:.1f} s" in cells and "dB" in cells, cells
     assert "no cloning device online" in cells  # eSpeak NG does not clone
     voice_id = row.get_attribute("data-voice")
-    assert http.get(f"{console.api}/v1/voices/{voice_id}").json()["name"] == "eSpeak fox"
+    stored = http.get(f"{console.api}/v1/voices/{voice_id}").json()
+    assert stored["name"] == "eSpeak fox" and stored["language"] == "en", stored
     heard = page.evaluate("""async (id) => {
         const audio = document.querySelector(`tr[data-voice="${id}"] audio`);
         const r = await fetch(audio.src, {cache: "no-store"});  // not the element's cached range
@@ -113,6 +115,7 @@ def test_upload_advice_then_a_spoken_voice_is_listed_played_compared_and_deleted
     # Its page: the reference voice among the similar ones; then delete it, confirmed in the dialog.
     page.get_by_role("link", name="eSpeak fox").click()
     page.get_by_role("heading", name="eSpeak fox", level=1).wait_for()
+    assert "English" in page.locator("dl.voices-facts").inner_text()
     similar = page.locator("table.voices-similar")
     similar.wait_for()
     assert re.search(r"0\.\d{3}|1\.000|-0\.\d{3}", similar.inner_text())

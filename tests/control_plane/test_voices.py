@@ -123,6 +123,28 @@ def test_missing_fields_say_what_to_give(app: TestClient):
     assert resp.status_code == 422 and error(resp)["code"] == "missing_file"
 
 
+@pytest.mark.parametrize("given, transcript, stored", [
+    ("EN", "See you at three, in the garden.", "en"),  # the uploader's word, any case
+    (None, TRANSCRIPT, "zh"),  # Han names one of our languages
+    (None, "See you at three, in the garden.", None),  # Latin is five of them: unknown, not guessed
+    ("  ", "안녕하세요, 만나서 반갑습니다.", "ko"),
+])
+def test_a_voice_records_the_language_its_clip_speaks(app: TestClient, given, transcript, stored):
+    resp = upload(app, clip(21), transcript=transcript, language=given)
+    assert resp.status_code == 201, resp.text
+    voice = resp.json()
+    assert voice["language"] == stored
+    assert app.get(f"/v1/voices/{voice['id']}").json()["language"] == stored
+
+
+def test_an_unknown_language_is_refused_naming_the_choices(app: TestClient):
+    resp = upload(app, clip(22), language="klingon")
+    err = error(resp)
+    assert resp.status_code == 422 and err["code"] == "invalid_language"
+    assert "'klingon'" in err["text"] and "zh, en, ja" in err["text"]
+    assert app.get("/v1/voices?kind=prompt").json() == [], "nothing stored"
+
+
 def test_the_same_clip_again_returns_the_existing_voice(app: TestClient):
     first = upload(app, clip(10), name="first")
     again = upload(app, clip(10), "again.wav", name="second", transcript="other words")

@@ -167,3 +167,4 @@ class VoicePrompt(BaseModel):
     transcript: str
     audio_url: str  # the control plane's GET /v1/voices/{id}/audio (24 kHz mono WAV)
     sha256: str  # of that WAV file, so a device can cache prompts and check what it fetched
+    language: str | None = None  # what the clip speaks, where known (the uploader's word, or its script's)

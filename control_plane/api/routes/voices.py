@@ -65,24 +65,28 @@ async def add_voice(services: ServicesDep, voices: VoicesDep,
                     who: Annotated[Principal, Depends(allow(Role.operator, Role.client))],
                     file: Annotated[UploadFile | None, File()] = None,
                     transcript: Annotated[str | None, Form()] = None, consent: Annotated[str | None, Form()] = None,
-                    name: Annotated[str | None, Form()] = None) -> Response:
+                    name: Annotated[str | None, Form()] = None,
+                    language: Annotated[str | None, Form()] = None) -> Response:
     """Add a prompt voice from a 3-30 s clip (WAV, FLAC, OGG, MP3; multipart field ``file``) with the
-    words spoken in it (``transcript``) and who is speaking and how they agreed (``consent``)."""
+    words spoken in it (``transcript``) and who is speaking and how they agreed (``consent``).
+    ``language`` (one of /v1/languages) is what the clip speaks; without it, the transcript's script
+    says where only one language uses it (Han: zh), else it stays unknown. A cloning engine speaks a
+    job in another language than its clip through its cross-lingual path."""
     if file is None:
         raise VoiceError("missing_file", "attach the voice clip as the multipart field `file`")
     data = await file.read(MAX_CLIP_BYTES + 1)
     if len(data) > MAX_CLIP_BYTES:
         raise VoiceError("too_large", TOO_LARGE_HINT)
     voice, created = await run_in_threadpool(_add, services, voices, data, file.filename, transcript, consent, name,
-                                             who.subject)
+                                             language, who.subject)
     return Response(voice.model_dump_json(), status_code=201 if created else 200, media_type="application/json")
 
 
 def _add(services: Services, voices: VoiceService, data: bytes, filename: str | None, transcript: str | None,
-         consent: str | None, name: str | None, owner: str) -> tuple[VoicePublic, bool]:
+         consent: str | None, name: str | None, language: str | None, owner: str) -> tuple[VoicePublic, bool]:
     with Session(services.engine) as session:
         voice, created = voices.add(session, data=data, filename=filename, transcript=transcript, consent=consent,
-                                    name=name, owner=owner)
+                                    name=name, language=language, owner=owner)
         devices, eligible = _fleet(session, services)
         return _prompt_public(voice, cloning_devices(devices, eligible)), created
 

@@ -142,6 +142,13 @@ strings({
   en: { "role.admin": "admin", "role.operator": "operator", "role.viewer": "viewer", "role.client": "client" },
   zh: { "role.admin": "管理员", "role.operator": "运维", "role.viewer": "只读", "role.client": "客户端" },
 });
+// Language names, for the playground's and the voice upload's choices (the API names them in English).
+strings({
+  en: { "lang.zh": "Chinese", "lang.en": "English", "lang.ja": "Japanese", "lang.ko": "Korean", "lang.de": "German",
+        "lang.es": "Spanish", "lang.fr": "French", "lang.it": "Italian", "lang.ru": "Russian" },
+  zh: { "lang.zh": "中文", "lang.en": "英语", "lang.ja": "日语", "lang.ko": "韩语", "lang.de": "德语",
+        "lang.es": "西班牙语", "lang.fr": "法语", "lang.it": "意大利语", "lang.ru": "俄语" },
+});
 
 function switchLanguage() {
   setLanguage(language() === "zh" ? "en" : "zh");

@@ -15,9 +15,7 @@ strings({
         "play.fastest": "fastest", "play.preview": "Reading", "play.normalised": "Read as",
         "play.polyphone": "polyphone: chosen in context", "play.speak": "Speak", "play.job": "Job {id}",
         "play.where": "Where it went and why", "play.open": "Open the job page", "play.noread": "Only Mandarin has readings to show.",
-        "play.submitted": "Submitted", "lang.zh": "Chinese", "lang.en": "English", "lang.ja": "Japanese",
-        "lang.ko": "Korean", "lang.de": "German", "lang.es": "Spanish", "lang.fr": "French", "lang.it": "Italian",
-        "lang.ru": "Russian" },
+        "play.submitted": "Submitted" },
   zh: { "nav.playground": "试听", "play.title": "试听", "play.text": "文本",
         "play.text.hint": "可行内指定读音：她[h][ào]干净。下方读音中，多音字带下划线。",
         "play.lang": "语言", "play.dialect": "方言", "play.dialect.none": "无（普通话）",
@@ -27,8 +25,7 @@ strings({
         "play.fastest": "最快", "play.preview": "读音", "play.normalised": "读作",
         "play.polyphone": "多音字：按上下文选定", "play.speak": "合成", "play.job": "任务 {id}",
         "play.where": "去向与理由", "play.open": "打开任务页", "play.noread": "只有普通话有读音可显示。",
-        "play.submitted": "已提交", "lang.zh": "中文", "lang.en": "英语", "lang.ja": "日语", "lang.ko": "韩语",
-        "lang.de": "德语", "lang.es": "西班牙语", "lang.fr": "法语", "lang.it": "意大利语", "lang.ru": "俄语" },
+        "play.submitted": "已提交" },
 });
 
 export default {

@@ -44,6 +44,10 @@ strings({
         "voices.advice.missing_file": "Choose the clip to upload.",
         "voices.advice.missing_transcript": "Type the words spoken in the clip.",
         "voices.advice.invalid_transcript": "Give only the words spoken in the clip.",
+        "voices.advice.invalid_language": "Choose one of the listed languages.",
+        "voices.language": "Language", "voices.language.auto": "from the transcript",
+        "voices.language.hint": "What the clip speaks. A job in another language uses the cross-lingual path.",
+        "voices.language.unknown": "unknown",
         "voices.advice.missing_consent": "Say who is speaking and how they agreed, in a sentence.",
         "voices.advice.invalid_name": "Use a name of at most 64 characters.",
         "voices.advice.voice_in_use": "A job still speaks with this voice: cancel it or wait for it to finish." },
@@ -85,6 +89,10 @@ strings({
         "voices.advice.missing_file": "请选择要上传的音频。",
         "voices.advice.missing_transcript": "请填写音频中所说的话。",
         "voices.advice.invalid_transcript": "只填写音频中所说的话。",
+        "voices.advice.invalid_language": "请从列出的语言中选择。",
+        "voices.language": "语言", "voices.language.auto": "按文本判断",
+        "voices.language.hint": "音频所说的语言。其他语言的任务走跨语种合成。",
+        "voices.language.unknown": "未知",
         "voices.advice.missing_consent": "请用一句话说明说话人是谁、如何同意。",
         "voices.advice.invalid_name": "名称不超过 64 个字符。",
         "voices.advice.voice_in_use": "仍有任务在使用这个音色：请取消任务或等它完成。" },
@@ -92,8 +100,11 @@ strings({
 
 // API codes with a hint of their own (voicefleet/audio_checks.py, control_plane/voices.py, api/routes/voices.py).
 const ADVICE = new Set(["too_short", "too_long", "mostly_silent", "clipped", "noisy", "low_sample_rate", "undecodable",
-  "truncated", "bad_channels", "too_large", "missing_file", "missing_transcript", "invalid_transcript",
+  "truncated", "bad_channels", "too_large", "missing_file", "missing_transcript", "invalid_transcript", "invalid_language",
   "missing_consent", "invalid_name", "voice_in_use"]);
+
+// What a clip may speak (GET /v1/languages; fixed here so that the form needs no request of its own).
+const LANGUAGES = ["zh", "en", "ja", "ko", "de", "es", "fr", "it", "ru"];
 
 export default {
   id: "voices",
@@ -190,6 +201,11 @@ function uploadForm(upload, uploadError, busy) {
     <textarea id="voice-transcript" name="transcript" rows="2" required maxlength="1000"
       aria-describedby="voice-transcript-hint"></textarea>
     <p id="voice-transcript-hint" class="hint">${t("voices.transcript.hint")}</p>
+    <label for="voice-language">${t("voices.language")}</label>
+    <select id="voice-language" name="language" aria-describedby="voice-language-hint">
+      <option value="">${t("voices.language.auto")}</option>
+      ${LANGUAGES.map((code) => html`<option value=${code}>${t(`lang.${code}`)}</option>`)}</select>
+    <p id="voice-language-hint" class="hint">${t("voices.language.hint")}</p>
     <label for="voice-consent">${t("voices.consent")}</label>
     <textarea id="voice-consent" name="consent" rows="2" required aria-describedby="voice-consent-hint"></textarea>
     <p id="voice-consent-hint" class="hint">${t("voices.consent.hint")}</p>
@@ -299,6 +315,7 @@ function detail(el, ctx, id) {
           <dt>${t("voices.snr")}</dt><dd>${db(voice.snr_db)}</dd>
           <dt>${t("voices.added")}</dt><dd>${when(voice.created_at)}</dd>
           <dt>${t("voices.transcript")}</dt><dd class="text">${voice.transcript}</dd>
+          <dt>${t("voices.language")}</dt><dd>${voice.language ? t(`lang.${voice.language}`) : t("voices.language.unknown")}</dd>
           <dt>${t("voices.consent")}</dt><dd class="text">${voice.consent}</dd>
           <dt>${t("voices.hash")}</dt><dd><code>${voice.content_sha256}</code></dd>`
         : html`<dt>${t("voices.advertised")}</dt><dd>${devices(voice.advertised_by, "voices.nodevice")}</dd>`}
