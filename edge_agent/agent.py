@@ -24,6 +24,7 @@ from edge_agent.engines.base import Engine
 from edge_agent.hub import Hub
 from edge_agent.image_status import image_report
 from edge_agent.journal import Journal
+from edge_agent.recycle import recycle_guard
 from edge_agent.runner import JobRunner
 from edge_agent.slots import SlotStore, boot_engine
 from edge_agent.telemetry import TelemetrySource, default_source
@@ -51,7 +52,10 @@ class Agent:
                                               self._restart_in_place, pause_after=ota_pause_after,
                                               settle_s=2 * settings.ota_mark_good_s + 10, engine_settings=settings)
         self._restart = False
+        self._why: str | None = None  # why it drains or leaves, when it says (a recycle)
         self.telemetry = telemetry or default_source(settings.throttle_c)
+        self.recycle = recycle_guard(settings.recycle_gpu_mb, settings.recycle_samples,
+                                     self.telemetry.process_gpu_mb, self._recycle)
         self.boot_id = uuid.uuid4().hex
         self.runner = JobRunner(self.engine, self._emit, settings.concurrency())
         self.inbox: queue.Queue[Inbound] = queue.Queue()
@@ -86,7 +90,7 @@ class Agent:
         try:
             self.shutdown()
         finally:
-            if self._restart:  # a new model slot is active: start again in place, on it (broker or not)
+            if self._restart:  # a new model slot, or a recycle: start again in place (broker or not)
                 logging.shutdown()
                 os.execv(sys.executable, sys.orig_argv)
 
@@ -113,6 +117,13 @@ class Agent:
         keys) starts from the new slot through the same boot path that a power cut takes."""
         self._restart = True
         self._stopping.set()
+
+    def _recycle(self, reason: str) -> None:
+        """The recycle guard's call: the same drain and exec, which alone gives leaked GPU memory back;
+        ``draining`` and ``offline`` carry the reason, so the control plane stops sending jobs and says why."""
+        log.warning("%s: draining, then restarting in place", reason)
+        self._why = reason
+        self._restart_in_place()
 
     def _mark_good(self) -> None:
         if not self._stopping.is_set() and self.slots.mark_good():
@@ -198,6 +209,9 @@ class Agent:
 
     def _emit(self, message: p.Message, data: bytes | None) -> None:
         self.mqtt.publish(self._topic("event"), p.encode(message, data))
+        if self.recycle and isinstance(message, p.JobDone | p.JobFailed):
+            # the runner still counts the ending job as running while it emits its end
+            self.recycle.job_ended(idle=self.runner.inflight <= 1 and self.runner.queued == 0)
 
     def _publish_state(self, status: str):
         state = p.DeviceState(
@@ -205,7 +219,7 @@ class Agent:
             engine=self.engine.descriptor, capabilities=self.engine.capabilities, engines=self.engine.offers(),
             max_concurrency=self.runner.concurrency, agent_version=__version__, boot_id=self.boot_id,
             model=self.slots.active_model() if self.slots else None, tags=self.settings.tags,
-            image=image_report(self.settings.image_status_file),
+            image=image_report(self.settings.image_status_file), reason=None if status == "online" else self._why,
         )
         return self.mqtt.publish(self._topic("state"), p.encode(state), retain=True)
 

@@ -36,7 +36,11 @@ class AgentSettings(EngineSettings):
     enrol_token: str | None = None  # one-time token: the agent enrols at api_url on first start (docs/security.md)
     api_token: str | None = None  # a client-role API token for that path (the hub submits jobs as it)
     journal_max_entries: int = 50_000  # offline journal bound (oldest telemetry goes first)
-    drain_timeout_s: float = 30.0  # on SIGTERM: how long running jobs may take to finish
+    drain_timeout_s: float = 30.0  # on SIGTERM (or a recycle): how long running jobs may take to finish
+    # The recycle guard (edge_agent/recycle.py): a GPU worker whose memory, sampled when a job leaves it idle,
+    # stays above this bound and keeps growing for ``recycle_samples`` samples drains and restarts in place.
+    recycle_gpu_mb: float | None = Field(default=None, gt=0)  # unset: no recycling
+    recycle_samples: int = Field(default=3, ge=2)
     tags: Annotated[list[str], NoDecode] = Field(default_factory=list)  # comma-separated: site:berlin,hw:orin-nano
     image_status_file: Path = STATUS_FILE  # written by the image's mark-good step
     # Model slots and updates (edge_agent/slots.py, docs/updates.md); slots exist where the student runs,

@@ -41,6 +41,7 @@ class DeviceState(Message):
     model: ActiveModel | None = None  # the installed model bundle, where the device has slots
     tags: list[str] = Field(default_factory=list, max_length=32)  # "site:berlin", "hw:orin-nano", "customer:acme"
     image: ImageState | None = None  # where the device runs from a RAUC image
+    reason: str | None = Field(default=None, max_length=200)  # why it drains or leaves, where it says (a recycle)
     ts: float = Field(default_factory=now)
 
     def offers(self) -> list[EngineOffer]:
@@ -63,8 +64,11 @@ class Telemetry(Message):
     load1: float | None = None
     temperature_c: float | None = None
     throttled: bool = False
-    gpu_percent: float | None = None
-    power_w: float | None = None  # board power (Jetson)
+    gpu_percent: float | None = None  # the busiest of its GPUs (NVML) or the Jetson's GPU
+    power_w: float | None = None  # board power (Jetson), its GPUs' power summed (NVML)
+    gpu_mem_used_mb: float | None = None  # NVML: its GPUs' memory, used (by every process) and in all
+    gpu_mem_total_mb: float | None = None
+    gpu_temperature_c: float | None = None  # NVML: the hottest of its GPUs (temperature_c is the host's)
     inflight: int = 0
     queued: int = 0
     rtf: float | None = None  # measured real-time factor (synthesis time / audio time)
