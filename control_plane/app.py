@@ -56,6 +56,7 @@ BODY_LIMITS = {"/v1/voices": (voice_routes.MAX_UPLOAD_BODY_BYTES, voice_routes.T
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    settings.require_public_url()  # before anything starts: agents must be able to reach what jobs refer to
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

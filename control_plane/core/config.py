@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from voicefleet.settings import CommonSettings, MqttLogin
+from voicefleet.errors import CodedError
+from voicefleet.settings import CommonSettings, MqttLogin, mqtt_host_port
+
+
+class SettingsError(CodedError):
+    """A setting to fix before the control plane can start."""
 
 
 class Settings(CommonSettings):
@@ -59,9 +66,35 @@ class Settings(CommonSettings):
         login = super().mqtt_login()
         return replace(login, username=login.username or (self.control_id if login.password else None))
 
+    def require_public_url(self) -> None:
+        """Agents fetch a cloned voice's clip from ``api_url()``. Without VOICEFLEET_PUBLIC_URL that is
+        this machine's own address, which agents elsewhere cannot reach: refuse to start whenever the
+        settings say agents may be elsewhere (the API listens past loopback, or the broker is remote)."""
+        if self.public_url:
+            if urlsplit(self.public_url).scheme not in ("http", "https") or not urlsplit(self.public_url).hostname:
+                raise SettingsError("invalid_public_url", f"VOICEFLEET_PUBLIC_URL={self.public_url!r} is not a URL: "
+                                    "give the http(s) address agents reach this API at, e.g. https://voicefleet.example")
+            return
+        broker = mqtt_host_port(self.mqtt_url)[0]
+        why = [text for remote, text in (
+            (not _loopback(self.http_host), f"VOICEFLEET_HTTP_HOST={self.http_host} serves other machines"),
+            (not _loopback(broker), f"the broker ({self.mqtt_url}) is on another machine")) if remote]
+        if why:
+            raise SettingsError("public_url_required", f"{' and '.join(why)}, so agents may be too, and they could "
+                                f"not fetch cloned voices from {self.api_url()}: set VOICEFLEET_PUBLIC_URL to the "
+                                "address agents reach this API at (behind a proxy or load balancer: its address)")
+
     def api_url(self) -> str:
         """Where agents fetch what a job refers to (a cloned voice's prompt clip)."""
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::", "") else self.http_host
         return f"{'https' if self.tls_cert_file else 'http'}://{host}:{self.http_port}"
+
+
+def _loopback(host: str) -> bool:
+    """Only this machine can reach ``host`` (an empty host binds every interface)."""
+    try:
+        return bool(host) and (host == "localhost" or ipaddress.ip_address(host).is_loopback)
+    except ValueError:  # a name other than localhost: another machine's, as far as we can tell
+        return False
