@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, or_
 from sqlmodel import Session, col, select
 
+from control_plane import job_log
 from control_plane.core.db import is_postgres
 from control_plane.events import job_changed
 from control_plane.models import (
@@ -172,6 +173,8 @@ def write_pending(session: Session) -> None:
     for model, rows in sorted(session.info.pop("pending", {}).items(), key=lambda kv: kv[0] is not Job):
         if rows:
             conn.execute(insert(model.__table__), rows)
+            if model is JobEvent:
+                job_log.stage(session, rows)
 
 
 def commit(session: Session) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -32,6 +33,7 @@ class CommonSettings(BaseSettings):
     # they come from a private CA; the system's CAs otherwise.
     ca_file: Path | None = None
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object a line for a collector (voicefleet/logs.py)
 
     def mqtt_login(self) -> MqttLogin:
         return MqttLogin(self.mqtt_username, self.mqtt_password, self.ca_file)

@@ -6,9 +6,9 @@ Client commands use only the standard library, so they work from an edge install
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from voicefleet import logs
 from voicefleet.api_errors import ApiError
 from voicefleet.errors import CodedError
 from voicefleet_cli.client import cmd_devices, cmd_jobs, cmd_say, cmd_uncordon
@@ -19,13 +19,17 @@ from voicefleet_cli.settings import DEFAULT_API, CliSettings
 
 
 def cmd_control_plane(args, settings: CliSettings) -> int:
-    import uvicorn
-
-    from control_plane.app import create_app
     from control_plane.core.config import Settings
 
     cp = Settings()
-    uvicorn.run(create_app(cp), host=cp.http_host, port=cp.http_port, log_level=cp.log_level.lower(),
+    logs.set_replica(cp.control_id)  # before the imports below, which log already
+
+    import uvicorn
+
+    from control_plane.app import create_app
+
+    # log_config=None: uvicorn's lines go through our handler, in VOICEFLEET_LOG_FORMAT, like the rest
+    uvicorn.run(create_app(cp), host=cp.http_host, port=cp.http_port, log_level=cp.log_level.lower(), log_config=None,
                 access_log=False, ssl_certfile=cp.tls_cert_file, ssl_keyfile=cp.tls_key_file)
     return 0
 
@@ -34,7 +38,9 @@ def cmd_agent(args, settings: CliSettings) -> int:
     from edge_agent.agent import Agent
     from edge_agent.config import AgentSettings
 
-    Agent(AgentSettings()).run()
+    agent_settings = AgentSettings()
+    logs.set_replica(agent_settings.device_id)
+    Agent(agent_settings).run()
     return 0
 
 
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return image(argv[1:])
     args = build_parser().parse_args(argv)
     settings = CliSettings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     try:
         return args.func(args, settings)
     except (ApiError, CodedError) as exc:  # the API's refusal, or a setting to fix (an unknown engine, say)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from control_plane import job_log
 from control_plane.audio_store import LocalAudioStore
 from control_plane.core.config import Settings
 from control_plane.dispatch.fleet import Fleet
@@ -32,7 +33,7 @@ class Context:
     def session(self) -> Session:
         # No autoflush: within a batch we know what we changed; nothing expires on commit so
         # objects handed to HTTP handlers stay readable.
-        return attach(Session(self.engine, autoflush=False, expire_on_commit=False), self.events)
+        return job_log.attach(attach(Session(self.engine, autoflush=False, expire_on_commit=False), self.events))
 
     def reload_fleet(self) -> None:
         with self.session() as session:
