@@ -114,7 +114,7 @@ class NvmlTelemetry:
     """The host's psutil fields plus the GPUs this process may use (``CUDA_VISIBLE_DEVICES``, else all),
     through NVML: utilisation and temperature of the busiest and hottest, memory and power summed (one GPU
     per agent is the usual case, where these are simply its figures); ``throttled`` when the driver slows a
-    GPU's clocks for heat or a hardware brake (power brake, over-temperature)."""
+    GPU's clocks for heat (the scheduler's "thermal throttling" gate, as on a hot Jetson)."""
 
     name = "nvml"
 
@@ -194,15 +194,14 @@ def nvml_fields(nvml: Any, handles: list[Any]) -> dict[str, Any]:
     temps = each(lambda h: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU))
     power = each(nvml.nvmlDeviceGetPowerUsage)
     reasons = each(nvml.nvmlDeviceGetCurrentClocksEventReasons)
-    slowed = (nvml.nvmlClocksEventReasonSwThermalSlowdown | nvml.nvmlClocksEventReasonHwThermalSlowdown
-              | nvml.nvmlClocksEventReasonHwSlowdown)
+    hot = nvml.nvmlClocksEventReasonSwThermalSlowdown | nvml.nvmlClocksEventReasonHwThermalSlowdown
     return {
         "gpu_percent": float(max(util)) if util else None,
         "gpu_mem_used_mb": round(sum(m.used for m in mem) / 2**20, 1) if mem else None,
         "gpu_mem_total_mb": round(sum(m.total for m in mem) / 2**20, 1) if mem else None,
         "gpu_temperature_c": float(max(temps)) if temps else None,
         "power_w": round(sum(power) / 1000, 2) if power else None,
-        "throttled": any(r & slowed for r in reasons) if reasons else False,
+        "throttled": any(r & hot for r in reasons) if reasons else False,
     }
 
 

@@ -98,7 +98,22 @@ def cmd_devices(args, settings: CliSettings) -> int:
               + ("" if d.get("eligible") else f"  gate: {d.get('gate') or '-'}"))
         for line in show.engines(d):
             print(line)
+        if gpu := _gpu_now(d.get("telemetry") or {}):
+            print(gpu)
     return 0
+
+
+def _gpu_now(t: dict) -> str | None:
+    """A GPU worker's latest figures (NVML): ``    gpu 87%  memory 11.5/160.0 GB  71 °C  400.5 W``."""
+    if t.get("gpu_mem_total_mb") is None:
+        return None
+
+    def fig(value, unit: str, scale: float = 1, fmt: str = ".0f") -> str:
+        return "-" if value is None else f"{value / scale:{fmt}}{unit}"
+
+    return (f"    gpu {fig(t.get('gpu_percent'), '%')}  memory {fig(t.get('gpu_mem_used_mb'), '', 1024, '.1f')}/"
+            f"{fig(t['gpu_mem_total_mb'], ' GB', 1024, '.1f')}  {fig(t.get('gpu_temperature_c'), ' °C')}  "
+            f"{fig(t.get('power_w'), ' W', fmt='.1f')}")
 
 
 def _takes_jobs(device: dict) -> str:

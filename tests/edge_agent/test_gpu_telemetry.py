@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -17,9 +18,10 @@ from pathlib import Path
 import pynvml
 import pytest
 from fastapi.testclient import TestClient
-from services import ADMIN_TOKEN, wait_for
+from services import ADMIN_TOKEN, http, new_cluster, wait_for
 
 from control_plane.app import create_app
+from control_plane.console.browser import launch
 from control_plane.core.config import Settings
 from edge_agent.agent import Agent
 from edge_agent.config import AgentSettings
@@ -150,9 +152,11 @@ def test_cuda_visible_devices_picks_the_gpus_by_index_or_uuid(two_gpus: NvmlStan
 
 def test_a_figure_the_board_does_not_report_is_none_and_the_rest_stay(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    NvmlStandIn([h100(0, util=40, used_gib=1, temp=50, power_mw=None)]).install(monkeypatch)
+    NvmlStandIn([h100(0, util=40, used_gib=1, temp=50, power_mw=None,
+                      reasons=pynvml.nvmlClocksEventReasonHwSlowdown)]).install(monkeypatch)
     fields = NvmlTelemetry.open().read()
     assert fields["power_w"] is None and fields["gpu_percent"] == 40.0 and fields["gpu_mem_used_mb"] == 1024.0
+    assert fields["throttled"] is False  # a power brake alone slows the clocks but is no heat
 
 
 def test_in_a_pid_namespace_the_gpus_used_memory_stands_for_the_process(monkeypatch: pytest.MonkeyPatch,
@@ -189,3 +193,47 @@ def test_a_gpu_agents_figures_reach_the_control_plane_device_api(two_gpus: NvmlS
     t = body["telemetry"]
     assert t["source"] == "nvml" and t["gpu_percent"] == 87.0 and t["power_w"] == 400.5
     assert (t["gpu_mem_used_mb"], t["gpu_mem_total_mb"], t["gpu_temperature_c"]) == (11776.0, 163840.0, 71.0)
+
+
+def test_the_console_device_page_shows_a_gpu_workers_figures(two_gpus: NvmlStandIn, tmp_path: Path,
+                                                              mqtt_broker: MosquittoBroker):
+    """The same agent on a real control plane's console in Debian's Chromium: the GPU's figures now, and its
+    own chart, in English and Chinese; and in `voicefleet devices`."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (make test-setup)")
+    cluster, device = new_cluster(tmp_path, mqtt_broker.url), f"gpu-{uuid.uuid4().hex[:6]}"
+    agent = Agent(AgentSettings(home=tmp_path, device_id=device, mqtt_url=mqtt_broker.url, role="cloud",
+                                engine="tone", telemetry_interval_s=0.5), engines=WITH_BENCHMARKS)
+    try:
+        cluster.start_control_plane()
+        agent.start()
+        wait_for(lambda: http.get(f"{cluster.api}/v1/devices/{device}/telemetry").json(), "a telemetry sample")
+        with sync_api.sync_playwright() as pw:
+            chromium = launch(pw)
+            page = chromium.new_page(locale="en-GB", viewport={"width": 1280, "height": 900})
+            page.goto(f"{cluster.api}/console")
+            page.fill("#token", ADMIN_TOKEN)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_selector("header.top nav")
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{cluster.api}/console#/devices/{device}")
+            now = page.locator("p.gpu-now")
+            now.wait_for()
+            assert now.inner_text() == "Now: GPU 87 % · memory 11.5 / 160.0 GB · 71 °C · 401 W"
+            legend = page.locator("#tele-gpu .u-legend")
+            legend.wait_for()
+            assert {"GPU %", "power W"} <= set(legend.locator(".u-label").all_inner_texts())
+            assert "GPU %" not in page.locator("#tele .u-legend").inner_text()  # the host's chart: host figures
+            page.get_by_role("button", name="Language").click()
+            page.locator("p.gpu-now", has_text="当前").wait_for()
+            assert now.inner_text() == "当前：GPU 87 % · 显存 11.5 / 160.0 GB · 71 °C · 401 W"
+            chromium.close()
+        assert errors == []
+        listing = subprocess.run([sys.executable, "-m", "voicefleet_cli", "--api", cluster.api, "devices"],
+                                 capture_output=True, text=True, timeout=60)
+        lines = listing.stdout.splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith(device))
+        assert lines[at + 2] == "    gpu 87%  memory 11.5/160.0 GB  71 °C  400.5 W", listing.stdout  # after its engine
+    finally:
+        agent.shutdown()
+        cluster.stop()

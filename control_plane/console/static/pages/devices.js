@@ -19,6 +19,8 @@ strings({
         "dev.drain.confirm": "Drain {id}? Its unstarted jobs go back to the queue.",
         "dev.done": "{action}: {id}", "dev.none": "No device matches.", "dev.back": "All devices",
         "dev.load": "load (1 min)", "dev.cpu": "CPU %", "dev.mem": "memory %", "dev.temp": "temperature °C", "dev.gpu": "GPU %",
+        "dev.gpumem": "GPU memory %", "dev.gputemp": "GPU °C", "dev.power": "power W",
+        "dev.gpunow": "Now: GPU {util} % · memory {used} / {total} GB · {temp} °C · {power} W",
         "dev.nohistory": "Nothing recorded.", "dev.text": "Text", "dev.state": "State", "dev.created": "Submitted",
         "dev.notfound": "No device {id}.", "dev.slot": "slot {slot}", "dev.pinned": "pinned to {v}",
         "dev.actions": "Actions", "dev.cloning": "clones voices",
@@ -38,6 +40,8 @@ strings({
         "dev.drain.confirm": "排空 {id}？它尚未开始的任务会退回队列。",
         "dev.done": "{action}：{id}", "dev.none": "没有符合条件的设备。", "dev.back": "全部设备",
         "dev.load": "负载（1 分钟）", "dev.cpu": "CPU %", "dev.mem": "内存 %", "dev.temp": "温度 °C", "dev.gpu": "GPU %",
+        "dev.gpumem": "显存 %", "dev.gputemp": "GPU °C", "dev.power": "功率 W",
+        "dev.gpunow": "当前：GPU {util} % · 显存 {used} / {total} GB · {temp} °C · {power} W",
         "dev.nohistory": "没有记录。", "dev.text": "文本", "dev.state": "状态", "dev.created": "提交时间",
         "dev.notfound": "没有设备 {id}。", "dev.slot": "槽位 {slot}", "dev.pinned": "锁定在 {v}",
         "dev.actions": "操作", "dev.cloning": "可克隆音色",
@@ -179,6 +183,7 @@ function detail(el, ctx, id) {
           <h2>${t("dev.image")}</h2><p>${dev.image ? `${dev.image.compatible ?? ""} ${dev.image.version ?? ""} ${dev.image.slot ?? ""}` : t("ui.none")}</p>
         </div>
         <div class="card wide"><h2>${t("dev.telemetry")}</h2><div class="chart" id="tele"></div>
+          ${telemetry.some(hasGpu) ? html`<div class="chart" id="tele-gpu"></div>` : ""}${gpuNow(dev.telemetry)}
           ${telemetry.length ? "" : html`<p class="hint">${t("ui.nodata")}</p>`}</div>
       </section>
       <h2>${t("dev.engines")}</h2>
@@ -202,7 +207,8 @@ function detail(el, ctx, id) {
         <tbody>${spells.map((s) => html`<tr><td>${when(s.at)}</td><td>${s.back_at ? when(s.back_at) : t("dev.off.still")}</td>
           <td>${seconds(s.duration_s ?? Date.now() / 1000 - s.at)}</td><td>${s.reason || "–"}</td></tr>`)}</tbody></table>`
         : html`<p class="hint">${t("dev.off.none")}</p>`}`, el);
-    drawTelemetry(el.querySelector("#tele"), telemetry);
+    drawTelemetry(el.querySelector("#tele"), "tele", telemetry, HOST_SERIES);
+    drawTelemetry(el.querySelector("#tele-gpu"), "tele-gpu", telemetry, GPU_SERIES);
   };
   draw();
   load();
@@ -215,14 +221,34 @@ function summary(record) {
   return body.text ?? body.phrase ?? Object.entries(body).slice(0, 4).map(([k, v]) => `${k} ${v}`).join(", ");
 }
 
-function drawTelemetry(host, samples) {
+// The host's figures in one chart, the GPU's (NVML on a GPU worker, jtop on a Jetson) in another, each
+// series only where the device reports it.
+const HOST_SERIES = [["dev.cpu", (s) => s.cpu_percent], ["dev.mem", (s) => s.mem_percent],
+  ["dev.temp", (s) => s.temperature_c], ["dev.load", (s) => s.load1]];
+const GPU_SERIES = [["dev.gpu", (s) => s.gpu_percent], ["dev.gpumem", (s) => gpuMemPercent(s)],
+  ["dev.gputemp", (s) => s.gpu_temperature_c], ["dev.power", (s) => s.power_w]];
+
+const hasGpu = (s) => GPU_SERIES.some(([, read]) => read(s) != null);
+
+function gpuMemPercent(s) {
+  return s.gpu_mem_used_mb != null && s.gpu_mem_total_mb ? (100 * s.gpu_mem_used_mb) / s.gpu_mem_total_mb : null;
+}
+
+function gpuNow(tm) {
+  if (tm?.gpu_mem_total_mb == null) return "";
+  const fix = (v, digits = 0) => (v == null ? "–" : v.toFixed(digits));
+  return html`<p class="hint gpu-now">${t("dev.gpunow", { util: fix(tm.gpu_percent),
+    used: fix(tm.gpu_mem_used_mb == null ? null : tm.gpu_mem_used_mb / 1024, 1), total: fix(tm.gpu_mem_total_mb / 1024, 1),
+    temp: fix(tm.gpu_temperature_c), power: fix(tm.power_w) })}</p>`;
+}
+
+function drawTelemetry(host, key, samples, figures) {
   if (!host || !samples.length || !globalThis.uPlot) return;
   const xs = samples.map((s) => s.at);
-  const series = [["dev.cpu", "cpu_percent"], ["dev.mem", "mem_percent"], ["dev.temp", "temperature_c"],
-    ["dev.gpu", "gpu_percent"], ["dev.load", "load1"]]
-    .map(([label, key]) => [label, samples.map((s) => s[key] ?? null)]).filter(([, ys]) => ys.some((v) => v != null));
+  const series = figures.map(([label, read]) => [label, samples.map((s) => read(s) ?? null)])
+    .filter(([, ys]) => ys.some((v) => v != null));
   if (!series.length) return;
   const now = Date.now() / 1000;
-  chart(host, "tele", { series: series.map(([l]) => t(l)), xs, ys: series.map(([, ys]) => ys),
+  chart(host, key, { series: series.map(([l]) => t(l)), xs, ys: series.map(([, ys]) => ys),
     xRange: [now - 3600, now] });
 }
