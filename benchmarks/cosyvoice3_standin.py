@@ -159,8 +159,9 @@ class SpeechLM(nn.Module):
         device = self.decoder.weight.device
         special = torch.tensor([[SPEECH_TOKENS, SPEECH_TOKENS + 2]], device=device)  # sos, task id
         embedded = self.speech_embedding(special)
-        x = torch.cat([embedded[:, :1], self.text_embedding(text.to(device).long() % self.text_embedding.num_embeddings),
-                       embedded[:, 1:], self.speech_embedding(prompt_speech.to(device).long())], 1)
+        text = text.to(device).long() % self.text_embedding.num_embeddings  # characters here, BPE upstream
+        x = torch.cat([embedded[:, :1], self.text_embedding(text), embedded[:, 1:],
+                       self.speech_embedding(prompt_speech.to(device).long())], 1)
         caches: list[list] = [[] for _ in self.layers]
         position = 0
         for _ in range(count):
@@ -187,7 +188,8 @@ class DiTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(dim, heads, heads, qkv_bias=True)
-        self.ff = nn.Sequential(nn.Linear(dim, dim * ff_mult), nn.GELU(approximate="tanh"), nn.Linear(dim * ff_mult, dim))
+        self.ff = nn.Sequential(nn.Linear(dim, dim * ff_mult), nn.GELU(approximate="tanh"),
+                                nn.Linear(dim * ff_mult, dim))
 
     def forward(self, x, t, rot):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(F.silu(t))[:, None].chunk(6, -1)
@@ -504,8 +506,8 @@ class UpstreamModelStandIn:
                     # upstream keeps the growing hop on the model, shared by every later session
                     self.token_hop_len = min(self.token_max_hop_len, self.token_hop_len * self.stream_scale_factor)
                     yield {'tts_speech': this_tts_speech.cpu()}
-                if (self.llm_end_dict[this_uuid] is True
-                        and len(self.tts_speech_token_dict[this_uuid]) - token_offset < this_token_hop_len + PRE_LOOKAHEAD):
+                left = len(self.tts_speech_token_dict[this_uuid]) - token_offset
+                if self.llm_end_dict[this_uuid] is True and left < this_token_hop_len + PRE_LOOKAHEAD:
                     break
         p.join()
         this_tts_speech_token = torch.tensor(self.tts_speech_token_dict[this_uuid])[None]

@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 from services import http, new_cluster, wait_job
 
+from benchmarks.cloud import SLOTS, most_at_once, on_worker, queued_at_control_plane
 from benchmarks.cosyvoice3_standin import SAMPLE_RATE, SAMPLES_PER_TOKEN, TOKENS_PER_CHAR, upstream_package, weights_dir
 from benchmarks.signals import speechlike
 from voicefleet.broker import MosquittoBroker
@@ -23,7 +24,6 @@ from voicefleet_cli.onebox import Cluster
 pytest.importorskip("resemblyzer")  # a voice upload computes its speaker embedding
 
 ROOT = Path(__file__).resolve().parents[2]
-SLOTS = 2  # a cloud worker's jobs at once: the design's two per GPU
 
 
 @pytest.fixture
@@ -69,21 +69,6 @@ def test_plain_jobs_go_to_the_next_engine_and_cloned_voices_to_cosyvoice3(fleet:
     assert cloned["spoken_by"]["engine"] == "cosyvoice3" and cloned["spoken_by"]["voice"] == voice, cloned["spoken_by"]
 
 
-def spans_on(job: dict, device: str) -> tuple[float, float]:
-    """When the job was on ``device``: from its assignment there to its end."""
-    events = {e["kind"]: e["ts"] for e in job["events"] if e["device_id"] in (device, None)}
-    return events["assigned"], events["done"]
-
-
-def most_at_once(spans: list[tuple[float, float]]) -> int:
-    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])  # an end before a start
-    running = peak = 0
-    for _, step in edges:
-        running += step
-        peak = max(peak, running)
-    return peak
-
-
 def test_five_cloned_voice_jobs_run_two_at_a_time_on_the_worker_the_rest_queued_at_the_control_plane(
         fleet: tuple[Cluster, str]):
     c, device = fleet
@@ -94,11 +79,10 @@ def test_five_cloned_voice_jobs_run_two_at_a_time_on_the_worker_the_rest_queued_
     jobs = [wait_job(c.api, j["id"], timeout_s=120) for j in r.json()]
     assert all(j["state"] == "done" and j["spoken_by"]["engine"] == "cosyvoice3" for j in jobs), jobs
 
-    spans = [spans_on(j, device) for j in jobs]
+    assert {j["device_id"] for j in jobs} == {device}
+    spans = [on_worker(j) for j in jobs]  # from each job's assigned and done events
     assert most_at_once(spans) == SLOTS, f"jobs on the worker at once: {spans}"
-    ends = sorted(end for _, end in spans)
-    waited = [start for start, _ in spans if start >= ends[0]]  # sent only once a slot was free
-    assert len(waited) == len(jobs) - SLOTS, "the rest waited at the control plane, not on the worker"
+    assert queued_at_control_plane(jobs, SLOTS) == len(jobs) - SLOTS, "the rest waited at the control plane"
     for job, text in zip(jobs, texts, strict=True):
         audio = http.get(f"{c.api}/v1/jobs/{job['id']}/audio")
         pcm, rate = sf.read(io.BytesIO(audio.content), dtype="int16")
