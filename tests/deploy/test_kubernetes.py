@@ -162,7 +162,8 @@ def test_the_control_plane_keeps_its_files_in_the_shared_store(overlay, clean_en
     settings = Settings()
     mounts = {m["name"]: m for m in container(deployment)["volumeMounts"]}
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-    store = next(n for n, v in volumes.items() if v.get("persistentVolumeClaim", {}).get("claimName") == "voicefleet-store")
+    store = next(n for n, v in volumes.items()
+                 if v.get("persistentVolumeClaim", {}).get("claimName") == "voicefleet-store")
     root = mounts[store]["mountPath"]
     assert not mounts[store].get("readOnly")
     # audio, the model registry and rollouts' test phrases (control_plane/app.py) all under the mount
@@ -259,7 +260,8 @@ def test_every_secret_reference_resolves(overlay):
         refs += [(r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]]
     credentials = find(objects, "ServiceMonitor", CONTROL_PLANE)["spec"]["endpoints"][0]["authorization"]["credentials"]
     refs.append((credentials["name"], credentials["key"]))
-    refs += [(tls["secretName"], "tls.crt") for o in objects if o["kind"] == "Ingress" for tls in o["spec"].get("tls", [])]
+    refs += [(tls["secretName"], "tls.crt")
+             for o in objects if o["kind"] == "Ingress" for tls in o["spec"].get("tls", [])]
     for secret, key in refs:
         if secret in EXTERNAL_SECRETS[name]:
             continue
