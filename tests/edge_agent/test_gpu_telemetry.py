@@ -170,17 +170,27 @@ def test_in_a_pid_namespace_the_gpus_used_memory_stands_for_the_process(monkeypa
     assert sum("NVML lists no GPU process with pid" in r.message for r in caplog.records) == 1
 
 
+def gpu_agent(tmp_path: Path, broker: MosquittoBroker, device: str, **settings) -> Agent:
+    """A GPU worker with the benchmark-only tone engine: its telemetry from NVML."""
+    return Agent(AgentSettings(home=tmp_path, device_id=device, mqtt_url=broker.url, role="cloud", engine="tone",
+                               telemetry_interval_s=0.5, **settings), engines=WITH_BENCHMARKS)
+
+
+def control_plane(tmp_path: Path, broker: MosquittoBroker) -> TestClient:
+    """A real control plane (dispatcher and API; SQLite) on the broker."""
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path}/voicefleet.db", mqtt_url=broker.url,
+                        redis_url=None, control_id=f"cp-{uuid.uuid4().hex[:8]}")
+    return TestClient(create_app(settings), headers=auth_headers(ADMIN_TOKEN))
+
+
 def test_a_gpu_agents_figures_reach_the_control_plane_device_api(two_gpus: NvmlStandIn, tmp_path: Path,
                                                                   mqtt_broker: MosquittoBroker):
     """A real agent (NVML telemetry on the stand-in) on the real broker, a real control plane (its
     dispatcher writes what the device says): GET /v1/devices/{id} has the GPU figures as sent."""
     device = f"gpu-{uuid.uuid4().hex[:6]}"
-    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path}/voicefleet.db", mqtt_url=mqtt_broker.url,
-                        redis_url=None, control_id=f"cp-{uuid.uuid4().hex[:8]}")
-    agent = Agent(AgentSettings(home=tmp_path, device_id=device, mqtt_url=mqtt_broker.url, role="cloud",
-                                engine="tone", telemetry_interval_s=0.5), engines=WITH_BENCHMARKS)
+    agent = gpu_agent(tmp_path, mqtt_broker, device)
     assert isinstance(agent.telemetry, NvmlTelemetry)
-    with TestClient(create_app(settings), headers=auth_headers(ADMIN_TOKEN)) as client:
+    with control_plane(tmp_path, mqtt_broker) as client:
         agent.start()
         try:
             def gpu_figures():
@@ -195,14 +205,39 @@ def test_a_gpu_agents_figures_reach_the_control_plane_device_api(two_gpus: NvmlS
     assert (t["gpu_mem_used_mb"], t["gpu_mem_total_mb"], t["gpu_temperature_c"]) == (11776.0, 163840.0, 71.0)
 
 
+def test_gpu_memory_growing_over_real_jobs_recycles_the_agent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                              mqtt_broker: MosquittoBroker):
+    """Jobs through a real control plane to an agent on NVML (its real per-process reading, over the stand-in)
+    whose process holds more GPU memory after each: the third reading past the bound recycles it, and its
+    draining and offline states say why."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpu = h100(0, util=30, used_gib=12, temp=60, power_mw=200_000)
+    NvmlStandIn([gpu]).install(monkeypatch)
+    device = f"gpu-{uuid.uuid4().hex[:6]}"
+    agent = gpu_agent(tmp_path, mqtt_broker, device, recycle_gpu_mb=10 * 1024)
+    with control_plane(tmp_path, mqtt_broker) as client:
+        agent.start()
+        try:
+            wait_for(lambda: client.get(f"/v1/devices/{device}").json().get("eligible"), "the agent eligible")
+            for held_gib in (10.5, 11, 11.5):
+                gpu["procs"] = [(os.getpid(), int(held_gib * GIB)), (4242, GIB)]  # another process's GiB: not ours
+                job = client.post("/v1/jobs", json={"text": "你好"}).json()
+                wait_for(lambda job=job: client.get(f"/v1/jobs/{job['id']}").json()["state"] == "done", "the job")
+            wait_for(lambda: agent.recycle.fired, "the recycle")
+        finally:
+            agent.shutdown()  # what Agent.run does next, before it executes itself again
+        wait_for(lambda: client.get(f"/v1/devices/{device}").json()["status"] == "offline", "the agent offline")
+    assert agent._restart and agent._why == ("recycling: GPU memory 11.5 GB > 10 GB bound, grew from 10.5 GB over "
+                                            "3 idle samples, after 3 jobs")
+
+
 def test_the_console_device_page_shows_a_gpu_workers_figures(two_gpus: NvmlStandIn, tmp_path: Path,
                                                               mqtt_broker: MosquittoBroker):
     """The same agent on a real control plane's console in Debian's Chromium: the GPU's figures now, and its
     own chart, in English and Chinese; and in `voicefleet devices`."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (make test-setup)")
     cluster, device = new_cluster(tmp_path, mqtt_broker.url), f"gpu-{uuid.uuid4().hex[:6]}"
-    agent = Agent(AgentSettings(home=tmp_path, device_id=device, mqtt_url=mqtt_broker.url, role="cloud",
-                                engine="tone", telemetry_interval_s=0.5), engines=WITH_BENCHMARKS)
+    agent = gpu_agent(tmp_path, mqtt_broker, device)
     try:
         cluster.start_control_plane()
         agent.start()
