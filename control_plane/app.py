@@ -35,6 +35,7 @@ from control_plane.core.config import Settings
 from control_plane.core.db import make_engine, upgrade, wait_for_database
 from control_plane.dispatch import Context, Dispatcher, Inbox
 from control_plane.dispatch.commands import HeardTestPhrase
+from control_plane.leader import Leadership
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
 from control_plane.models import Device
@@ -128,7 +129,7 @@ def build_dispatcher(settings: Settings, *, engine, store: LocalAudioStore, watc
     rollouts = Rollouts(registry=Registry(settings.home / "models"), api_url=settings.api_url(),
                         url_secret=url_secret, listener=listener)
     ctx = Context(engine=engine, settings=settings, store=store, watch=watch, metrics=metrics, rollouts=rollouts,
-                  url_secret=url_secret)
+                  url_secret=url_secret, leader=Leadership(engine, settings.control_id))
     dispatcher = Dispatcher(ctx, mqtt=mqtt, inbox=inbox)
     listener.deliver = lambda verdict: dispatcher.ask(HeardTestPhrase(verdict))
     return dispatcher

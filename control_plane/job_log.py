@@ -34,7 +34,8 @@ def _write(session: Session) -> None:
     for row in rows:
         why = {k: v for k, v in (row.get("detail") or {}).items() if k in ("code", "reason") and v}
         where = f" on {row['device_id']}" if row["device_id"] else ""
-        log.info("job %s %s%s%s", row["job_id"], row["kind"], where, f": {', '.join(map(str, why.values()))}" if why else "",
+        because = f": {', '.join(map(str, why.values()))}" if why else ""
+        log.info("job %s %s%s%s", row["job_id"], row["kind"], where, because,
                  extra={"job_id": row["job_id"], "device_id": row["device_id"], "attempt": row["attempt"],
                         "event": row["kind"], **why})
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -31,6 +31,8 @@ class Metrics:
                               "them", ["engine", "voice", "tier"], registry=self.registry)
         self.hedged = Counter("voicefleet_jobs_hedged", "Jobs taken off a device that ran far over the estimate",
                               registry=self.registry)
+        self.leader = Gauge("voicefleet_leader", "1 on the replica that runs the singletons (lease expiry, "
+                            "heartbeats, hedging, rollouts), else 0", registry=self.registry)
         self.registry.register(_DatabaseGauges(snapshot))
 
     def render(self) -> bytes:

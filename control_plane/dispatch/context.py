@@ -12,6 +12,7 @@ from control_plane.audio_store import LocalAudioStore
 from control_plane.core.config import Settings
 from control_plane.dispatch.fleet import Fleet
 from control_plane.events import EventBus, attach
+from control_plane.leader import Leadership
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
 from control_plane.rollouts import Rollouts
@@ -26,6 +27,7 @@ class Context:
     metrics: Metrics
     rollouts: Rollouts
     url_secret: bytes = b""
+    leader: Leadership | None = None  # who runs the singletons among replicas; None: this one, always
     fleet: Fleet = field(default_factory=Fleet)
     prompt_hashes: dict[str, str] = field(default_factory=dict)  # cloned voices' prompt files, by storage key
     events: EventBus = field(default_factory=EventBus)  # what changed, published after each commit (events.py)
@@ -34,6 +36,11 @@ class Context:
         # No autoflush: within a batch we know what we changed; nothing expires on commit so
         # objects handed to HTTP handlers stay readable.
         return job_log.attach(attach(Session(self.engine, autoflush=False, expire_on_commit=False), self.events))
+
+    def leads(self) -> bool:
+        leading = self.leader is None or self.leader.check()
+        self.metrics.leader.set(int(leading))
+        return leading
 
     def reload_fleet(self) -> None:
         with self.session() as session:

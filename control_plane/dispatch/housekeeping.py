@@ -21,10 +21,19 @@ log = logging.getLogger(__name__)
 
 
 def housekeeping(ctx: Context, out: Outbox) -> None:
-    """Take back expired leases and silent devices, hedge, then resync the fleet from the database."""
+    """The leader takes back expired leases and silent devices and hedges; every replica then resyncs
+    its fleet from the database."""
+    ctx.fleet.measure_drain()
+    if ctx.leads():
+        _singletons(ctx, out)
+    ctx.reload_fleet()
+    if ctx.fleet.total_queued:
+        out.reschedule = True
+
+
+def _singletons(ctx: Context, out: Outbox) -> None:
     settings = ctx.settings
     t = now()
-    ctx.fleet.measure_drain()
     with ctx.session() as session:
         for job in jobs.expired_leases(session, at=t):
             out.publish.append((p.device_topic(job.device_id, "cancel"),
@@ -42,9 +51,6 @@ def housekeeping(ctx: Context, out: Outbox) -> None:
             out.reschedule = True
         _hedge(ctx, session, out)
         jobs.commit(session)
-    ctx.reload_fleet()
-    if ctx.fleet.total_queued:
-        out.reschedule = True
 
 
 def _hedge(ctx: Context, session: Session, out: Outbox) -> None:
@@ -75,7 +81,10 @@ def _hedge(ctx: Context, session: Session, out: Outbox) -> None:
 
 
 def tick_rollouts(ctx: Context, out: Outbox) -> None:
-    """Rollouts move in a transaction of their own: a fault there is logged, never stops the loop."""
+    """Rollouts move in a transaction of their own, on the leader: a fault there is logged, never stops
+    the loop."""
+    if not ctx.leads():
+        return
     publish: list[tuple[str, bytes]] = []
     try:
         with ctx.session() as session:

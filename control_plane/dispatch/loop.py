@@ -65,6 +65,8 @@ class Dispatcher:
         self.inbox.wake()
         self._thread.join(timeout=10)
         self.mqtt.stop()
+        if self.ctx.leader is not None:
+            self.ctx.leader.close()  # another replica leads from its next check
 
     @property
     def connected(self) -> bool:
