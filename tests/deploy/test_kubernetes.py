@@ -206,6 +206,15 @@ def test_agents_and_replicas_reach_the_emqx_listeners(overlay):
         assert (url.host, url.port) == (f"{emqx['metadata']['name']}-listeners", 1883), name
 
 
+def test_replicas_share_the_clusters_redis(overlay):
+    _, objects = overlay
+    url = sa.make_url(env(objects, _deployment(objects, CONTROL_PLANE))["VOICEFLEET_REDIS_URL"])
+    service = find(objects, "Service", url.host)
+    assert [p["port"] for p in service["spec"]["ports"]] == [url.port]
+    redis = _deployment(objects, service["spec"]["selector"]["app.kubernetes.io/name"])
+    assert [p["containerPort"] for p in container(redis)["ports"]] == [url.port]
+
+
 def test_emqx_dispatches_each_devices_messages_to_one_replica(overlay, clean_env):
     _, objects = overlay
     config = find(objects, "EMQX", "voicefleet-emqx")["spec"]["config"]["data"]
