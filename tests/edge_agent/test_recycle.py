@@ -193,8 +193,8 @@ def test_an_agent_whose_gpu_memory_keeps_growing_drains_finishes_its_job_and_res
             wait_for(lambda n=n: len(_readings(gauge)) == n, f"idle sample {n}")
         watch.done(watch.job("你好"))
         wait_for(lambda: (gauge / "holding").exists(), "the third sample to be under way")
-        # a long job (2.6 s of audio at RTF 1) arrives as the guard samples: it is running when the guard decides
-        long_text = "请在会议前准备好材料。" * 4
+        # a long job (5.3 s of audio at RTF 1) arrives as the guard samples: it is running when the guard decides
+        long_text = "请在会议前准备好材料。" * 8
         long_job = watch.job(long_text)
         watch.find("the long job's first audio", lambda m: isinstance(m, p.AudioChunk) and m.job_id == long_job)
         (gauge / "release").touch()
