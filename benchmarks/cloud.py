@@ -148,7 +148,8 @@ def engine_alone(args: argparse.Namespace, work: Path, levels: list[int]) -> dic
 
     one(TEXTS[0])  # warm-up: speaker features, kernels, the hop upstream grows on its first job
     cuda = engine.model.model.device.type == "cuda"
-    out: dict[str, Any] = {"load_s": round(load_s, 2), "levels": {}}
+    upstream = engine.model.model
+    out: dict[str, Any] = {"load_s": round(load_s, 2), "fp16_in_effect": upstream.fp16, "levels": {}}
     for n in levels:
         log(f"engine alone, {n} stream(s)")
         if cuda:
@@ -156,6 +157,7 @@ def engine_alone(args: argparse.Namespace, work: Path, levels: list[int]) -> dic
         out["levels"][str(n)] = closed_loop(n, args.jobs, one)
         if cuda:
             out["levels"][str(n)]["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    out["upstream_hop_tokens_after"] = upstream.token_hop_len  # upstream grows it on the model, for every later job
     return out  # the engine goes with this frame, before the agent builds its own
 
 
@@ -286,8 +288,11 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def print_table(r: dict[str, Any]) -> None:
     c = r["config"]
+    ignored = "" if r["engine"]["fp16_in_effect"] == c["fp16"] else " (not in effect: no CUDA)"
     print(f"voicefleet cloud benchmark: CosyVoice3 stand-in ({c['size']}, random weights) on {c['device']}"
-          f"{' fp16' if c['fp16'] else ' fp32'}, {c['jobs']} cloned-voice jobs a level, {c['wall_s']} s")
+          f"{' fp16' if c['fp16'] else ' fp32'}{ignored}"
+          f", {c['jobs']} cloned-voice jobs a level, {c['wall_s']} s; upstream's streaming hop after the warm-up job: "
+          f"{r['engine']['upstream_hop_tokens_after']} tokens")
     print(f"{'streams':>7} {'':<12}{'first p50 ms':>13}{'p99 ms':>9}{'RTF p50':>9}{'p99':>8}{'aggr RTF':>9}"
           f"{'on worker':>10}{'queued@CP':>10}{'silent':>7}")
     for n, e in r["engine"]["levels"].items():

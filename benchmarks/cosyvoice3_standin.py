@@ -323,14 +323,14 @@ class CosyVoice3ComputeStandIn(nn.Module):
     def __init__(self, size: str = "small", device: str | torch.device = "cpu", seed: int = 1986):
         super().__init__()
         self.size, self.dims = size, SIZES[size]
-        with torch.random.fork_rng(devices=[]):
+        self.device = torch.device(device)
+        with torch.random.fork_rng(devices=[]), self.device:  # made where it runs: a full CPU init takes long
             torch.manual_seed(seed)
             self.llm, self.flow, self.hift = SpeechLM(self.dims), Flow(self.dims), HiFT(self.dims)
             with torch.no_grad():  # random weights at a level that gives audible, unclipped noise
                 self.hift.conv_post.weight.mul_(0.1)
                 self.hift.conv_post.bias.fill_(2.5)
-        self.device = torch.device(device)
-        self.to(self.device).eval()
+        self.eval()
 
     @torch.inference_mode()
     def vocode(self, mel: torch.Tensor) -> torch.Tensor:
