@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import uuid
 
 import kubernetes_validate
 import pytest
@@ -282,7 +283,7 @@ def test_kedas_query_counts_what_metrics_calls_the_queue(pg_server):
     """The scaler's SQL runs against the migrated schema and counts the jobs /metrics reports as
     voicefleet_queue_depth."""
     query = find(render("production"), "ScaledObject", CONTROL_PLANE)["spec"]["triggers"][0]["metadata"]["query"]
-    url = pg_server.create_database("t_deploy_keda_query")
+    url = pg_server.create_database(f"t_deploy_keda_query_{uuid.uuid4().hex[:10]}")
     upgrade(url)
     engine = make_engine(url)
     try:
