@@ -32,7 +32,7 @@ from control_plane.api.routes import voices as voice_routes
 from control_plane.audio_store import LocalAudioStore
 from control_plane.audit import AuditTrail
 from control_plane.core.config import Settings
-from control_plane.core.db import make_engine, upgrade, wait_for_database
+from control_plane.core.db import is_postgres, make_engine, upgrade, wait_for_database
 from control_plane.dispatch import Context, Dispatcher, Inbox
 from control_plane.dispatch.commands import HeardTestPhrase
 from control_plane.leader import Leadership
@@ -40,6 +40,7 @@ from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
 from control_plane.models import Device
 from control_plane.registry import Registry
+from control_plane.relay import Relay
 from control_plane.rollouts import Rollouts
 from control_plane.rollouts.listening import Listener
 from control_plane.signed_urls import url_secret
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings)
         app.state.services = services
         app.state.voices = VoiceService.from_settings(settings)
+        relay = _relay(services)
         services.dispatcher.start()
         events.end_streams_on_exit(services.events)
         log.info("control plane ready: database %s, broker %s", services.engine.url.render_as_string(),
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.events.close()
             services.dispatcher.ctx.rollouts.listener.stop()
             services.dispatcher.stop()
+            if relay is not None:
+                relay.stop()
             services.engine.dispose()
 
     app = FastAPI(title="voicefleet control plane", version="0.1.0", lifespan=lifespan)
@@ -96,6 +100,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit)
     app.add_middleware(AuditTrail)  # outermost: it records refusals of the body limit too
     return app
+
+
+def _relay(services: Services) -> Relay | None:
+    """On PostgreSQL, where replicas may run side by side, changes reach the other replicas' event
+    streams and audio followers (control_plane/relay.py); SQLite has one control plane."""
+    if not is_postgres(services.engine):
+        return None
+    relay = Relay(services.settings.resolved_database_url(), services.settings.control_id, services.events,
+                  services.watch)
+    relay.start()
+    return relay
 
 
 def build_services(settings: Settings) -> Services:

@@ -6,11 +6,11 @@ helpers below); the event goes out on the bus only once that transaction has com
 client that re-fetches what an event names sees the change, and a transaction that rolls back
 announces nothing.
 
-The bus is in memory, for one control plane: ``publish`` from any thread, ``subscribe`` from an
+The bus is in memory, one per control plane: ``publish`` from any thread, ``subscribe`` from an
 asyncio loop, ids that only grow, the last ``size`` events kept so that a client that reconnects
-gets what it missed. Its interface is kept this narrow on purpose: with several replicas, a bus
-backed by PostgreSQL LISTEN/NOTIFY or Redis pub/sub (ids from a shared sequence) can take its place
-without the stream or the dispatcher changing.
+gets what it missed. With several replicas on PostgreSQL, control_plane/relay.py carries each
+replica's events to the others' buses, so every stream sees every change. Ids are each replica's
+own: a client that resumes on another replica (its id was never given out there) is told to reset.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from itertools import islice
 from typing import Any
@@ -66,14 +67,19 @@ class EventBus:
         self._last = (time.time_ns() // 1000 if first_id is None else first_id) - 1
         self._subscribers: set[Subscription] = set()
         self._closed = False
+        # Told of each event published here (not of those relayed from other replicas): control_plane/relay.py
+        self.forward: Callable[[str, dict[str, Any], str | None], None] | None = None
 
     @property
     def last_id(self) -> int:
         """The newest id given out (one less than the first, before any)."""
         return self._last
 
-    def publish(self, kind: str, data: dict[str, Any], *, owner: str | None = None) -> int:
-        """Number and keep the event, and wake the subscribers; any thread. Never raises."""
+    def publish(self, kind: str, data: dict[str, Any], *, owner: str | None = None, remote: bool = False) -> int:
+        """Number and keep the event, and wake the subscribers; any thread. Never raises. ``remote``:
+        it came from another replica (so it is not forwarded back)."""
+        if self.forward is not None and not remote:
+            self.forward(kind, data, owner)
         with self._lock:
             self._last += 1
             self._ring.append(Event(self._last, kind, data, owner))

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 
 class JobWatch:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = defaultdict(set)
+        self.forward: Callable[[str], None] | None = None  # told of local changes (control_plane/relay.py)
 
     def subscribe(self, job_id: str) -> tuple[asyncio.AbstractEventLoop, asyncio.Event]:
         entry = (asyncio.get_running_loop(), asyncio.Event())
@@ -27,8 +29,10 @@ class JobWatch:
                 if not waiters:
                     del self._waiters[job_id]
 
-    def notify(self, job_id: str) -> None:
-        """Thread-safe; cheap when nobody follows the job."""
+    def notify(self, job_id: str, *, remote: bool = False) -> None:
+        """Thread-safe; cheap when nobody follows the job. ``remote``: another replica's change."""
+        if self.forward is not None and not remote:
+            self.forward(job_id)
         with self._lock:
             waiters = list(self._waiters.get(job_id, ()))
         for loop, ev in waiters:
