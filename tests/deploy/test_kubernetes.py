@@ -296,3 +296,12 @@ def test_kedas_query_counts_what_metrics_calls_the_queue(pg_server):
             assert conn.execute(sa.text(query)).scalar_one() == queued == 3
     finally:
         engine.dispose()
+
+
+def test_postgresql_is_the_major_version_the_suite_runs_on(pg_server):
+    """The cluster runs the PostgreSQL major version the tests (migrations, SKIP LOCKED, advisory locks)
+    ran against."""
+    image = find(render("production"), "Cluster", "voicefleet-db")["spec"]["imageName"]
+    with pg_server.connect() as conn:
+        tested = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+    assert re.fullmatch(rf"ghcr\.io/cloudnative-pg/postgresql:{tested}(\.\d+)?", image), (image, tested)
