@@ -37,6 +37,8 @@ UNCHECKED_CRDS = {"Cluster", "EMQX"}
 # production the operator (voicefleet-secrets: admin, metrics and URL-signing secrets, broker passwords).
 EXTERNAL_SECRETS = {"dev": {"voicefleet-db-app", "voicefleet-tls"},
                     "production": {"voicefleet-db-app", "voicefleet-tls", "voicefleet-secrets"}}
+# Overlays for a one-node cluster, where a ReadWriteOnce volume serves every pod (it is per node).
+ONE_NODE = {"dev"}
 CONTROL_PLANE, WORKER = "voicefleet-control-plane", "voicefleet-cloud-worker"
 
 
@@ -175,8 +177,17 @@ def test_the_control_plane_keeps_its_files_in_the_shared_store(overlay, clean_en
     assert settings.api_url() == public.rstrip("/")
     ingress_host = find(objects, "Ingress", CONTROL_PLANE)["spec"]["rules"][0]["host"]
     assert public.split("://")[1].split("/")[0] == ingress_host, f"{name}: agents are handed another host"
-    claim = find(objects, "PersistentVolumeClaim", "voicefleet-store")
-    assert "ReadWriteMany" in claim["spec"]["accessModes"]
+
+
+def test_the_store_is_shared_wherever_several_pods_mount_it(overlay):
+    name, objects = overlay
+    mounting = sum(d["spec"]["replicas"] for d in objects if d["kind"] == "Deployment" and any(
+        v.get("persistentVolumeClaim", {}).get("claimName") == "voicefleet-store"
+        for v in d["spec"]["template"]["spec"]["volumes"]))
+    scaled = find(objects, "ScaledObject", CONTROL_PLANE)["spec"]["maxReplicaCount"]
+    modes = find(objects, "PersistentVolumeClaim", "voicefleet-store")["spec"]["accessModes"]
+    if (mounting > 1 or scaled > 1) and name not in ONE_NODE:
+        assert "ReadWriteMany" in modes, f"{name}: several pods mount the store but it is {modes}"
 
 
 def test_the_database_url_uses_the_installed_driver_and_the_clusters_service(overlay):
