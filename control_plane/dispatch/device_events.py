@@ -117,7 +117,8 @@ def _on_state(ctx: Context, session: Session, device_id: str, st: p.DeviceState,
         view.confirmed = not retained
     if changed:
         revoked = _offline_and_revoked(session, device_id)
-        announce(ctx, session, dev, why="its login was revoked" if revoked else "state message", alarm=not revoked)
+        why = "its login was revoked" if revoked else st.reason or "state message"  # st.reason: a recycle's
+        announce(ctx, session, dev, why=why, alarm=not revoked)
     out.reschedule = True
     log.info("device %s is %s", device_id, st.status)
 

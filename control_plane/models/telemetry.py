@@ -29,6 +29,9 @@ class TelemetryPoint(SQLModel):
     throttled: bool | None = None
     gpu_percent: float | None = None
     power_w: float | None = None
+    gpu_mem_used_mb: float | None = None  # NVML (GPU workers)
+    gpu_mem_total_mb: float | None = None
+    gpu_temperature_c: float | None = None
     inflight: int | None = None
     queued: int | None = None
     rtf: float | None = None

@@ -269,8 +269,8 @@ def test_telemetry_history_keeps_one_sample_per_10_s_and_prunes_past_a_day(one_d
     assert kept == [True, False, False, True, False, False, True, False]  # at 0 s, 12 s, 24 s
     points = client.get("/v1/devices/dev-001/telemetry", params={"window_s": 3600}).json()
     assert points == [{"at": t0 - 100 + i * 4, "load1": float(i), "throttled": i == 3} | dict.fromkeys(
-        ("cpu_percent", "mem_percent", "mem_available_mb", "temperature_c", "gpu_percent", "power_w", "inflight",
-         "queued", "rtf")) for i in (0, 3, 6)]
+        ("cpu_percent", "mem_percent", "mem_available_mb", "temperature_c", "gpu_percent", "power_w", "gpu_mem_used_mb",
+         "gpu_mem_total_mb", "gpu_temperature_c", "inflight", "queued", "rtf")) for i in (0, 3, 6)]
     assert len(client.get("/v1/devices/dev-001/telemetry", params={"window_s": 86400}).json()) == 3  # pruned
     assert client.get("/v1/devices/dev-001/telemetry", params={"window_s": 99}).json()[0]["at"] == t0 - 100 + 12
     assert client.get("/v1/devices/nope/telemetry").status_code == 404

@@ -198,8 +198,11 @@ def test_a_gpu_agents_figures_reach_the_control_plane_device_api(two_gpus: NvmlS
                 return r.status_code == 200 and (r.json().get("telemetry") or {}).get("gpu_mem_used_mb") and r.json()
 
             body = wait_for(gpu_figures, "the agent's GPU telemetry in the device API")
+            points = wait_for(lambda: client.get(f"/v1/devices/{device}/telemetry").json(), "a telemetry sample")
         finally:
             agent.shutdown()
+    assert (points[0]["gpu_mem_used_mb"], points[0]["gpu_mem_total_mb"], points[0]["gpu_temperature_c"]) == (
+        11776.0, 163840.0, 71.0)  # the history keeps them too
     t = body["telemetry"]
     assert t["source"] == "nvml" and t["gpu_percent"] == 87.0 and t["power_w"] == 400.5
     assert (t["gpu_mem_used_mb"], t["gpu_mem_total_mb"], t["gpu_temperature_c"]) == (11776.0, 163840.0, 71.0)
@@ -226,9 +229,12 @@ def test_gpu_memory_growing_over_real_jobs_recycles_the_agent(monkeypatch: pytes
             wait_for(lambda: agent.recycle.fired, "the recycle")
         finally:
             agent.shutdown()  # what Agent.run does next, before it executes itself again
-        wait_for(lambda: client.get(f"/v1/devices/{device}").json()["status"] == "offline", "the agent offline")
+        changes = wait_for(lambda: [c for c in client.get(f"/v1/devices/{device}/status-history").json()
+                                    if c["kind"] == "offline"], "the agent offline")
+        draining = [c for c in client.get(f"/v1/devices/{device}/status-history").json() if c["kind"] == "draining"]
     assert agent._restart and agent._why == ("recycling: GPU memory 11.5 GB > 10 GB bound, grew from 10.5 GB over "
                                             "3 idle samples, after 3 jobs")
+    assert [c["reason"] for c in draining + changes] == [agent._why] * 2  # the console's offline history shows it
 
 
 def test_the_console_device_page_shows_a_gpu_workers_figures(two_gpus: NvmlStandIn, tmp_path: Path,
