@@ -132,6 +132,7 @@ def engine_alone(args: argparse.Namespace, work: Path, levels: list[int]) -> dic
     engine = CosyVoice3Engine(weights_dir(work / "weights", args.size, args.device),
                               EngineSettings(home=work / "engine-home", cosyvoice_fp16=args.fp16))
     load_s = time.perf_counter() - t0
+    model_mb = round(torch.cuda.memory_allocated() / 2**20) if torch.cuda.is_available() else None
     clip = work / "clip.wav"
     clip.write_bytes(clip_wav())
     prompt = VoicePrompt(voice_id="bench", transcript=CLIP_TEXT, audio_url=clip.as_uri(),
@@ -147,16 +148,18 @@ def engine_alone(args: argparse.Namespace, work: Path, levels: list[int]) -> dic
                 "rms": rms(bytes(pcm))}
 
     one(TEXTS[0])  # warm-up: speaker features, kernels, the hop upstream grows on its first job
-    cuda = engine.model.model.device.type == "cuda"
     upstream = engine.model.model
-    out: dict[str, Any] = {"load_s": round(load_s, 2), "fp16_in_effect": upstream.fp16, "levels": {}}
+    cuda = upstream.device.type == "cuda"
+    out: dict[str, Any] = {"load_s": round(load_s, 2), "fp16_in_effect": upstream.fp16,
+                           "model_gpu_mb": model_mb, "levels": {}}
     for n in levels:
         log(f"engine alone, {n} stream(s)")
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         out["levels"][str(n)] = closed_loop(n, args.jobs, one)
-        if cuda:
-            out["levels"][str(n)]["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        if cuda:  # the peak, and what the caching allocator still holds once the jobs released theirs
+            out["levels"][str(n)] |= {"peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20),
+                                      "reserved_after_mb": round(torch.cuda.memory_reserved() / 2**20)}
     out["upstream_hop_tokens_after"] = upstream.token_hop_len  # upstream grows it on the model, for every later job
     return out  # the engine goes with this frame, before the agent builds its own
 
@@ -303,6 +306,9 @@ def print_table(r: dict[str, Any]) -> None:
             print(f"{n:>7} {name:<12}{x['first_chunk_ms']['p50']:>13.1f}{x['first_chunk_ms']['p99']:>9.1f}"
                   f"{x['rtf']['p50']:>9.3f}{x['rtf']['p99']:>8.3f}{x['aggregate_rtf'] or 0:>9.3f}"
                   f"{x.get('on_worker_at_once', '-'):>10}{x.get('queued_at_control_plane', '-'):>10}{x['silent']:>7}")
+        if "peak_gpu_mb" in e:
+            print(f"{'':>7} GPU MiB: model {r['engine']['model_gpu_mb']}, peak {e['peak_gpu_mb']}, "
+                  f"held after the jobs {e['reserved_after_mb']}")
         ratios = r["ratios"].get(n, {})
         if ratios:
             print(f"{'':>7} ratios: " + ", ".join(f"{k} {v}" for k, v in ratios.items()))
