@@ -39,6 +39,7 @@ from control_plane.leader import Leadership
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
 from control_plane.models import Device
+from control_plane.rate_limits import SharedBuckets
 from control_plane.registry import Registry
 from control_plane.relay import Relay
 from control_plane.rollouts import Rollouts
@@ -108,7 +109,7 @@ def _relay(services: Services) -> Relay | None:
     if not is_postgres(services.engine):
         return None
     relay = Relay(services.settings.resolved_database_url(), services.settings.control_id, services.events,
-                  services.watch)
+                  services.watch, services.tokens)
     relay.start()
     return relay
 
@@ -121,7 +122,7 @@ def build_services(settings: Settings) -> Services:
     store = LocalAudioStore(settings.resolved_audio_dir())
     watch = JobWatch()
     metrics = Metrics(lambda: _snapshot(engine))
-    tokens = Tokens(engine)
+    tokens = Tokens(engine, SharedBuckets(settings.redis_url) if settings.redis_url else None)
     bootstrap_admin(tokens, settings.admin_token, settings.home)
     secret = url_secret(settings.url_secret, settings.home)
     broker_auth.install(settings, engine)  # the broker must know our login before we connect

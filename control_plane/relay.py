@@ -1,6 +1,7 @@
 """Replicas tell each other what changed, through PostgreSQL LISTEN/NOTIFY: the console's events
-(the EventBus behind GET /v1/events) and job wake-ups (the JobWatch that wakes clients following a
-job's audio). Whichever replica handled a device's message, a client on any replica hears of it.
+(the EventBus behind GET /v1/events), job wake-ups (the JobWatch that wakes clients following a
+job's audio) and token revocations (each replica caches checked tokens for a few seconds).
+Whichever replica handled a device's message or a revocation, every replica hears of it.
 
 What a replica publishes locally it also sends on the channel, after the commit that made it (the
 bus and the watch are only ever told after a commit). Each replica listens on its own connection
@@ -24,6 +25,7 @@ import psycopg
 
 from control_plane.events import EventBus
 from control_plane.live import JobWatch
+from control_plane.tokens import Tokens
 
 log = logging.getLogger(__name__)
 CHANNEL = "voicefleet_changes"
@@ -32,10 +34,10 @@ RETRY_S = 1.0
 
 
 class Relay:
-    def __init__(self, url: str, replica: str, bus: EventBus, watch: JobWatch):
+    def __init__(self, url: str, replica: str, bus: EventBus, watch: JobWatch, tokens: Tokens | None = None):
         self.url = _libpq_url(url)
         self.replica = replica
-        self.bus, self.watch = bus, watch
+        self.bus, self.watch, self.tokens = bus, watch, tokens
         self._outgoing: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self.listening = threading.Event()  # set while LISTEN is in place (the tests wait on it)
@@ -45,11 +47,15 @@ class Relay:
     def start(self) -> None:
         self.bus.forward = lambda kind, data, owner: self._outgoing.put(("e", [kind, data, owner]))
         self.watch.forward = lambda job_id: self._outgoing.put(("j", job_id))
+        if self.tokens is not None:
+            self.tokens.on_revoke = lambda token_id: self._outgoing.put(("t", token_id))
         for t in self._threads:
             t.start()
 
     def stop(self) -> None:
         self.bus.forward = self.watch.forward = None
+        if self.tokens is not None:
+            self.tokens.on_revoke = None
         self._stop.set()
         self._outgoing.put(None)
         for t in self._threads:
@@ -117,6 +123,9 @@ class Relay:
                 self.bus.publish(kind, data, owner=owner, remote=True)
             for job_id in message.get("j", ()):
                 self.watch.notify(job_id, remote=True)
+            for token_id in message.get("t", ()):
+                if self.tokens is not None:
+                    self.tokens.forget(token_id)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("dropped a relayed message that is not ours: %s", exc)
 
@@ -125,9 +134,9 @@ def _pack(replica: str, batch: list[tuple[str, Any]]) -> list[str]:
     """The batch as NOTIFY payloads, each under MAX_PAYLOAD bytes; a job woken twice is sent once
     (an item too big alone is dropped, with a warning)."""
     payloads: list[str] = []
-    current: dict[str, list] = {"e": [], "j": []}
+    current: dict[str, list] = {"e": [], "j": [], "t": []}
     size, woken = 0, set()
-    budget = MAX_PAYLOAD - len(json.dumps({"r": replica, "e": [], "j": []}, ensure_ascii=False).encode())
+    budget = MAX_PAYLOAD - len(json.dumps({"r": replica, "e": [], "j": [], "t": []}, ensure_ascii=False).encode())
     for tag, item in batch:
         if tag == "j":
             if item in woken:
@@ -136,7 +145,7 @@ def _pack(replica: str, batch: list[tuple[str, Any]]) -> list[str]:
         item_size = len(json.dumps(item, ensure_ascii=False).encode()) + 1
         if size + item_size > budget and size:
             payloads.append(json.dumps({"r": replica, **current}, ensure_ascii=False))
-            current, size = {"e": [], "j": []}, 0
+            current, size = {"e": [], "j": [], "t": []}, 0
         if item_size > budget:
             log.warning("a change too large to relay was left out (%d bytes)", item_size)
             continue

@@ -17,6 +17,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +26,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from control_plane.models import ApiToken
+from control_plane.rate_limits import SharedBuckets
 from voicefleet.ids import now
 
 log = logging.getLogger(__name__)
@@ -111,11 +113,14 @@ class TokenBucket:
 
 
 class Tokens:
-    """Creates, checks and revokes API tokens; keeps each token's rate-limit bucket (per process:
-    replicas behind a load balancer each allow the rate)."""
+    """Creates, checks and revokes API tokens; keeps each token's rate-limit bucket: in Redis where
+    one is configured, shared by every replica (control_plane/rate_limits.py), else in this process.
+    A revocation reaches the other replicas' caches through ``on_revoke`` (control_plane/relay.py)."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, shared: SharedBuckets | None = None):
         self.engine = engine
+        self.shared = shared
+        self.on_revoke: Callable[[str], None] | None = None
         self._cache: dict[str, tuple[float, Principal]] = {}  # hash of the whole token -> (checked at, who)
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
@@ -147,9 +152,15 @@ class Tokens:
                 session.add(row)
                 session.commit()
                 session.refresh(row)
+        self.forget(token_id)
+        if self.on_revoke is not None:
+            self.on_revoke(token_id)
+        return row
+
+    def forget(self, token_id: str) -> None:
+        """Drop a revoked token from the cache: its next request reads the database and is refused."""
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if v[1].token_id != token_id}
-        return row
 
     def check(self, token: str) -> Principal | None:
         key = hash_secret(token)
@@ -174,6 +185,8 @@ class Tokens:
         """0 if ``who`` may make a request now, else the seconds to wait."""
         if who.rate is None:
             return 0.0
+        if self.shared is not None and (wait := self.shared.take(who.token_id, *who.rate)) is not None:
+            return wait
         with self._lock:
             bucket = self._buckets.get(who.token_id)
             if bucket is None:

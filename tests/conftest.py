@@ -4,10 +4,12 @@
   that restarts or reconfigures a broker starts its own ``MosquittoBroker`` in ``tmp_path``.
 - ``pg_server``: a throwaway PostgreSQL cluster (or ``VOICEFLEET_TEST_PG_URL``).
 - ``database_url``: a fresh, empty database per test, once on SQLite and once on PostgreSQL.
+- ``redis_url``: the local Redis (or ``VOICEFLEET_TEST_REDIS_URL``) and a key prefix of the test's own.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -75,3 +77,21 @@ def cluster(database_url: str, mqtt_broker: MosquittoBroker, tmp_path: Path) -> 
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[tuple[str, str]]:
+    """Real Redis (VOICEFLEET_TEST_REDIS_URL or localhost) and a key prefix of this test's own."""
+    redis = pytest.importorskip("redis")
+    url = os.environ.get("VOICEFLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI"):  # .ci/run starts Redis: missing there is a failure, not a skip
+            raise
+        pytest.skip(f"Redis at {url} unreachable: {exc}")
+    prefix = f"vftest:{uuid.uuid4().hex}:"
+    yield url, prefix
+    for key in client.scan_iter(match=f"{prefix}*"):
+        client.delete(key)

@@ -19,7 +19,7 @@ class SettingsError(CodedError):
 class Settings(CommonSettings):
     database_url: str | None = None  # default: SQLite (WAL) in VOICEFLEET_HOME
     audio_dir: Path | None = None  # default: VOICEFLEET_HOME/audio
-    redis_url: str | None = None  # speaker-embedding cache shared by replicas; in-process LRU without it
+    redis_url: str | None = None  # speaker embeddings and rate limits shared by replicas; in-process without it
     http_host: str = "127.0.0.1"
     http_port: int = 8750
     public_url: str | None = None  # how agents reach this API (cloned voices' prompt audio); default host:port

@@ -4,7 +4,6 @@ made here (numpy -> soundfile), and the speaker-embedding cache on real Redis an
 from __future__ import annotations
 
 import io
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -260,22 +259,6 @@ class Counting:
     def __call__(self, wav16k: np.ndarray) -> np.ndarray:
         self.calls += 1
         return embed(wav16k)
-
-
-@pytest.fixture
-def redis_url() -> Iterator[tuple[str, str]]:
-    """Real Redis (VOICEFLEET_TEST_REDIS_URL or localhost) and a key prefix of this test's own."""
-    redis = pytest.importorskip("redis")
-    url = os.environ.get("VOICEFLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    client = redis.Redis.from_url(url, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {url} unreachable: {exc}")
-    prefix = f"vftest:{uuid.uuid4().hex}:"
-    yield url, prefix
-    for key in client.scan_iter(match=f"{prefix}*"):
-        client.delete(key)
 
 
 def test_embedding_cache_in_process_counts_hits_and_misses():
