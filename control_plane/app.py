@@ -7,7 +7,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from control_plane import broker_auth, console, jobs
 from control_plane.api import errors
@@ -38,7 +38,7 @@ from control_plane.dispatch.commands import HeardTestPhrase
 from control_plane.leader import Leadership
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
-from control_plane.models import Device
+from control_plane.models import Device, RolloutEvent
 from control_plane.rate_limits import SharedBuckets
 from control_plane.registry import Registry
 from control_plane.relay import Relay
@@ -156,7 +156,8 @@ def _snapshot(engine) -> dict:
         inflight = jobs.inflight_by_device(session)
         devices_ = [{"id": d.id, "status": d.status, "max_concurrency": d.max_concurrency,
                      "inflight": inflight.get(d.id, 0)} for d in session.exec(select(Device)).all()]
-        return {"jobs_by_state": jobs.counts_by_state(session), "devices": devices_}
+        halted = session.exec(select(func.count()).where(RolloutEvent.kind == "halted")).one()
+        return {"jobs_by_state": jobs.counts_by_state(session), "devices": devices_, "rollouts_halted": halted}
 
 
 class BodyLimit:

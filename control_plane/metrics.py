@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -59,3 +59,6 @@ class _DatabaseGauges:
             cap.add_metric([dev["id"]], dev["max_concurrency"])
         yield load
         yield cap
+        # read from the database: the same total on every replica, and it survives restarts
+        yield CounterMetricFamily("voicefleet_rollouts_halted", "Rollouts halted by a gate (and rolled back)",
+                                  value=snap["rollouts_halted"])

@@ -111,6 +111,7 @@ def test_broken_bundle_halts_after_the_canaries_and_leaves_every_device_on_the_o
     assert set(pl.fleet.versions().values()) == {"1.0.0"}
     sent = {e["device_id"] for e in pl.events(r["id"]) if e["kind"] == "device_sent"}
     assert sent == {d["device_id"] for d in done["devices"] if d["phase"] == 0}  # the wave never started
+    assert "voicefleet_rollouts_halted_total 1.0" in pl.api.get("/metrics").text  # what the halt alert watches
 
 
 def test_job_error_rate_on_updated_devices_halts_and_rolls_them_back(plane):
