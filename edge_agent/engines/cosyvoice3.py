@@ -80,6 +80,10 @@ class CosyVoice3Engine(Engine):
         self._default = _default_prompt(self.settings)
         self.model = _load_model(directory, self.settings.cosyvoice_fp16)
         self.sample_rate = int(self.model.sample_rate)
+        # Upstream's streaming starts with short hops (fast first audio) and grows them on the model
+        # object itself (CosyVoice2Model.tts), never setting them back: every job after the first
+        # would wait for a long hop before its first audio. Each job starts from the loaded value.
+        self._first_hop = getattr(self.model.model, "token_hop_len", None)
         self._lock = threading.Lock()  # the caches; the model itself serves the agent's 2 slots
         self._prompts: dict[str, Path] = {}
         self._speakers: OrderedDict[str, None] = OrderedDict()  # clip sha256s in upstream's spk2info, LRU
@@ -95,6 +99,8 @@ class CosyVoice3Engine(Engine):
     def synthesize(self, request: SynthesisRequest,
                    cancelled: Callable[[], bool] = never_cancelled) -> Iterator[bytes]:
         refuse_unspeakable(request)
+        if self._first_hop is not None:
+            self.model.model.token_hop_len = self._first_hop
         wav, sha256, transcript = self._prompt(request)
         instruction = self._instruction(request)
         session = self._session(sha256, wav, instruction or SYSTEM + transcript)
