@@ -294,8 +294,8 @@ def print_table(r: dict[str, Any]) -> None:
     ignored = "" if r["engine"]["fp16_in_effect"] == c["fp16"] else " (not in effect: no CUDA)"
     print(f"voicefleet cloud benchmark: CosyVoice3 stand-in ({c['size']}, random weights) on {c['device']}"
           f"{' fp16' if c['fp16'] else ' fp32'}{ignored}"
-          f", {c['jobs']} cloned-voice jobs a level, {c['wall_s']} s; upstream's streaming hop after the warm-up job: "
-          f"{r['engine']['upstream_hop_tokens_after']} tokens")
+          f", {c['jobs']} cloned-voice jobs a level, {c['wall_s']} s; upstream's streaming hop grew to "
+          f"{r['engine']['upstream_hop_tokens_after']} tokens within a job (the engine starts each job from 25)")
     print(f"{'streams':>7} {'':<12}{'first p50 ms':>13}{'p99 ms':>9}{'RTF p50':>9}{'p99':>8}{'aggr RTF':>9}"
           f"{'on worker':>10}{'queued@CP':>10}{'silent':>7}")
     for n, e in r["engine"]["levels"].items():
