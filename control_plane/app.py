@@ -30,7 +30,7 @@ from control_plane.api.routes import models as model_routes
 from control_plane.api.routes import rollouts as rollout_routes
 from control_plane.api.routes import voices as voice_routes
 from control_plane.audio_store import LocalAudioStore
-from control_plane.audit import AuditTrail
+from control_plane.audit import AuditTrail, AuditWriter
 from control_plane.core.config import Settings
 from control_plane.core.db import is_postgres, make_engine, upgrade, wait_for_database
 from control_plane.dispatch import Context, Dispatcher, Inbox
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.dispatcher.stop()
             if relay is not None:
                 relay.stop()
+            services.audit.close()
             services.engine.dispose()
 
     app = FastAPI(title="voicefleet control plane", version="0.1.0", lifespan=lifespan)
@@ -130,7 +131,7 @@ def build_services(settings: Settings) -> Services:
                                   url_secret=secret)
     return Services(settings=settings, engine=engine, store=store, watch=watch, metrics=metrics,
                     dispatcher=dispatcher, tokens=tokens, url_secret=secret, registry=dispatcher.ctx.rollouts.registry,
-                    events=dispatcher.ctx.events)
+                    events=dispatcher.ctx.events, audit=AuditWriter(engine))
 
 
 def build_dispatcher(settings: Settings, *, engine, store: LocalAudioStore, watch: JobWatch, metrics: Metrics,

@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from control_plane.api.errors import declare
 from control_plane.audio_store import LocalAudioStore
+from control_plane.audit import AuditWriter
 from control_plane.core.config import Settings
 from control_plane.dispatch import Dispatcher
 from control_plane.events import EventBus
@@ -33,6 +34,7 @@ class Services:
     url_secret: bytes  # signs the URLs agents fetch prompt clips and bundle files from
     registry: Registry  # the model registry the dispatcher's rollouts read
     events: EventBus  # what the dispatcher changed, for GET /v1/events
+    audit: AuditWriter  # the audit log's queue and writer (control_plane/audit.py)
 
 
 def get_services(request: Request) -> Services:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from control_plane import audit
 from control_plane.api.auth import Admin
-from control_plane.api.deps import SessionDep
+from control_plane.api.deps import ServicesDep, SessionDep
 from control_plane.models import AuditEntryPublic
 from control_plane.models.console import MAX_AUDIT_PATH
 
@@ -19,6 +19,7 @@ MAX_ID = 2**31 - 1  # the id column's range
 @router.get("", response_model=list[AuditEntryPublic], dependencies=[Admin])
 def list_audit(
     session: SessionDep,
+    services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="at most this many entries")] = 100,
     before_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="older than this id: the last id of "
                                                                           "the previous page")] = None,
@@ -30,5 +31,6 @@ def list_audit(
     """State-changing calls (POST, PUT, PATCH, DELETE under /v1), refused ones and sign-ins included,
     newest first: who made them (token, subject, role; none when no valid credential came), the
     route's action, its path parameters as ``target``, and the HTTP status they were answered with."""
+    services.audit.flush()  # what this replica has queued: a caller sees its own calls
     found = audit.entries(session, limit=limit, before_id=before_id, subject=subject, path_prefix=path_prefix)
     return [AuditEntryPublic.model_validate(e) for e in found]
