@@ -2,8 +2,8 @@
 
 Every POST, PUT, PATCH and DELETE under /v1 is recorded once its answer has been sent, refusals too
 (401, 403, 422: a forged or probing call is what an operator looks for). Records are queued and
-written by a thread of their own, many to a transaction (one insert each cost a busy control plane
-0.46 ms of CPU a call; batched, 0.07 ms); if a write fails (the database is away) a warning is
+written by a thread of their own, many to a transaction (a transaction of its own for each call was
+a share of every submit's CPU); if a write fails (the database is away) a warning is
 logged and the calls stand: the log must never cost a call its answer. Reading the log first
 writes what is queued, so a caller sees its own calls.
 """
