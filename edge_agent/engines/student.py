@@ -69,23 +69,42 @@ def frame_features(encodings: np.ndarray, durations: np.ndarray) -> np.ndarray:
     return np.concatenate([encodings[:, phone], extra])[None].astype(np.float32)
 
 
-class StudentModel:
-    """The two ONNX graphs of a student (``variant`` "fp32" or "int8") in ``directory``."""
+def calibrate(frames: np.ndarray, calibration: dict | None) -> np.ndarray:
+    """Predicted phone lengths (frames, unrounded) through the bundle's monotone map to its teacher's
+    (``models.distill.calibration``): linear between knots, shifted one for one past the last, scaled
+    towards zero below the first. Without a calibration (older bundles) they pass unchanged."""
+    if not calibration:
+        return frames
+    x, y = np.asarray(calibration["x"]), np.asarray(calibration["y"])
+    out = np.interp(frames, x, y)
+    out = np.where(frames > x[-1], y[-1] + (frames - x[-1]), out)
+    return np.where(frames < x[0], frames * (y[0] / max(x[0], 1e-6)), out)
 
-    def __init__(self, directory: Path, config: dict, threads: int = 1, variant: str = "fp32"):
+
+class StudentModel:
+    """The two ONNX graphs of a student (``variant`` "fp32" or "int8") in ``directory``; ``calibration``:
+    the bundle's duration map (its manifest's ``runtime.duration_calibration``)."""
+
+    def __init__(self, directory: Path, config: dict, threads: int = 1, variant: str = "fp32",
+                 calibration: dict | None = None):
         suffix = "" if variant == "fp32" else f".{variant}"
-        self.config, self.hop = config, config["hop"]
+        self.config, self.hop, self.calibration = config, config["hop"], calibration
         self.context = receptive_frames(config) + 2
         self._encoder = onnx_session(directory / f"encoder{suffix}.onnx", threads)
         self._synth = onnx_session(directory / f"synth{suffix}.onnx", threads)
         self.basis = istft_basis(config["n_fft"])
 
-    def durations(self, ids: list[int], speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    def predicted_frames(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(encodings [C, T], calibrated unrounded frames per phone [T])."""
         encodings, log_durations = self._encoder.run(None, {"phones": np.asarray([ids], np.int64)})
-        durations = np.maximum(np.rint(np.expm1(log_durations[0]) / speed), 0).astype(np.int64)
+        return encodings[0], calibrate(np.maximum(np.expm1(log_durations[0]), 0.0), self.calibration)
+
+    def durations(self, ids: list[int], speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        encodings, frames = self.predicted_frames(ids)
+        durations = np.maximum(np.rint(frames / speed), 0).astype(np.int64)
         if durations.sum() == 0:
             durations[len(durations) // 2] = 1
-        return encodings[0], durations
+        return encodings, durations
 
     def stream(self, ids: list[int], speed: float = 1.0, first: int = FIRST_CHUNK_FRAMES,
                chunk: int = CHUNK_FRAMES) -> Iterator[np.ndarray]:
@@ -133,7 +152,7 @@ class StudentEngine(Engine):
         threads = threads or settings.engine_threads
         self.manifest = manifest
         self.model = StudentModel(verified.path, manifest.extra["config"], threads,
-                                  variant or runtime.get("variant", "fp32"))
+                                  variant or runtime.get("variant", "fp32"), runtime.get("duration_calibration"))
         self.sample_rate = manifest.sample_rate
         self.descriptor = EngineDescriptor(name="student-onnx", version=manifest.version,
                                            model=manifest.model_id, sample_rate=manifest.sample_rate)

@@ -43,7 +43,8 @@ def _speak(render, sentence: str) -> tuple[np.ndarray, float]:
 def evaluate_student(work: Path, teacher_name: str, quick: bool = False) -> dict:
     from models.distill.evaluate import evaluate_pairs
 
-    config = json.loads((work / "report.json").read_text())["export"]["config"]
+    export = json.loads((work / "report.json").read_text())["export"]
+    config, calibration = export["config"], export.get("duration_calibration")
     sentences = heldout_sentences()[: 2 if quick else None]
     teacher = load_teacher(teacher_name, threads=1)
     reference, teacher_s = zip(*(_speak(lambda p: teacher.render(p).audio, s) for s in sentences), strict=True)
@@ -52,7 +53,7 @@ def evaluate_student(work: Path, teacher_name: str, quick: bool = False) -> dict
                     "teacher_rtf_1thread": round(sum(teacher_s) / audio_s, 4)}
     models = {}
     for variant in ("fp32", "int8"):
-        model = models[variant] = StudentModel(work, config, threads=1, variant=variant)
+        model = models[variant] = StudentModel(work, config, threads=1, variant=variant, calibration=calibration)
         model.synthesize(phrases(sentences[0])[0].ids)  # warm-up: first runs allocate
         spoken, spent = zip(*(_speak(lambda p, m=model: m.synthesize(p.ids), s) for s in sentences), strict=True)
         student_s = sum(len(a) for a in spoken) / SAMPLE_RATE

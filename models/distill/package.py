@@ -52,10 +52,16 @@ def package(args, report: dict) -> dict:
         "provenance": {"teacher": teacher_info, "corpus": report.get("teacher", {}),
                        "training": train, "pipeline": "voicefleet distill" + (" --quick" if args.quick else "")},
         "evaluation": evaluation,
-        "extra": {"config": report["export"]["config"], "runtime": {"variant": variant},
+        "extra": {"config": report["export"]["config"], "runtime": _runtime(report["export"], variant),
                   "frontend": "voicefleet.text.mandarin (Baker 219-symbol phone set)"},
     }
     manifest = write_bundle(args.out, files, fields, signing_key(args.key))
     return {"path": str(args.out), "variant": variant, "key_id": manifest.key_id,
             "bytes": sum(f.size for f in manifest.files.values())}
 
+
+
+def _runtime(export: dict, variant: str) -> dict:
+    """What the edge engine needs to run the graphs as they were evaluated."""
+    calibration = export.get("duration_calibration")
+    return {"variant": variant} | ({"duration_calibration": calibration} if calibration else {})

@@ -31,6 +31,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sentences", type=int, default=4000, help="training sentences to generate")
     p.add_argument("--corpus", type=Path, default=None, help="use these sentences (one per line) instead")
     p.add_argument("--seconds", type=float, default=3600, help="training wall-clock budget per network")
+    p.add_argument("--init", type=Path, default=None, metavar="BUNDLE",
+                   help="start both networks from this bundle's weights (a fine-tune) instead of from scratch")
+    p.add_argument("--acoustic-share", type=float, default=0.5, metavar="FRACTION",
+                   help="on a CPU, the share of --seconds given to the acoustic network (the rest: vocoder)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--workers", type=int, default=None, help="teacher processes (default: all cores)")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
@@ -45,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.sentences, args.seconds = 6, min(args.seconds, 240.0)  # quick runs stop at QUICK_STEPS
     args.work = args.work or args.out.with_name(args.out.name + ".work")
+    if not 0 < args.acoustic_share < 1:
+        p.error("--acoustic-share is a fraction between 0 and 1")
     unknown = set(args.stages.split(",")) - set(STAGES)
     if unknown:
         p.error(f"unknown stage(s) {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}")
@@ -101,12 +107,12 @@ def _device(name: str) -> str:
     return name
 
 
-def _train_one(which: str, work: Path, device: str, seconds: float, quick: bool) -> dict:
+def _train_one(which: str, work: Path, device: str, seconds: float, quick: bool, init: Path | None = None) -> dict:
     import torch
 
     from models.distill.dataset import Dataset
     from models.distill.student import StudentConfig
-    from models.distill.train import train_acoustic, train_vocoder
+    from models.distill.train import bundle_weights, train_acoustic, train_vocoder
 
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -115,25 +121,34 @@ def _train_one(which: str, work: Path, device: str, seconds: float, quick: bool)
     cfg = StudentConfig()
     batch = 8 if device == "cpu" else (64 if which == "acoustic" else 96)
     fn = train_acoustic if which == "acoustic" else train_vocoder
-    return fn(data, cfg, work, device, batch=batch, seconds=seconds, max_steps=QUICK_STEPS if quick else 10**9,
-              save_every_s=20 if device != "cpu" else 60)
+    weights = bundle_weights(init)[which] if init else None
+    result = fn(data, cfg, work, device, batch=batch, seconds=seconds, max_steps=QUICK_STEPS if quick else 10**9,
+                save_every_s=20 if device != "cpu" else 60, init=weights)
+    return result | ({"init": _bundle_name(init)} if init else {})
+
+
+def _bundle_name(bundle: Path) -> str:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    return f"{manifest['model_id']} {manifest['version']}"
 
 
 def stage_train(args, report) -> dict:
     device = _device(args.device)
-    if device == "cpu":  # two cores: one network after the other, each with half the budget
-        return {which: _train_one(which, args.work, device, args.seconds / 2, args.quick)
-                for which in ("acoustic", "vocoder")}
+    if device == "cpu":  # two cores: one network after the other, sharing the budget
+        shares = {"acoustic": args.acoustic_share, "vocoder": 1 - args.acoustic_share}
+        return {which: _train_one(which, args.work, device, args.seconds * share, args.quick, args.init)
+                for which, share in shares.items()}
     with get_context("spawn").Pool(2) as pool:  # a GPU trains both at once
-        jobs = {which: pool.apply_async(_train_one, (which, args.work, device, args.seconds, args.quick))
+        jobs = {which: pool.apply_async(_train_one, (which, args.work, device, args.seconds, args.quick, args.init))
                 for which in ("acoustic", "vocoder")}
         return {which: job.get() for which, job in jobs.items()} | {"device": device}
 
 
 def stage_export(args, report) -> dict:
+    from models.distill.calibration import fit_from_work
     from models.distill.export import export_all
 
-    return export_all(args.work)
+    return export_all(args.work) | {"duration_calibration": fit_from_work(args.work)}
 
 
 def stage_evaluate(args, report) -> dict:

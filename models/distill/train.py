@@ -4,6 +4,9 @@ Each loop runs until a step count or a wall-clock budget is used up (whichever c
 saves a checkpoint every ``save_every_s`` seconds and at the end, and picks up from an existing
 checkpoint in ``out_dir`` (same config) instead of starting over. The learning rate follows a
 cosine from the progress fraction, so a time-budgeted run anneals properly on any hardware.
+A run can start from a shipped bundle's weights (``bundle_weights``: the ONNX graphs keep every
+parameter under its PyTorch name) at a lower learning rate: a CPU cannot redo a GPU's training
+in a session, but it can fine-tune the student on a corpus that covers what it got wrong.
 
 - acoustic: L1 on log-mel frames (masked) + MSE on log(1 + duration) per phone.
 - vocoder: on random 0.8 s windows, multi-resolution STFT losses (spectral convergence and
@@ -70,8 +73,28 @@ def _save(path: Path, model, opt, cfg: StudentConfig, step: int, elapsed: float,
     tmp.replace(path)  # a crash mid-save leaves the previous checkpoint intact
 
 
+FINE_TUNE_LR_SCALE = 0.25  # of the from-scratch learning rate, when starting from a bundle's weights
+
+
+def bundle_weights(bundle: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """{"acoustic": state dict, "vocoder": state dict} read back from a bundle's fp32 graphs."""
+    import onnx
+    from onnx import numpy_helper
+
+    out: dict[str, dict[str, torch.Tensor]] = {"acoustic": {}, "vocoder": {}}
+    for graph in ("encoder.onnx", "synth.onnx"):
+        for tensor in onnx.load(str(bundle / graph)).graph.initializer:
+            net, _, key = tensor.name.partition(".")
+            if net in out:
+                out[net][key] = torch.from_numpy(numpy_helper.to_array(tensor).copy())
+    return out
+
+
 def _loop(name: str, model, step_fn, out_dir: Path, cfg: StudentConfig, *, lr: float, max_steps: int,
-          seconds: float, save_every_s: float, log_every: int) -> dict:
+          seconds: float, save_every_s: float, log_every: int, init: dict | None = None) -> dict:
+    if init is not None:  # a checkpoint in out_dir (a resumed run) overrides it below
+        model.load_state_dict(init)
+        lr *= FINE_TUNE_LR_SCALE
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
     path = out_dir / f"{name}.pt"
     step, elapsed = _load(path, model, opt, cfg)
@@ -94,11 +117,12 @@ def _loop(name: str, model, step_fn, out_dir: Path, cfg: StudentConfig, *, lr: f
             last_save = time.monotonic()
     _save(path, model, opt, cfg, step, budget.elapsed, log)
     return {"steps": step, "seconds": round(budget.elapsed, 1), "last_losses": log,
-            "parameters": count_parameters(model)}
+            "parameters": count_parameters(model), "fine_tuned": init is not None}
 
 
 def train_acoustic(data: Dataset, cfg: StudentConfig, out_dir: Path, device: str = "cpu", *, batch: int = 16,
-                   max_steps: int = 10**9, seconds: float = 600, save_every_s: float = 60, seed: int = 0) -> dict:
+                   max_steps: int = 10**9, seconds: float = 600, save_every_s: float = 60, seed: int = 0,
+                   init: dict | None = None) -> dict:
     dev = torch.device(device)
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -122,12 +146,12 @@ def train_acoustic(data: Dataset, cfg: StudentConfig, out_dir: Path, device: str
         return {"mel_l1": mel_loss, "dur_mse": dur_loss}
 
     return _loop("acoustic", model, step_fn, out_dir, cfg, lr=2e-3, max_steps=max_steps, seconds=seconds,
-                 save_every_s=save_every_s, log_every=100)
+                 save_every_s=save_every_s, log_every=100, init=init)
 
 
 def train_vocoder(data: Dataset, cfg: StudentConfig, out_dir: Path, device: str = "cpu", *, batch: int = 16,
                   window: int = 64, max_steps: int = 10**9, seconds: float = 600, save_every_s: float = 60,
-                  seed: int = 0) -> dict:
+                  seed: int = 0, init: dict | None = None) -> dict:
     dev = torch.device(device)
     torch.manual_seed(seed)
     rng = random.Random(seed + 1)
@@ -154,7 +178,7 @@ def train_vocoder(data: Dataset, cfg: StudentConfig, out_dir: Path, device: str 
         return {"sc": sc, "log_mag": mag, "mel_l1": (logmel(out) - logmel(target)).abs().mean()}
 
     return _loop("vocoder", model, step_fn, out_dir, cfg, lr=1e-3, max_steps=max_steps, seconds=seconds,
-                 save_every_s=save_every_s, log_every=200)
+                 save_every_s=save_every_s, log_every=200, init=init)
 
 
 def _stft_losses(out: torch.Tensor, target: torch.Tensor, windows: dict) -> tuple[torch.Tensor, torch.Tensor]:

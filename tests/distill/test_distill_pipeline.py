@@ -52,6 +52,10 @@ def test_quick_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert manifest.provenance["teacher"]["engine"].startswith("espeak")
     assert manifest.provenance["training"]["acoustic"]["steps"] == 20
     assert manifest.extra["runtime"]["variant"] == evaluation["chosen"]
+    # the duration map fitted on its training clauses travels with it, as the evaluation applied it
+    calibration = manifest.extra["runtime"]["duration_calibration"]
+    assert calibration == report["export"]["duration_calibration"] and len(calibration["x"]) >= 2
+    assert calibration["fitted_on"]["clauses"] == report["teacher"]["phrases"]
     # the bundle carries the figures this run measured (written by the pipeline, never by hand)
     for variant in ("fp32", "int8"):
         for figure in ("mcd_db", "speaker_similarity"):
@@ -62,7 +66,9 @@ def test_quick_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(EngineUnavailable, match="key"):  # a key nobody trusts yet
         StudentEngine(out)
     monkeypatch.setenv("VOICEFLEET_TRUSTED_KEYS", f"{key}.pub")
-    pcm = b"".join(StudentEngine(out).synthesize(SynthesisRequest(text="你好，世界。")))
+    engine = StudentEngine(out)
+    assert engine.model.calibration == calibration  # the runtime paces as the evaluation did
+    pcm = b"".join(engine.synthesize(SynthesisRequest(text="你好，世界。")))
     assert len(np.frombuffer(pcm, "<i2")) > 2400
 
     # training resumes from its checkpoints instead of starting over
