@@ -13,6 +13,7 @@ from control_plane import broker_auth, console, jobs
 from control_plane.api import errors
 from control_plane.api.deps import Services
 from control_plane.api.errors import error_response
+from control_plane.api.forward import ForwardToLeader
 from control_plane.api.routes import (
     audit,
     devices,
@@ -42,6 +43,7 @@ from control_plane.models import Device, RolloutEvent
 from control_plane.rate_limits import SharedBuckets
 from control_plane.registry import Registry
 from control_plane.relay import Relay
+from control_plane.roles import Roles
 from control_plane.rollouts import Rollouts
 from control_plane.rollouts.listening import Listener
 from control_plane.signed_urls import url_secret
@@ -67,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         app.state.voices = VoiceService.from_settings(settings)
         relay = _relay(services)
-        services.dispatcher.start()
+        services.roles.start()  # the leader starts the dispatcher; a follower forwards to it
         events.end_streams_on_exit(services.events)
         log.info("control plane ready: database %s, broker %s", services.engine.url.render_as_string(),
                  settings.mqtt_url)
@@ -76,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             services.events.close()
             services.dispatcher.ctx.rollouts.listener.stop()
-            services.dispatcher.stop()
+            services.roles.stop()
             if relay is not None:
                 relay.stop()
             services.audit.close()
@@ -100,7 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     console.install(app)
     errors.install(app)
     app.add_middleware(BodyLimit)
-    app.add_middleware(AuditTrail)  # outermost: it records refusals of the body limit too
+    app.add_middleware(AuditTrail)  # it records refusals of the body limit too
+    app.add_middleware(ForwardToLeader)  # outermost: a follower's changes are the leader's to run and audit
     return app
 
 
@@ -131,14 +134,16 @@ def build_services(settings: Settings) -> Services:
                                   url_secret=secret)
     return Services(settings=settings, engine=engine, store=store, watch=watch, metrics=metrics,
                     dispatcher=dispatcher, tokens=tokens, url_secret=secret, registry=dispatcher.ctx.rollouts.registry,
-                    events=dispatcher.ctx.events, audit=AuditWriter(engine))
+                    events=dispatcher.ctx.events, audit=AuditWriter(engine),
+                    roles=Roles(engine, dispatcher.ctx.leader, dispatcher, replica=settings.control_id,
+                                url=settings.replica_api_url()))
 
 
 def build_dispatcher(settings: Settings, *, engine, store: LocalAudioStore, watch: JobWatch, metrics: Metrics,
                      url_secret: bytes) -> Dispatcher:
     """The dispatcher with its parts: the MQTT client delivering into its inbox, and the rollouts."""
     inbox = Inbox()
-    mqtt = MqttClient(settings.mqtt_url, settings.control_id, inbox=inbox,
+    mqtt = MqttClient(settings.mqtt_url, settings.mqtt_client_id or settings.control_id, inbox=inbox,
                       subscriptions=[(t, 1) for t in p.control_subscriptions()],
                       session_expiry_s=settings.mqtt_session_expiry_s, keepalive_s=settings.mqtt_keepalive_s,
                       manual_ack=True, login=settings.mqtt_login())

@@ -7,6 +7,7 @@ On SQLite there is one control plane by construction, and it always leads."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from sqlalchemy import Connection, Engine, text
@@ -26,31 +27,39 @@ class Leadership:
         self.replica = replica
         self._conn: Connection | None = None
         self.leading = not is_postgres(engine)
+        self.taken_elsewhere = False  # the last try found another replica holding the lock
         self._checked = float("-inf")
+        self._lock = threading.Lock()  # the roles loop and the dispatcher's housekeeping both ask
 
     def check(self) -> bool:
         """Do we lead now? Keeps the lock while its connection answers; else tries to take it (one
         round trip at most every CHECK_EVERY_S; between them the last answer stands)."""
         if not is_postgres(self.engine):
             return True
-        if time.monotonic() - self._checked < CHECK_EVERY_S:
+        with self._lock:
+            if time.monotonic() - self._checked >= CHECK_EVERY_S:
+                self._checked = time.monotonic()
+                self._check()
             return self.leading
-        self._checked = time.monotonic()
+
+    def _check(self) -> None:
         was = self.leading
         try:
-            self.leading = self._still_held() or self._take()
+            held = self._still_held()
+            self.leading = held or self._take()
+            self.taken_elsewhere = not self.leading
         except DBAPIError as exc:  # the database is away: so is our lock, whatever we held
             self._drop()
-            self.leading = False
+            self.leading = self.taken_elsewhere = False
             log.debug("leadership check failed: %s", exc)
         if self.leading != was:
             log.warning("replica %s %s", self.replica, "leads now: it runs lease expiry, heartbeats, hedging and "
                         "rollouts" if self.leading else "no longer leads")
-        return self.leading
 
     def close(self) -> None:
-        self._drop()
-        self._checked = float("-inf")
+        with self._lock:
+            self._drop()
+            self._checked = float("-inf")
         self.leading = not is_postgres(self.engine)
 
     def _still_held(self) -> bool:

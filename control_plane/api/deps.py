@@ -19,6 +19,7 @@ from control_plane.events import EventBus
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
 from control_plane.registry import Registry
+from control_plane.roles import Roles
 from control_plane.tokens import Tokens
 
 
@@ -35,6 +36,7 @@ class Services:
     registry: Registry  # the model registry the dispatcher's rollouts read
     events: EventBus  # what the dispatcher changed, for GET /v1/events
     audit: AuditWriter  # the audit log's queue and writer (control_plane/audit.py)
+    roles: Roles  # leader (runs the dispatcher) or follower (forwards to it): control_plane/roles.py
 
 
 def get_services(request: Request) -> Services:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -26,7 +27,12 @@ class Settings(CommonSettings):
     # The first admin token (vft_<16 hex>_<secret>); without it one is made in VOICEFLEET_HOME/admin.token.
     admin_token: str | None = None
     url_secret: str | None = None  # signs agents' download URLs; replicas must share it (default: kept in home)
-    control_id: str = "control"  # MQTT client id; unique per control-plane replica
+    control_id: str = "control"  # this replica's name (logs, leadership); unique per control-plane replica
+    # The MQTT client id of the dispatcher, which only the leader runs: the same for every replica of a
+    # cluster, so a new leader takes over the broker's session and the messages queued in it. Default:
+    # control_id (one control plane).
+    mqtt_client_id: str | None = None
+    replica_url: str | None = None  # where the other replicas reach this one's API; default: http://HOST:PORT
     # Mosquitto's passwd and acl files that this control plane maintains (docs/security.md); None: the
     # broker's logins are managed elsewhere. The broker's pid (to SIGHUP) is read from broker_pid_file.
     broker_dir: Path | None = None
@@ -83,6 +89,13 @@ class Settings(CommonSettings):
             raise SettingsError("public_url_required", f"{' and '.join(why)}, so agents may be too, and they could "
                                 f"not fetch cloned voices from {self.api_url()}: set VOICEFLEET_PUBLIC_URL to the "
                                 "address agents reach this API at (behind a proxy or load balancer: its address)")
+
+    def replica_api_url(self) -> str:
+        """This replica's own address, for the others (never the load balancer's: VOICEFLEET_PUBLIC_URL)."""
+        if self.replica_url:
+            return self.replica_url.rstrip("/")
+        host = socket.gethostname() if self.http_host in ("0.0.0.0", "::", "") else self.http_host
+        return f"{'https' if self.tls_cert_file else 'http'}://{host}:{self.http_port}"
 
     def api_url(self) -> str:
         """Where agents fetch what a job refers to (a cloned voice's prompt clip)."""

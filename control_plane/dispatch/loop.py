@@ -60,7 +60,14 @@ class Dispatcher:
         self.mqtt.start(mqtt_timeout_s)
         self.inbox.wake()
 
+    def refresh_view(self) -> None:
+        """A follower's fleet view, from the database (the leader's dispatcher keeps its own live)."""
+        self.ctx.reload_fleet()
+        self.snapshot = self.ctx.fleet.snapshot()
+
     def stop(self) -> None:
+        if not self._thread.is_alive():  # a follower's: never started
+            return
         self._stop.set()
         self.inbox.wake()
         self._thread.join(timeout=10)

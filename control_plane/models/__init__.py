@@ -38,6 +38,7 @@ from control_plane.models.jobs import (
     JobPublic,
     JobState,
 )
+from control_plane.models.replicas import Replica
 from control_plane.models.rollouts import (
     DeviceModel,
     DeviceModelPublic,
@@ -62,5 +63,5 @@ __all__ = [
     "JobEvent", "JobEventPublic", "JobPublic", "JobState", "ModelVersion", "ModelVersionPublic", "MqttUser",
     "MqttUserPublic", "Rollout", "RolloutEvent", "RolloutEventPublic", "RolloutPublic", "RolloutTarget",
     "RolloutTargetPublic", "TelemetryPoint", "TelemetrySample", "Voice", "VoicePublic", "VoiceSimilar",
-    "DeviceStatusChange", "StatusChangePublic",
+    "DeviceStatusChange", "StatusChangePublic", "Replica",
 ]

@@ -25,7 +25,11 @@ class Readiness(BaseModel):
 @router.get("/readyz", response_model=Readiness,
             responses={503: {"model": Readiness, "description": "not ready: a check failed"}})
 def readyz(session: SessionDep, services: ServicesDep, response: Response) -> dict:
-    checks = {"database": _database_ok(session), "broker": services.dispatcher.connected}
+    checks = {"database": _database_ok(session)}
+    if services.roles.leading:  # the dispatcher runs here
+        checks["broker"] = services.dispatcher.connected
+    else:  # a follower forwards changes to the leader
+        checks["leader"] = services.roles.leader_url() is not None
     if not all(checks.values()):
         response.status_code = 503
     return {"ready": all(checks.values()), "checks": checks}

@@ -1,0 +1,31 @@
+"""the control-plane replicas: which one leads, and where each is reached
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-12-03 21:40:00
+"""
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision = '0015'
+down_revision = '0014'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('replica',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('url', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+    sa.Column('leading', sa.Boolean(), nullable=False),
+    sa.Column('seen_at', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_index(op.f('ix_replica_seen_at'), 'replica', ['seen_at'], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index(op.f('ix_replica_seen_at'), table_name='replica')
+    op.drop_table('replica')

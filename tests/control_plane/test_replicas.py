@@ -1,0 +1,95 @@
+"""Control-plane replicas on one PostgreSQL and one broker: the leader runs the dispatcher, a follower
+forwards every change to it and serves reads itself; when the leader is killed, the follower takes the
+lead and the broker's session with it, and every accepted job is done once with its audio. Real
+PostgreSQL, Mosquitto, control planes and an eSpeak NG agent, as processes."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+import uuid
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from services import free_port, http, wait_for, wait_job
+
+from control_plane.core.db import upgrade
+from voicefleet.broker import MosquittoBroker
+from voicefleet_cli.onebox import Cluster
+
+
+def _speech(data: bytes) -> float:
+    """Seconds of audio in a WAV, after checking it is heard (not silence)."""
+    with wave.open(io.BytesIO(data)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+        assert np.sqrt(np.mean(pcm**2)) > 300, "speech, not silence"
+        return len(pcm) / w.getframerate()
+
+
+def _role(api: str) -> dict:
+    try:
+        return http.get(f"{api}/readyz", timeout=5).json()["checks"]
+    except Exception:
+        return {}
+
+
+@pytest.fixture
+def pair(pg_server, mqtt_broker: MosquittoBroker, tmp_path: Path):
+    url = pg_server.create_database(f"t_replicas_{uuid.uuid4().hex[:10]}")
+    upgrade(url)
+    tag = uuid.uuid4().hex[:6]
+    shared = {"VOICEFLEET_DATABASE_URL": url, "VOICEFLEET_MQTT_CLIENT_ID": f"dispatcher-{tag}",
+              "VOICEFLEET_AUDIO_DIR": str(tmp_path / "audio"), "VOICEFLEET_URL_SECRET": "s" * 32,
+              "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "60"}
+    made = []
+    for name in ("a", "b"):
+        port = free_port()
+        cp = Cluster(tmp_path / name, mqtt_url=mqtt_broker.url, http_port=port,
+                     env=shared | {"VOICEFLEET_CONTROL_ID": f"cp-{name}-{tag}"})
+        made.append(cp)
+    a, b = made
+    a.start_control_plane()  # first: it takes the lead
+    wait_for(lambda: "broker" in _role(a.api), "a leading")
+    b.start_control_plane()
+    assert "leader" in _role(b.api), "b follows"
+    a.device = f"edge-{tag}"
+    a.start_agent(a.device)
+    yield a, b
+    for cp in made:
+        cp.stop()
+
+
+def test_a_follower_forwards_changes_to_the_leader_and_serves_reads_itself(pair):
+    a, b = pair
+    job = http.post(f"{b.api}/v1/jobs", json={"text": "Spoken through the follower.", "lang": "en"})
+    assert job.status_code == 201, job.text
+    done = wait_job(b.api, job.json()["id"])
+    assert done["state"] == "done" and done["device_id"] == a.device
+    assert _speech(http.get(f"{b.api}/v1/jobs/{done['id']}/audio").content) > 0.5
+    audit = http.get(f"{a.api}/v1/audit", params={"path_prefix": "/v1/jobs"}).json()
+    assert [e["status"] for e in audit] == [201], "the leader ran and audited it, once"
+    devices = http.get(f"{b.api}/v1/devices").json()
+    assert [d["id"] for d in devices if d["id"] == a.device], "the follower's own fleet view"
+
+
+def test_when_the_leader_is_killed_the_follower_leads_and_every_accepted_job_is_done_once(pair):
+    a, b = pair
+    before = [http.post(f"{b.api}/v1/jobs", json={"text": f"Job {i} before the leader dies.", "lang": "en"})
+              for i in range(6)]
+    assert all(r.status_code == 201 for r in before), [r.text for r in before]
+    os.kill(a.control.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for(lambda: "broker" in _role(b.api), "b leading", timeout_s=30)
+    took_over_s = time.monotonic() - killed
+    after = http.post(f"{b.api}/v1/jobs", json={"text": "A job after the takeover.", "lang": "en"})
+    assert after.status_code == 201, after.text
+    for r in [*before, after]:
+        job = wait_job(b.api, r.json()["id"], timeout_s=120)
+        assert job["state"] == "done", job
+        assert sum(e["kind"] == "done" for e in job["events"]) == 1, job["events"]
+        assert _speech(http.get(f"{b.api}/v1/jobs/{job['id']}/audio").content) > 0.5
+    assert took_over_s < 10, took_over_s
