@@ -123,7 +123,9 @@ def build_services(settings: Settings) -> Services:
     engine = make_engine(url)
     wait_for_database(engine)
     upgrade(url)
-    store = LocalAudioStore(settings.resolved_audio_dir())
+    # With replicas (PostgreSQL), chunks go to the shared partial file at once: a follower replica
+    # streams a running job's audio from there. One control plane keeps short jobs in memory.
+    store = LocalAudioStore(settings.resolved_audio_dir(), spill_bytes=0 if is_postgres(engine) else 1 << 20)
     watch = JobWatch()
     metrics = Metrics(lambda: _snapshot(engine))
     tokens = Tokens(engine, SharedBuckets(settings.redis_url) if settings.redis_url else None)

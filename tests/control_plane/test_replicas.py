@@ -93,3 +93,21 @@ def test_when_the_leader_is_killed_the_follower_leads_and_every_accepted_job_is_
         assert sum(e["kind"] == "done" for e in job["events"]) == 1, job["events"]
         assert _speech(http.get(f"{b.api}/v1/jobs/{job['id']}/audio").content) > 0.5
     assert took_over_s < 10, took_over_s
+
+
+def test_a_client_following_a_job_on_the_follower_hears_it_while_the_leader_receives_it(pair):
+    a, b = pair
+    a.start_agent(f"slow-{a.device}", engine="timed", VOICEFLEET_TIMED_RTF="1.0", VOICEFLEET_TIMED_LANGUAGES="zh")
+    text = "这是一段要说好几秒钟的话，用来跟读直播的声音。"
+    job = http.post(f"{b.api}/v1/jobs", json={"text": text, "lang": "zh"}).json()
+    heard, live = bytearray(), False
+    with http.stream("GET", f"{b.api}/v1/jobs/{job['id']}/audio", timeout=60) as stream:
+        for block in stream.iter_bytes():
+            heard += block
+            if len(heard) > 44 and not live:  # audio past the header
+                live = http.get(f"{b.api}/v1/jobs/{job['id']}").json()["state"] == "running"
+    done = wait_job(b.api, job["id"])
+    assert done["state"] == "done" and done["device_id"] == f"slow-{a.device}", done
+    assert live, "audio reached the follower's client while the job was still running"
+    stored = http.get(f"{b.api}/v1/jobs/{job['id']}/audio").content
+    assert bytes(heard[44:]) == stored[44:], "all of it, as stored"
