@@ -227,14 +227,19 @@ def test_replicas_share_the_clusters_redis(overlay):
     assert [p["containerPort"] for p in container(redis)["ports"]] == [url.port]
 
 
-def test_emqx_dispatches_each_devices_messages_to_one_replica(overlay, clean_env):
+def test_device_traffic_has_one_consumer_whose_session_outlives_a_failover(overlay, clean_env):
+    """Every replica's dispatcher uses one client id (only the leader's connects) with a persistent
+    session the broker keeps at least as long; each replica has its own name and its own address."""
     _, objects = overlay
+    settings = find(objects, "ConfigMap", "voicefleet-control-plane")["data"]
+    assert settings["VOICEFLEET_MQTT_CLIENT_ID"] and int(settings["VOICEFLEET_MQTT_SESSION_EXPIRY_S"]) >= 600
     config = find(objects, "EMQX", "voicefleet-emqx")["spec"]["config"]["data"]
-    assert re.search(r"^\s*broker\.shared_subscription_strategy\s*=\s*hash_clientid\s*$", config, re.M)
-    deployment = _deployment(objects, CONTROL_PLANE)
-    c = container(deployment)
-    control_id = next(e for e in c["env"] if e["name"] == "VOICEFLEET_CONTROL_ID")
-    assert control_id["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # unique per replica
+    kept = re.search(r"^\s*mqtt\.session_expiry_interval\s*=\s*(\d+)h\s*$", config, re.M)
+    assert kept and int(kept[1]) * 3600 >= int(settings["VOICEFLEET_MQTT_SESSION_EXPIRY_S"])
+    env = {e["name"]: e for e in container(_deployment(objects, CONTROL_PLANE))["env"]}
+    assert env["VOICEFLEET_CONTROL_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env["VOICEFLEET_REPLICA_URL"]["value"] == f"http://$(POD_IP):{settings['VOICEFLEET_HTTP_PORT']}"
 
 
 def test_the_gpu_worker_takes_one_gpu_and_two_jobs(overlay, clean_env):
