@@ -14,7 +14,7 @@ run: setup
 	$(BIN)/voicefleet up
 
 test: setup test-setup teacher
-	@$(MAKE) --no-print-directory apt-deps NEED="postgresql redis rauc chromium prometheus"
+	@$(MAKE) --no-print-directory apt-deps NEED="postgresql redis rauc chromium prometheus haproxy"
 	@$(MAKE) --no-print-directory redis
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 3 --dist loadscope  # three workers on 2 cores: no spinning thread pools
 
@@ -29,7 +29,8 @@ setup: $(STAMP)
 
 # Debian packages when missing: Mosquitto (the broker), PostgreSQL (the tests' throwaway server),
 # RAUC and squashfs-tools (signed device images, firmware_images/), Chromium (the console's browser tests),
-# Prometheus for its promtool (the alert rules' checks and unit tests in tests/deploy/).
+# Prometheus for its promtool (the alert rules' checks and unit tests in tests/deploy/), HAProxy (in front
+# of control-plane replicas: voicefleet_cli/replicaset.py).
 .PHONY: apt-deps
 apt-deps:
 	@missing=""; \
@@ -40,6 +41,7 @@ apt-deps:
 	case "$(NEED)" in *redis*) command -v redis-server >/dev/null || missing="$$missing redis-server";; esac; \
 	case "$(NEED)" in *chromium*) command -v chromium >/dev/null || missing="$$missing chromium";; esac; \
 	case "$(NEED)" in *prometheus*) command -v promtool >/dev/null || missing="$$missing prometheus";; esac; \
+	case "$(NEED)" in *haproxy*) [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy";; esac; \
 	case "$(NEED)" in *rauc*) command -v rauc >/dev/null || missing="$$missing rauc"; \
 	  command -v mksquashfs >/dev/null || missing="$$missing squashfs-tools";; esac; \
 	if [ -n "$$missing" ]; then \

@@ -31,6 +31,8 @@ class Metrics:
                               "them", ["engine", "voice", "tier"], registry=self.registry)
         self.hedged = Counter("voicefleet_jobs_hedged", "Jobs taken off a device that ran far over the estimate",
                               registry=self.registry)
+        self.forwarded = Counter("voicefleet_forwarded_requests", "Changes a follower replica forwarded to the "
+                                 "leader", registry=self.registry)
         self.leader = Gauge("voicefleet_leader", "1 on the replica that runs the singletons (lease expiry, "
                             "heartbeats, hedging, rollouts), else 0", registry=self.registry)
         self.registry.register(_DatabaseGauges(snapshot))

@@ -22,6 +22,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from control_plane import fencing
+from control_plane.core.db import is_postgres
 from control_plane.dispatch import Dispatcher
 from control_plane.leader import Leadership
 from control_plane.models import Replica
@@ -66,7 +68,10 @@ class Roles:
     def _turn(self) -> None:
         leading = self.leadership.check()
         if leading and not self.leading:
-            log.warning("replica %s leads: starting the dispatcher", self.replica)
+            if is_postgres(self.engine):
+                self.dispatcher.ctx.epoch = fencing.take(self.engine, self.replica)
+            log.warning("replica %s leads (term %s): starting the dispatcher", self.replica,
+                        self.dispatcher.ctx.epoch)
             self.leading = True
             self.dispatcher.start()
         elif self.leading and not leading and self.leadership.taken_elsewhere:

@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -31,6 +32,7 @@ from edge_agent.engines.benchmark_only import timed_pcm
 from voicefleet.broker import MosquittoBroker, free_port
 from voicefleet.credentials import auth_headers
 from voicefleet_cli.onebox import Cluster
+from voicefleet_cli.replicaset import ReplicaSet
 
 TERMINAL = ("done", "failed", "cancelled")
 TIMED_S_PER_CHAR = 0.06  # the timed engine's default: audio seconds per character
@@ -44,6 +46,8 @@ DATABASE_DOWN_S = 10.0
 _SOURCE = "今天下午三点提醒我开会请在会议前准备好材料并通知所有同事明天上午九点检查邮件记得带上笔记本电脑和充电器" * 3
 # (device id suffix, role, slots): a cloud/edge mix
 FLEET = (("cloud-a", "cloud", 2), ("edge-b", "edge", 2), ("edge-c", "edge", 2))
+# Ten agents, for the replicas' scenario (one slot each: what ten real boxes would be)
+FLEET_OF_TEN = tuple((f"cloud-{i}", "cloud", 1) for i in range(2)) + tuple((f"edge-{i}", "edge", 1) for i in range(8))
 
 
 def job_text(rng: random.Random) -> str:
@@ -110,10 +114,12 @@ class Submitter(threading.Thread):
 class Harness:
     """Broker (own dir and port, persistent), control plane on ``database_url``, three timed agents."""
 
-    def __init__(self, workdir: Path, database_url: str, *, rtf: float = 0.2, pg: PostgresServer | None = None):
+    def __init__(self, workdir: Path, database_url: str, *, rtf: float = 0.2, pg: PostgresServer | None = None,
+                 replicas: int = 1, fleet: tuple[tuple[str, str, int], ...] = FLEET):
         self.workdir = Path(workdir)
         self.database_url = database_url
         self.pg = pg  # the server behind database_url, when this harness may stop it (database_outage)
+        self.replicas, self.fleet = replicas, fleet
         self.rtf = rtf
         self.tag = uuid.uuid4().hex[:6]
         self.broker = MosquittoBroker(self.workdir / "broker")
@@ -126,16 +132,18 @@ class Harness:
 
     def start(self) -> Harness:
         self.broker.start()
-        self.cluster = Cluster(self.workdir / "home", mqtt_url=self.broker.url, http_port=free_port(),
-                               env={"VOICEFLEET_DATABASE_URL": self.database_url,
-                                    "VOICEFLEET_CONTROL_ID": f"cp-{self.tag}",
-                                    "VOICEFLEET_MQTT_KEEPALIVE_S": str(KEEPALIVE_S),
-                                    "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "600",
-                                    "VOICEFLEET_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
-                                    "VOICEFLEET_TELEMETRY_INTERVAL_S": "0.3",
-                                    "VOICEFLEET_LOG_LEVEL": "INFO"})
+        env = {"VOICEFLEET_MQTT_KEEPALIVE_S": str(KEEPALIVE_S), "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "600",
+               "VOICEFLEET_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S), "VOICEFLEET_TELEMETRY_INTERVAL_S": "0.3",
+               "VOICEFLEET_LOG_LEVEL": "INFO"}
+        if self.replicas > 1:  # behind HAProxy, as past one machine
+            self.cluster = ReplicaSet(self.workdir / "home", mqtt_url=self.broker.url, http_port=free_port(),
+                                      database_url=self.database_url, replicas=self.replicas, env=env)
+        else:
+            self.cluster = Cluster(self.workdir / "home", mqtt_url=self.broker.url, http_port=free_port(),
+                                   env=env | {"VOICEFLEET_DATABASE_URL": self.database_url,
+                                              "VOICEFLEET_CONTROL_ID": f"cp-{self.tag}"})
         self.cluster.start_control_plane()
-        for name, role, slots in FLEET:
+        for name, role, slots in self.fleet:
             self._start_agent(f"{name}-{self.tag}", role, slots)
         return self
 
@@ -245,6 +253,41 @@ class Harness:
         self.c.start_control_plane()
         return self._record("control_plane_sigkill", "control-plane", t0, recover_from=t0)
 
+    def leader(self) -> int | None:
+        """Which replica of a ReplicaSet leads now (its readiness checks name the broker)."""
+        assert isinstance(self.cluster, ReplicaSet)
+        for i, proc in enumerate(self.cluster.replicas):
+            try:  # a leader's checks name the broker, whether it answers now or not (503)
+                checks = http.get(f"{self.cluster.replica_url(i)}/readyz", timeout=5).json().get("checks", {})
+            except (httpx.HTTPError, ValueError):
+                continue
+            if proc is not None and "broker" in checks:
+                return i
+        return None
+
+    def kill_leader(self, rng: random.Random, *, down_s: float = 3.0) -> Fault:
+        """SIGKILL the leading replica; another takes the lead (and the broker's session); the killed one
+        starts again after ``down_s`` and follows."""
+        assert isinstance(self.cluster, ReplicaSet)
+        wait_for(lambda: self.leader() is not None, "a leader")
+        killed = self.leader()
+        # what each follower forwarded to the leader so far (the counters start again with a process)
+        self.forwarded_before_kill = {i: self.forwarded(i) for i in range(len(self.cluster.replicas)) if i != killed}
+        t0 = time.time()
+        self.cluster.kill_replica(killed)
+        self.killed_leader = killed
+        wait_for(lambda: self.leader() not in (None, killed), "another replica leading", timeout_s=30)
+        self.takeover_s = time.time() - t0
+        time.sleep(down_s)
+        self.cluster.start_replica(killed)
+        return self._record("leader_sigkill", f"cp-{killed}", t0, recover_from=t0)
+
+    def forwarded(self, replica: int) -> float:
+        """Changes replica ``replica`` forwarded to the leader (its /metrics counter)."""
+        text = http.get(f"{self.cluster.replica_url(replica)}/metrics", timeout=10).text
+        found = re.search(r"^voicefleet_forwarded_requests_total (\S+)$", text, re.M)
+        return float(found[1]) if found else 0.0
+
     def restart_broker(self, rng: random.Random, *, down_s: float = BROKER_DOWN_S) -> Fault:
         """Stop Mosquitto (SIGTERM: it saves its persistence), wait, start it on the same port."""
         t0 = time.time()
@@ -287,7 +330,7 @@ class Harness:
     def fault_by_kind(self, kind: str) -> Callable[[random.Random], Fault]:
         return {"agent_sigkill": self.kill_agent, "control_plane_sigkill": self.kill_control_plane,
                 "broker_restart": self.restart_broker, "agent_sigstop": self.cut_off_agent,
-                "database_outage": self.stop_database}[kind]
+                "database_outage": self.stop_database, "leader_sigkill": self.kill_leader}[kind]
 
     # -- waiting and checking ---------------------------------------------------------------
 

@@ -35,6 +35,7 @@ class ForwardToLeader:
             return await error_response("no_leader", "no control-plane replica leads right now (one is being "
                                         "chosen): try again in a few seconds", status=503,
                                         headers={"Retry-After": "2"})(scope, receive, send)
+        services.metrics.forwarded.inc()
         await self._forward(leader, scope, receive, send)
 
     async def _forward(self, leader: str, scope, receive, send) -> None:

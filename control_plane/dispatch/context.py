@@ -12,6 +12,7 @@ from control_plane.audio_store import LocalAudioStore
 from control_plane.core.config import Settings
 from control_plane.dispatch.fleet import Fleet
 from control_plane.events import EventBus, attach
+from control_plane.fencing import fence
 from control_plane.leader import Leadership
 from control_plane.live import JobWatch
 from control_plane.metrics import Metrics
@@ -28,6 +29,7 @@ class Context:
     rollouts: Rollouts
     url_secret: bytes = b""
     leader: Leadership | None = None  # who runs the singletons among replicas; None: this one, always
+    epoch: int | None = None  # the leader's term its transactions are fenced by (control_plane/fencing.py)
     fleet: Fleet = field(default_factory=Fleet)
     prompt_hashes: dict[str, str] = field(default_factory=dict)  # cloned voices' prompt files, by storage key
     events: EventBus = field(default_factory=EventBus)  # what changed, published after each commit (events.py)
@@ -35,7 +37,8 @@ class Context:
     def session(self) -> Session:
         # No autoflush: within a batch we know what we changed; nothing expires on commit so
         # objects handed to HTTP handlers stay readable.
-        return job_log.attach(attach(Session(self.engine, autoflush=False, expire_on_commit=False), self.events))
+        session = job_log.attach(attach(Session(self.engine, autoflush=False, expire_on_commit=False), self.events))
+        return session if self.epoch is None else fence(session, self.epoch)
 
     def leads(self) -> bool:
         leading = self.leader is None or self.leader.check()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import threading
 import time
 from typing import Any
@@ -29,6 +31,7 @@ from control_plane.dispatch.inbox import Inbox
 from control_plane.dispatch.outbox import Outbox, announce
 from control_plane.dispatch.placement import schedule
 from control_plane.dispatch.snapshot import FleetSnapshot
+from control_plane.fencing import LostLeadership
 from voicefleet import protocol as p
 from voicefleet.mqtt import Inbound, MqttClient
 
@@ -90,6 +93,14 @@ class Dispatcher:
     # -- the loop -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except LostLeadership as exc:  # a transaction found another replica's term begun
+            log.error("%s: stopping the dispatcher; this replica restarts as a follower", exc)
+            self.mqtt.stop()  # at once: no reconnect may take the broker's session back from the new leader
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def _loop(self) -> None:
         held: list = []  # device messages whose batch could not commit: never acked, handled again first
         next_housekeeping = time.monotonic()
         while not self._stop.is_set():

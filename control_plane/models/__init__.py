@@ -38,7 +38,7 @@ from control_plane.models.jobs import (
     JobPublic,
     JobState,
 )
-from control_plane.models.replicas import Replica
+from control_plane.models.replicas import LeaderTerm, Replica
 from control_plane.models.rollouts import (
     DeviceModel,
     DeviceModelPublic,
@@ -63,5 +63,5 @@ __all__ = [
     "JobEvent", "JobEventPublic", "JobPublic", "JobState", "ModelVersion", "ModelVersionPublic", "MqttUser",
     "MqttUserPublic", "Rollout", "RolloutEvent", "RolloutEventPublic", "RolloutPublic", "RolloutTarget",
     "RolloutTargetPublic", "TelemetryPoint", "TelemetrySample", "Voice", "VoicePublic", "VoiceSimilar",
-    "DeviceStatusChange", "StatusChangePublic", "Replica",
+    "DeviceStatusChange", "StatusChangePublic", "Replica", "LeaderTerm",
 ]

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from services import free_port, http, wait_for
 
 from control_plane.core.db import make_engine, upgrade
@@ -85,3 +86,29 @@ def test_when_the_leading_control_plane_is_killed_another_leads_within_seconds(
     finally:
         for cp in replicas:
             cp.stop()
+
+
+def test_a_transaction_of_a_former_leader_cannot_commit_once_a_new_term_began(pg_server):
+    """The fencing token: what an old leader (that lost the lock without knowing) tries to write after
+    the new one took its term rolls back, and says so."""
+    from sqlmodel import Session
+
+    from control_plane.fencing import LostLeadership, fence, take
+    from control_plane.models import Replica
+
+    url = pg_server.create_database(f"t_fence_{uuid.uuid4().hex[:10]}")
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        old = take(engine, "cp-a")
+        with fence(Session(engine), old) as session:  # its own term: writes
+            session.add(Replica(id="cp-a", url="http://a", seen_at=1.0))
+            session.commit()
+        assert take(engine, "cp-b") == old + 1
+        with fence(Session(engine), old) as session, pytest.raises(LostLeadership, match="term"):
+            session.add(Replica(id="cp-x", url="http://x", seen_at=2.0))
+            session.commit()
+        with Session(engine) as session:
+            assert session.get(Replica, "cp-x") is None and session.get(Replica, "cp-a") is not None
+    finally:
+        engine.dispose()

@@ -1,4 +1,4 @@
-"""the control-plane replicas: which one leads, and where each is reached
+"""the control-plane replicas: which one leads, where each is reached, and the leader's term
 
 Revision ID: 0015
 Revises: 0014
@@ -24,8 +24,16 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index(op.f('ix_replica_seen_at'), 'replica', ['seen_at'], unique=False)
+    op.create_table('leaderterm',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('epoch', sa.Integer(), nullable=False),
+    sa.Column('replica', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('since', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('leaderterm')
     op.drop_index(op.f('ix_replica_seen_at'), table_name='replica')
     op.drop_table('replica')
