@@ -47,7 +47,7 @@ def cmd_agent(args, settings: CliSettings) -> int:
 def cmd_up(args, settings: CliSettings) -> int:
     from voicefleet_cli.onebox import run_one_box
 
-    return run_one_box(settings, port=args.port)
+    return run_one_box(settings, port=args.port, replicas=args.replicas)
 
 
 def cmd_admin_token(args, settings: CliSettings) -> int:
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run broker, control plane and an edge and a cloud agent on this box")
     up.add_argument("--port", type=int, default=None, help="HTTP port (default $VOICEFLEET_HTTP_PORT or 8750)")
+    up.add_argument("--replicas", type=int, default=1, choices=range(1, 10), metavar="N",
+                    help="N control planes behind HAProxy (needs VOICEFLEET_DATABASE_URL naming a PostgreSQL and "
+                         "Debian's haproxy); default 1")
     up.set_defaults(func=cmd_up)
     sub.add_parser("control-plane", help="run the control plane (HTTP API + dispatcher)").set_defaults(
         func=cmd_control_plane)

@@ -158,12 +158,19 @@ def get_json(url: str, token: str | None = None):
         return {}
 
 
-def run_one_box(settings: CliSettings, port: int | None = None) -> int:
+def run_one_box(settings: CliSettings, port: int | None = None, replicas: int = 1) -> int:
     home = settings.home
     # Our own broker is secured: the control plane keeps its logins, each agent enrols for its own.
     broker = None if settings.names_broker() else MosquittoBroker(home / "broker", secured=True).start()
-    cluster = Cluster(home, mqtt_url=broker.url if broker else settings.mqtt_url, http_port=port or settings.http_port,
-                      http_host=settings.http_host)
+    mqtt_url, http_port = broker.url if broker else settings.mqtt_url, port or settings.http_port
+    try:
+        cluster = Cluster(home, mqtt_url=mqtt_url, http_port=http_port, http_host=settings.http_host) if replicas == 1 \
+            else _replica_set(home, mqtt_url, http_port, settings.http_host, replicas)
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if broker:
+            broker.stop()
+        return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -176,7 +183,8 @@ def run_one_box(settings: CliSettings, port: int | None = None) -> int:
             cluster.start_agent(device_id, role=role, engine=None, **(cluster.enrol_env(device_id) if broker else {}))
         notes += repair.lift_revocation_cordons(cluster, stale)
         notes += repair.cordoned_notes(cluster, [i for i in ids if i not in stale])
-        print(f"voicefleet is up: API at {cluster.api} (interactive docs at {cluster.api}/docs)\n"
+        behind = f" (HAProxy in front of {replicas} control planes)" if replicas > 1 else ""
+        print(f"voicefleet is up: API at {cluster.api}{behind} (interactive docs at {cluster.api}/docs)\n"
               f"  console at {cluster.api}/console (sign in with the token in {home / 'admin.token'})\n"
               f"  broker {cluster.env['VOICEFLEET_MQTT_URL']}, data and logs in {home}\n"
               f"  try: voicefleet say \"今天下午三点提醒我开会\" -o reminder.wav", flush=True)
@@ -195,3 +203,11 @@ def run_one_box(settings: CliSettings, port: int | None = None) -> int:
         cluster.stop()
         if broker:
             broker.stop()
+
+
+def _replica_set(home: Path, mqtt_url: str, http_port: int, http_host: str, replicas: int) -> Cluster:
+    """``up --replicas N``: the control planes behind HAProxy on the PostgreSQL VOICEFLEET_DATABASE_URL names."""
+    from voicefleet_cli.replicaset import ReplicaSet
+
+    return ReplicaSet(home, mqtt_url=mqtt_url, http_port=http_port, http_host=http_host, replicas=replicas,
+                      database_url=os.environ.get("VOICEFLEET_DATABASE_URL", ""))
