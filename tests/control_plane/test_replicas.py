@@ -111,3 +111,14 @@ def test_a_client_following_a_job_on_the_follower_hears_it_while_the_leader_rece
     assert live, "audio reached the follower's client while the job was still running"
     stored = http.get(f"{b.api}/v1/jobs/{job['id']}/audio").content
     assert bytes(heard[44:]) == stored[44:], "all of it, as stored"
+
+
+def test_up_with_replicas_needs_a_postgresql_and_says_so(tmp_path: Path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEFLEET_")} | {"VOICEFLEET_HOME": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "voicefleet_cli", "up", "--replicas", "3", "--port", str(free_port())],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert "VOICEFLEET_DATABASE_URL" in run.stderr and "PostgreSQL" in run.stderr, run.stderr
