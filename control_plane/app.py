@@ -113,7 +113,7 @@ def _relay(services: Services) -> Relay | None:
     if not is_postgres(services.engine):
         return None
     relay = Relay(services.settings.resolved_database_url(), services.settings.control_id, services.events,
-                  services.watch, services.tokens)
+                  services.watch, services.tokens, services.dispatcher)
     relay.start()
     return relay
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from control_plane.dispatch import Dispatcher
 from control_plane.events import EventBus
 from control_plane.live import JobWatch
 from control_plane.tokens import Tokens
@@ -34,10 +35,11 @@ RETRY_S = 1.0
 
 
 class Relay:
-    def __init__(self, url: str, replica: str, bus: EventBus, watch: JobWatch, tokens: Tokens | None = None):
+    def __init__(self, url: str, replica: str, bus: EventBus, watch: JobWatch, tokens: Tokens | None = None,
+                 dispatcher: Dispatcher | None = None):
         self.url = _libpq_url(url)
         self.replica = replica
-        self.bus, self.watch, self.tokens = bus, watch, tokens
+        self.bus, self.watch, self.tokens, self.dispatcher = bus, watch, tokens, dispatcher
         self._outgoing: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self.listening = threading.Event()  # set while LISTEN is in place (the tests wait on it)
@@ -49,6 +51,8 @@ class Relay:
         self.watch.forward = lambda job_id: self._outgoing.put(("j", job_id))
         if self.tokens is not None:
             self.tokens.on_revoke = lambda token_id: self._outgoing.put(("t", token_id))
+        if self.dispatcher is not None:  # a follower's submissions, for the leader to schedule
+            self.dispatcher.tell_leader = lambda counts: self._outgoing.put(("q", counts))
         for t in self._threads:
             t.start()
 
@@ -126,6 +130,9 @@ class Relay:
             for token_id in message.get("t", ()):
                 if self.tokens is not None:
                     self.tokens.forget(token_id)
+            for counts in message.get("q", ()):
+                if self.dispatcher is not None and self.dispatcher.running:
+                    self.dispatcher.queued_elsewhere(counts)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("dropped a relayed message that is not ours: %s", exc)
 
@@ -134,9 +141,10 @@ def _pack(replica: str, batch: list[tuple[str, Any]]) -> list[str]:
     """The batch as NOTIFY payloads, each under MAX_PAYLOAD bytes; a job woken twice is sent once
     (an item too big alone is dropped, with a warning)."""
     payloads: list[str] = []
-    current: dict[str, list] = {"e": [], "j": [], "t": []}
+    current: dict[str, list] = {"e": [], "j": [], "t": [], "q": []}
     size, woken = 0, set()
-    budget = MAX_PAYLOAD - len(json.dumps({"r": replica, "e": [], "j": [], "t": []}, ensure_ascii=False).encode())
+    budget = MAX_PAYLOAD - len(json.dumps({"r": replica, "e": [], "j": [], "t": [], "q": []},
+                                          ensure_ascii=False).encode())
     for tag, item in batch:
         if tag == "j":
             if item in woken:
@@ -145,7 +153,7 @@ def _pack(replica: str, batch: list[tuple[str, Any]]) -> list[str]:
         item_size = len(json.dumps(item, ensure_ascii=False).encode()) + 1
         if size + item_size > budget and size:
             payloads.append(json.dumps({"r": replica, **current}, ensure_ascii=False))
-            current, size = {"e": [], "j": [], "t": []}, 0
+            current, size = {"e": [], "j": [], "t": [], "q": []}, 0
         if item_size > budget:
             log.warning("a change too large to relay was left out (%d bytes)", item_size)
             continue

@@ -271,8 +271,6 @@ class Harness:
         assert isinstance(self.cluster, ReplicaSet)
         wait_for(lambda: self.leader() is not None, "a leader")
         killed = self.leader()
-        # what each follower forwarded to the leader so far (the counters start again with a process)
-        self.forwarded_before_kill = {i: self.forwarded(i) for i in range(len(self.cluster.replicas)) if i != killed}
         t0 = time.time()
         self.cluster.kill_replica(killed)
         self.killed_leader = killed
@@ -282,11 +280,11 @@ class Harness:
         self.cluster.start_replica(killed)
         return self._record("leader_sigkill", f"cp-{killed}", t0, recover_from=t0)
 
-    def forwarded(self, replica: int) -> float:
-        """Changes replica ``replica`` forwarded to the leader (its /metrics counter)."""
-        text = http.get(f"{self.cluster.replica_url(replica)}/metrics", timeout=10).text
-        found = re.search(r"^voicefleet_forwarded_requests_total (\S+)$", text, re.M)
-        return float(found[1]) if found else 0.0
+    def queued_by_replica(self) -> list[int]:
+        """How many jobs each replica accepted (its log's ``job … queued`` lines, kept across restarts)."""
+        assert isinstance(self.cluster, ReplicaSet)
+        return [len(re.findall(r"voicefleet\.jobs: job \w+ queued$", (self.cluster.home / f"control-plane-{i}.log")
+                               .read_text(errors="replace"), re.M)) for i in range(len(self.cluster.replicas))]
 
     def restart_broker(self, rng: random.Random, *, down_s: float = BROKER_DOWN_S) -> Fault:
         """Stop Mosquitto (SIGTERM: it saves its persistence), wait, start it on the same port."""

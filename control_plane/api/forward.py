@@ -14,6 +14,8 @@ from control_plane.api.errors import error_response
 
 log = logging.getLogger(__name__)
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Written by the follower itself, the leader told by NOTIFY (Dispatcher.ask): the hot path stays local.
+LOCAL = frozenset({("POST", "/v1/jobs"), ("POST", "/v1/jobs/batch"), ("POST", "/v1/pronounce")})
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                         "proxy-authorization", "proxy-authenticate", "content-length"})
 TIMEOUT_S = 120.0  # a voice upload is checked (and embedded) before the answer
@@ -25,7 +27,8 @@ class ForwardToLeader:
         self._client: httpx.AsyncClient | None = None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in WRITES or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http" or scope["method"] not in WRITES or not scope["path"].startswith("/v1/") \
+                or (scope["method"], scope["path"].rstrip("/")) in LOCAL:
             return await self.app(scope, receive, send)
         services = getattr(scope["app"].state, "services", None)
         if services is None or services.roles.leading:

@@ -16,16 +16,20 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 
 from control_plane import jobs
 from control_plane.core.db import DatabaseUnavailable, database_up
 from control_plane.dispatch import device_events, requests
-from control_plane.dispatch.commands import Ask, Command
+from control_plane.dispatch.commands import Ask, Command, Submit
 from control_plane.dispatch.context import Context
 from control_plane.dispatch.device_events import Decoded
+from control_plane.dispatch.fleet import Fleet
 from control_plane.dispatch.housekeeping import housekeeping, tick_rollouts
 from control_plane.dispatch.inbox import Inbox
 from control_plane.dispatch.outbox import Outbox, announce
@@ -52,6 +56,10 @@ class Dispatcher:
         self._outage_since: float | None = None  # monotonic time the database stopped answering
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
+        self._elsewhere: Counter[str] = Counter()  # jobs followers queued, not yet in fleet.queued
+        self._elsewhere_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self.tell_leader: Callable[[dict[str, int]], None] | None = None  # a follower's: control_plane/relay.py
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -64,9 +72,15 @@ class Dispatcher:
         self.inbox.wake()
 
     def refresh_view(self) -> None:
-        """A follower's fleet view, from the database (the leader's dispatcher keeps its own live)."""
-        self.ctx.reload_fleet()
-        self.snapshot = self.ctx.fleet.snapshot()
+        """A follower's fleet view, from the database (the leader's dispatcher keeps its own live):
+        built aside and swapped in whole, so a submission reading the old one never sees it half-made."""
+        with self._refresh_lock:
+            fresh = Fleet()
+            fresh.stats = self.ctx.fleet.stats  # what was learned stays
+            with self.ctx.session() as session:
+                fresh.reload(session)
+            self.ctx.fleet = fresh
+            self.snapshot = fresh.snapshot()
 
     def stop(self) -> None:
         if not self._thread.is_alive():  # a follower's: never started
@@ -79,16 +93,68 @@ class Dispatcher:
             self.ctx.leader.close()  # another replica leads from its next check
 
     @property
+    def running(self) -> bool:
+        """Is the dispatcher running here (this replica leads)?"""
+        return self._thread.is_alive()
+
+    @property
     def connected(self) -> bool:
         return self.mqtt.connected.is_set()
 
     async def ask(self, command: Command) -> Any:
         """Run ``command`` on the dispatcher thread; returns its answer once its batch committed
-        (raises what the command refused with, or InboxFull)."""
+        (raises what the command refused with, or InboxFull). On a follower replica (no dispatcher
+        here) a submission is written in a transaction of its own and the leader told of it; every
+        other change reaches the leader by HTTP (control_plane/api/forward.py), never this."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.inbox.offer(Ask(command, loop, future))
+        if self.running:
+            self.inbox.offer(Ask(command, loop, future))
+        elif isinstance(command, Submit):
+            await run_in_threadpool(self._submit_here, Ask(command, loop, future))
+        else:
+            raise RuntimeError(f"{type(command).__name__} must run on the leader's dispatcher")
         return await future
+
+    def _submit_here(self, ask: Ask) -> None:
+        """A follower's submission: the same checks against its fleet view (reloaded every second, and
+        again before a refusal that a newer view could lift), its own transaction, then the leader is
+        told how many jobs joined each tier's queue."""
+        out = self._try_submit_here(ask)
+        if any(isinstance(error, jobs.Unservable) for _, _, error in out.answers):
+            self.refresh_view()  # a device that registered or came back within the last second
+            out = self._try_submit_here(ask)
+        announce(out, self.mqtt, self.ctx.watch)
+        queued = Counter(row["tier"] for _, rows, error in out.answers if error is None for row in rows)
+        if queued and self.tell_leader is not None:
+            self.tell_leader(dict(queued))
+
+    def _try_submit_here(self, ask: Ask) -> Outbox:
+        out = Outbox()
+        try:
+            with self.ctx.session() as session:
+                requests.handle(self.ctx, session, ask, out)
+                jobs.commit(session)
+        except Exception as exc:
+            out.forget()
+            try:
+                self._raise_if_down(exc)
+                raise
+            except DatabaseUnavailable as down:
+                out.answer(ask, error=down)
+        return out
+
+    def queued_elsewhere(self, counts: dict[str, int]) -> None:
+        """On the leader: a follower queued these jobs (by tier); they are scheduled at the next turn."""
+        with self._elsewhere_lock:
+            self._elsewhere.update(counts)
+        self.inbox.wake()
+
+    def _take_queued_elsewhere(self) -> None:
+        with self._elsewhere_lock:
+            counts, self._elsewhere = self._elsewhere, Counter()
+        for tier, n in counts.items():
+            self.ctx.fleet.queued[tier] += n
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -105,6 +171,7 @@ class Dispatcher:
         next_housekeeping = time.monotonic()
         while not self._stop.is_set():
             batch, woken = self.inbox.drain(timeout=0.25)
+            self._take_queued_elsewhere()
             batch, held = held + batch, []
             housekept = time.monotonic() >= next_housekeeping
             # Two outboxes: what the batch committed goes out even if the clock's work after it

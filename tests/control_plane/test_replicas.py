@@ -63,17 +63,21 @@ def pair(pg_server, mqtt_broker: MosquittoBroker, tmp_path: Path):
         cp.stop()
 
 
-def test_a_follower_forwards_changes_to_the_leader_and_serves_reads_itself(pair):
+def test_a_follower_queues_jobs_itself_forwards_other_changes_and_serves_reads(pair):
     a, b = pair
     job = http.post(f"{b.api}/v1/jobs", json={"text": "Spoken through the follower.", "lang": "en"})
-    assert job.status_code == 201, job.text
+    assert job.status_code == 201, job.text  # written by the follower, the leader told by NOTIFY
     done = wait_job(b.api, job.json()["id"])
     assert done["state"] == "done" and done["device_id"] == a.device
     assert _speech(http.get(f"{b.api}/v1/jobs/{done['id']}/audio").content) > 0.5
-    audit = http.get(f"{a.api}/v1/audit", params={"path_prefix": "/v1/jobs"}).json()
-    assert [e["status"] for e in audit] == [201], "the leader ran and audited it, once"
-    devices = http.get(f"{b.api}/v1/devices").json()
-    assert [d["id"] for d in devices if d["id"] == a.device], "the follower's own fleet view"
+    cordon = http.post(f"{b.api}/v1/devices/{a.device}/cordon")  # the leader's to run: forwarded
+    assert cordon.status_code == 200, cordon.text
+    wait_for(lambda: http.get(f"{b.api}/v1/devices/{a.device}").json()["cordoned"], "the cordon seen by the follower")
+    audit = http.get(f"{a.api}/v1/audit").json()
+    assert sorted((e["path"], e["status"]) for e in audit) == [(f"/v1/devices/{a.device}/cordon", 200),
+                                                               ("/v1/jobs", 201)], "each call audited once"
+    text = http.get(f"{b.api}/metrics").text
+    assert "voicefleet_forwarded_requests_total 1.0" in text, "only the cordon went to the leader"
 
 
 def test_when_the_leader_is_killed_the_follower_leads_and_every_accepted_job_is_done_once(pair):

@@ -103,6 +103,7 @@ def test_database_outage_under_load(tmp_path: Path):
             assert "database_unavailable" in report.refusal_texts["503"]
 
 
+@pytest.mark.timeout(480)  # thirteen processes and three faults, on a box shared with other tests
 def test_three_replicas_behind_haproxy_survive_a_leader_kill_a_broker_restart_and_a_database_stop(tmp_path: Path):
     """Three control planes behind HAProxy, one PostgreSQL, one Mosquitto, ten agents: jobs flow through
     every replica (the followers forward them); the leader SIGKILLed mid-stream, the broker restarted,
@@ -114,11 +115,13 @@ def test_three_replicas_behind_haproxy_survive_a_leader_kill_a_broker_restart_an
     with server:
         url = server.create_database(f"f_replicas_{uuid.uuid4().hex[:8]}")
         with Harness(tmp_path, url, pg=server, replicas=3, fleet=FLEET_OF_TEN) as h:
-            report = run_scenario(h, jobs=JOBS, interval_s=INTERVAL_S, seed=9, until_accepted=True, timeout_s=240,
-                                  faults=[(2.0, "leader_sigkill"), (8.0, "broker_restart"), (14.0, "database_outage")])
+            # 150 jobs over ~22 s: the leader's kill takes ~7 s (it comes back as a follower), so the broker
+            # restart and the outage land while jobs are still coming in.
+            report = run_scenario(h, jobs=150, interval_s=INTERVAL_S, seed=9, until_accepted=True, timeout_s=240,
+                                  faults=[(2.0, "leader_sigkill"), (9.0, "broker_restart"), (13.0, "database_outage")])
             assert_promise_kept(report, h, {"leader_sigkill", "broker_restart", "database_outage"})
             assert report.failed == 0, report.describe()
             assert h.takeover_s < 10, f"another replica took over the leader's duties in {h.takeover_s:.1f}s"
             assert h.leader() is not None, "a replica leads at the end (after the outage, any may)"
-            assert all(n > 0 for n in h.forwarded_before_kill.values()), \
-                f"both followers forwarded jobs to the leader: {h.forwarded_before_kill}"
+            accepted = h.queued_by_replica()
+            assert all(accepted) and sum(accepted) >= report.jobs, f"jobs came in through every replica: {accepted}"
