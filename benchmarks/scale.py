@@ -131,8 +131,9 @@ def recovery(setup: Setup) -> dict[str, Any]:
             for job_id in list(pending):
                 try:
                     if client.get(f"/v1/jobs/{job_id}").json().get("state") == "done":
-                        return {"killed": f"cp-{killed}", "recovery_s": round(time.perf_counter() - t_kill, 2),
-                                "new_leader": f"cp-{setup.leader()}"}
+                        recovered, leader = round(time.perf_counter() - t_kill, 2), setup.leader()
+                        return {"killed": f"cp-{killed}", "recovery_s": recovered,
+                                "new_leader": None if leader is None else f"cp-{leader}"}
                 except (httpx.HTTPError, ValueError):
                     pass
             time.sleep(0.1)
