@@ -1,7 +1,8 @@
 """Where job audio lives: partial PCM while a job streams, one WAV per finished job.
 
-``AudioStore`` is the interface; ``LocalAudioStore`` keeps files in a folder. An S3-compatible
-store implements the same methods (partials stay on local disk, ``finalize`` uploads).
+``AudioStore`` is the interface; ``LocalAudioStore`` keeps files in a folder, which replicas share as
+a network folder (NFS: docs/scaling.md). No object store is implemented: none could be tested here
+(docs/scaling.md says why).
 """
 
 from __future__ import annotations
