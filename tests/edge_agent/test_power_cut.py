@@ -7,14 +7,13 @@ falls back to the previous model by itself and says why."""
 from __future__ import annotations
 
 import json
-import queue
 import signal
-import threading
 import uuid
 from pathlib import Path
 
 import pytest
 from bundles import install_command, make_key, student_bundle
+from devicewatch import DeviceWatch
 from range_server import RangeServer
 from services import wait_for
 
@@ -22,35 +21,13 @@ from edge_agent.updater import STEPS
 from voicefleet import protocol as p
 from voicefleet.broker import MosquittoBroker, free_port
 from voicefleet.credentials import auth_headers
-from voicefleet.mqtt import Inbound, MqttClient
 from voicefleet_cli.onebox import Cluster
 
 OLD = "2026.11.27"
 
 
-class Watch:
-    """What a device says on the broker (states and events, in order); sends it commands."""
-
-    def __init__(self, url: str, device_id: str):
-        self.device_id = device_id
-        self.states: list[p.DeviceState] = []
-        self.events: list[p.Message] = []
-        self._inbox: queue.Queue[Inbound] = queue.Queue()
-        self.mqtt = MqttClient(url, f"watch-{uuid.uuid4().hex[:8]}", inbox=self._inbox, session_expiry_s=0,
-                               subscriptions=[(p.device_topic(device_id, "state"), 1),
-                                              (p.device_topic(device_id, "event"), 1)])
-        threading.Thread(target=self._drain, daemon=True).start()
-        self.mqtt.start()
-
-    def _drain(self) -> None:
-        while True:
-            msg = self._inbox.get()
-            _, kind = p.parse_device_topic(msg.topic)
-            decoded, _ = p.decode(kind, msg.payload)
-            (self.states if kind == "state" else self.events).append(decoded)
-
-    def send(self, kind: str, message: p.Message) -> None:
-        self.mqtt.publish(p.device_topic(self.device_id, kind), p.encode(message)).wait_for_publish(5)
+class Watch(DeviceWatch):
+    """A device's states and events (tests/devicewatch.py), with what the update tests ask of it."""
 
     def online(self, after: int = 0, version: str | None = None) -> p.DeviceState:
         def check():
@@ -78,8 +55,6 @@ class Watch:
         assert end.samples > 24000 // 2
         return end
 
-    def stop(self) -> None:
-        self.mqtt.stop()
 
 
 @pytest.fixture

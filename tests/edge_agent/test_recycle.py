@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from devicewatch import DeviceWatch
 from services import wait_for
 
 from edge_agent.engines.benchmark_only import BenchmarkTimedEngine
@@ -27,7 +26,6 @@ from edge_agent.recycle import GrowthRule, RecycleGuard, recycle_guard
 from edge_agent.telemetry import PsutilTelemetry
 from voicefleet import protocol as p
 from voicefleet.broker import MosquittoBroker
-from voicefleet.mqtt import Inbound, MqttClient
 from voicefleet.processes import terminate
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -135,29 +133,12 @@ def test_no_bound_no_guard_and_no_reading_no_recycle(caplog: pytest.LogCaptureFi
 # -- a real agent --------------------------------------------------------------------------------------
 
 
-class Watch:
-    """Everything the device says on the broker, in arrival order; sends it jobs."""
-
-    def __init__(self, url: str, device_id: str):
-        self.device_id, self.seen = device_id, []
-        self._inbox: queue.Queue[Inbound] = queue.Queue()
-        self.mqtt = MqttClient(url, f"watch-{uuid.uuid4().hex[:8]}", inbox=self._inbox, session_expiry_s=0,
-                               subscriptions=[(p.device_topic(device_id, "state"), 1),
-                                              (p.device_topic(device_id, "event"), 1)])
-        threading.Thread(target=self._drain, daemon=True).start()
-        self.mqtt.start()
-
-    def _drain(self) -> None:
-        while True:
-            msg = self._inbox.get()
-            self.seen.append(p.decode(p.parse_device_topic(msg.topic)[1], msg.payload)[0])
-
-    def find(self, what: str, match, timeout_s: float = 60):
-        return wait_for(lambda: next((m for m in list(self.seen) if match(m)), None), what, timeout_s)
+class Watch(DeviceWatch):
+    """A device's states and events (tests/devicewatch.py); sends it jobs."""
 
     def job(self, text: str) -> str:
         job = p.JobAssign(job_id=uuid.uuid4().hex, attempt=1, text=text)
-        self.mqtt.publish(p.device_topic(self.device_id, "job"), p.encode(job)).wait_for_publish(5)
+        self.send("job", job)
         return job.job_id
 
     def done(self, job_id: str) -> p.JobDone:
