@@ -84,14 +84,7 @@ class Setup:
         return [p.pid for p in self.set.replicas if p is not None]
 
     def leader(self) -> int | None:
-        for i, proc in enumerate(self.set.replicas):
-            try:
-                checks = httpx.get(f"{self.set.replica_url(i)}/readyz", timeout=2).json().get("checks", {})
-            except (httpx.HTTPError, ValueError):
-                continue
-            if proc is not None and "broker" in checks:
-                return i
-        return None
+        return self.set.leader()
 
 
 async def first_chunks(api: str, *, count: int, warmup: int = 5) -> dict[str, Any]:

@@ -254,16 +254,8 @@ class Harness:
         return self._record("control_plane_sigkill", "control-plane", t0, recover_from=t0)
 
     def leader(self) -> int | None:
-        """Which replica of a ReplicaSet leads now (its readiness checks name the broker)."""
         assert isinstance(self.cluster, ReplicaSet)
-        for i, proc in enumerate(self.cluster.replicas):
-            try:  # a leader's checks name the broker, whether it answers now or not (503)
-                checks = http.get(f"{self.cluster.replica_url(i)}/readyz", timeout=5).json().get("checks", {})
-            except (httpx.HTTPError, ValueError):
-                continue
-            if proc is not None and "broker" in checks:
-                return i
-        return None
+        return self.cluster.leader()
 
     def kill_leader(self, rng: random.Random, *, down_s: float = 3.0) -> Fault:
         """SIGKILL the leading replica; another takes the lead (and the broker's session); the killed one

@@ -9,9 +9,12 @@ them takes the lead when the leader dies. The agents are told the proxy's addres
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from voicefleet.broker import free_port
@@ -96,6 +99,13 @@ class ReplicaSet(Cluster):
     def replica_url(self, i: int) -> str:
         return f"http://127.0.0.1:{self.ports[i]}"
 
+    def leader(self) -> int | None:
+        """Which replica leads now: its readiness checks name the broker, whether it answers now or not."""
+        for i, proc in enumerate(self.replicas):
+            if proc is not None and "broker" in get_json_any(f"{self.replica_url(i)}/readyz").get("checks", {}):
+                return i
+        return None
+
     def kill_replica(self, i: int) -> None:
         proc = self.replicas[i]
         if proc is not None:
@@ -111,3 +121,17 @@ class ReplicaSet(Cluster):
         for proc in [*self.agents.values(), *self.replicas, self.proxy]:
             if proc is not None:
                 terminate(proc, timeout=40.0)
+
+
+def get_json_any(url: str) -> dict:
+    """The JSON body whatever the status (readiness answers 503 with its checks); {} when unreachable."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return json.loads(exc.read())
+        except ValueError:
+            return {}
+    except (OSError, ValueError):
+        return {}
