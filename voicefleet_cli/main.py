@@ -6,6 +6,7 @@ Client commands use only the standard library, so they work from an edge install
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from voicefleet import logs
@@ -47,7 +48,14 @@ def cmd_agent(args, settings: CliSettings) -> int:
 def cmd_up(args, settings: CliSettings) -> int:
     from voicefleet_cli.onebox import run_one_box
 
-    return run_one_box(settings, port=args.port, replicas=args.replicas)
+    if args.replicas == 1:
+        return run_one_box(settings, port=args.port)
+    from functools import partial
+
+    from voicefleet_cli.replicaset import ReplicaSet
+
+    make = partial(ReplicaSet, replicas=args.replicas, database_url=os.environ.get("VOICEFLEET_DATABASE_URL", ""))
+    return run_one_box(settings, port=args.port, make_cluster=make, replicas=args.replicas)
 
 
 def cmd_admin_token(args, settings: CliSettings) -> int:

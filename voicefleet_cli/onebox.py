@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,14 +159,15 @@ def get_json(url: str, token: str | None = None):
         return {}
 
 
-def run_one_box(settings: CliSettings, port: int | None = None, replicas: int = 1) -> int:
+def run_one_box(settings: CliSettings, port: int | None = None, make_cluster: Callable[..., Cluster] = Cluster,
+                replicas: int = 1) -> int:
+    """``make_cluster`` builds the control side (Cluster's arguments): one control plane, or a ReplicaSet."""
     home = settings.home
     # Our own broker is secured: the control plane keeps its logins, each agent enrols for its own.
     broker = None if settings.names_broker() else MosquittoBroker(home / "broker", secured=True).start()
     mqtt_url, http_port = broker.url if broker else settings.mqtt_url, port or settings.http_port
     try:
-        cluster = Cluster(home, mqtt_url=mqtt_url, http_port=http_port, http_host=settings.http_host) if replicas == 1 \
-            else _replica_set(home, mqtt_url, http_port, settings.http_host, replicas)
+        cluster = make_cluster(home, mqtt_url=mqtt_url, http_port=http_port, http_host=settings.http_host)
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if broker:
@@ -204,10 +206,3 @@ def run_one_box(settings: CliSettings, port: int | None = None, replicas: int = 
         if broker:
             broker.stop()
 
-
-def _replica_set(home: Path, mqtt_url: str, http_port: int, http_host: str, replicas: int) -> Cluster:
-    """``up --replicas N``: the control planes behind HAProxy on the PostgreSQL VOICEFLEET_DATABASE_URL names."""
-    from voicefleet_cli.replicaset import ReplicaSet
-
-    return ReplicaSet(home, mqtt_url=mqtt_url, http_port=http_port, http_host=http_host, replicas=replicas,
-                      database_url=os.environ.get("VOICEFLEET_DATABASE_URL", ""))
