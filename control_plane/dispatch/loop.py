@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
-from starlette.concurrency import run_in_threadpool
 
 from control_plane import jobs
 from control_plane.core.db import DatabaseUnavailable, database_up
@@ -59,6 +58,8 @@ class Dispatcher:
         self._elsewhere: Counter[str] = Counter()  # jobs followers queued, not yet in fleet.queued
         self._elsewhere_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
+        self._submits: Inbox | None = None  # a follower's submissions, written by their own thread
+        self._submits_lock = threading.Lock()
         self.tell_leader: Callable[[dict[str, int]], None] | None = None  # a follower's: control_plane/relay.py
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -104,44 +105,69 @@ class Dispatcher:
     async def ask(self, command: Command) -> Any:
         """Run ``command`` on the dispatcher thread; returns its answer once its batch committed
         (raises what the command refused with, or InboxFull). On a follower replica (no dispatcher
-        here) a submission is written in a transaction of its own and the leader told of it; every
-        other change reaches the leader by HTTP (control_plane/api/forward.py), never this."""
+        here) submissions are written by a thread of its own, many to a transaction, and the leader
+        told of them; every other change reaches the leader by HTTP (control_plane/api/forward.py)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if self.running:
             self.inbox.offer(Ask(command, loop, future))
         elif isinstance(command, Submit):
-            await run_in_threadpool(self._submit_here, Ask(command, loop, future))
+            self._follower_submits().offer(Ask(command, loop, future))
         else:
             raise RuntimeError(f"{type(command).__name__} must run on the leader's dispatcher")
         return await future
 
-    def _submit_here(self, ask: Ask) -> None:
-        """A follower's submission: the same checks against its fleet view (reloaded every second, and
-        again before a refusal that a newer view could lift), its own transaction, then the leader is
-        told how many jobs joined each tier's queue."""
-        out = self._try_submit_here(ask)
-        if any(isinstance(error, jobs.Unservable) for _, _, error in out.answers):
+    def _follower_submits(self) -> Inbox:
+        with self._submits_lock:
+            if self._submits is None:
+                self._submits = Inbox()
+                threading.Thread(target=self._submit_loop, name="submits", daemon=True).start()
+        return self._submits
+
+    def _submit_loop(self) -> None:
+        while not self._stop.is_set():
+            batch, _ = self._submits.drain(timeout=0.25)
+            asks = [item for item in batch if isinstance(item, Ask)]
+            if asks:
+                self._submit_here(asks)
+
+    def _submit_here(self, asks: list[Ask]) -> None:
+        """A follower's submissions: the same checks against its fleet view (reloaded every second, and
+        again before refusals that a newer view could lift), one transaction, then the leader is told
+        how many jobs joined each tier's queue."""
+        out = self._try_submit_here(asks)
+        refused = [ask for ask, _, error in out.answers if isinstance(error, jobs.Unservable)]
+        if refused:
             self.refresh_view()  # a device that registered or came back within the last second
-            out = self._try_submit_here(ask)
+            out.answers = [a for a in out.answers if a[0] not in refused]
+            out.merge(self._try_submit_here(refused))
         announce(out, self.mqtt, self.ctx.watch)
         queued = Counter(row["tier"] for _, rows, error in out.answers if error is None for row in rows)
         if queued and self.tell_leader is not None:
             self.tell_leader(dict(queued))
 
-    def _try_submit_here(self, ask: Ask) -> Outbox:
+    def _try_submit_here(self, asks: list[Ask]) -> Outbox:
         out = Outbox()
         try:
             with self.ctx.session() as session:
-                requests.handle(self.ctx, session, ask, out)
+                for ask in asks:
+                    requests.handle(self.ctx, session, ask, out)
                 jobs.commit(session)
+            return out
         except Exception as exc:
             out.forget()
             try:
                 self._raise_if_down(exc)
-                raise
             except DatabaseUnavailable as down:
-                out.answer(ask, error=down)
+                for ask in asks:
+                    out.answer(ask, error=down)
+                return out
+            if len(asks) == 1:
+                log.exception("a submission could not be written")
+                out.answer(asks[0], error=exc)
+                return out
+        for ask in asks:  # one bad submission must not sink the others
+            out.merge(self._try_submit_here([ask]))
         return out
 
     def queued_elsewhere(self, counts: dict[str, int]) -> None:
