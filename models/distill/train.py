@@ -55,15 +55,15 @@ def _cached_mels(data: Dataset, cfg: StudentConfig, device: torch.device) -> lis
         return [logmel(torch.from_numpy(a).to(device)[None])[0] for a in data.audio]
 
 
-def _load(path: Path, model, opt, cfg: StudentConfig) -> tuple[int, float]:
+def _load(path: Path, model, opt, cfg: StudentConfig) -> tuple[int, float, dict]:
     if not path.exists():
-        return 0, 0.0
+        return 0, 0.0, {}
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state["cfg"] != cfg.to_dict():
         raise ValueError(f"{path} was trained with another config; delete it or use a new --work dir")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
-    return state["step"], state["elapsed"]
+    return state["step"], state["elapsed"], state.get("log", {})  # a resume with no step left keeps its losses
 
 
 def _save(path: Path, model, opt, cfg: StudentConfig, step: int, elapsed: float, log: dict) -> None:
@@ -97,8 +97,8 @@ def _loop(name: str, model, step_fn, out_dir: Path, cfg: StudentConfig, *, lr: f
         lr *= FINE_TUNE_LR_SCALE
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
     path = out_dir / f"{name}.pt"
-    step, elapsed = _load(path, model, opt, cfg)
-    budget, last_save, log = Budget(max_steps, seconds, elapsed), time.monotonic(), {}
+    step, elapsed, log = _load(path, model, opt, cfg)
+    budget, last_save = Budget(max_steps, seconds, elapsed), time.monotonic()
     model.train()
     while step < max_steps and budget.elapsed < seconds:
         for group in opt.param_groups:

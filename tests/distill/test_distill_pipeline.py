@@ -77,6 +77,7 @@ def test_quick_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert again.returncode == 0, again.stderr[-3000:]
     report = json.loads((tmp_path / "bundle.work" / "report.json").read_text())
     assert report["train"]["acoustic"]["steps"] == 20 and report["train"]["stage_seconds"] < 30
+    assert report["train"]["acoustic"]["last_losses"]  # what the checkpoint's last steps logged, not nothing
 
     # under a bound it does not meet, the same student is not packaged, and the refusal says why
     bound = f"{evaluation['cer'] / 2:.4f}"
