@@ -121,7 +121,8 @@ def _load_student_int8(threads: int, int8_dir: Path | None) -> Loaded:
     if int8_dir is None:
         raise SystemExit("student-int8 needs --int8-dir (the parent builds it)")
     manifest = verified_bundle().manifest
-    model = StudentModel(int8_dir, manifest.extra["config"], threads, variant="int8")
+    model = StudentModel(int8_dir, manifest.extra["config"], threads, variant="int8",
+                         calibration=manifest.extra.get("runtime", {}).get("duration_calibration"))
     rate = manifest.sample_rate
 
     def stream(text: str) -> Iterator[int]:  # StudentEngine.synthesize's loop, on the int8 graphs
@@ -247,7 +248,8 @@ def quality_worker(count: int, int8_dir: Path) -> dict[str, Any]:
     config = verified.manifest.extra["config"]
     out: dict[str, Any] = {"status": "ok", "sentences": len(texts), "threads": 1}
     for variant, directory in (("fp32", verified.path), ("int8", int8_dir)):
-        model = StudentModel(directory, config, threads=1, variant=variant)
+        model = StudentModel(directory, config, threads=1, variant=variant,
+                             calibration=verified.manifest.extra.get("runtime", {}).get("duration_calibration"))
         spoken = [_speak(lambda p, m=model: m.synthesize(p.ids), s, SAMPLE_RATE) for s in texts]
         figures = evaluate_pairs(list(zip(reference, spoken, strict=True)), SAMPLE_RATE)
         out[f"student-{variant}"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
