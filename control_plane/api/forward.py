@@ -1,8 +1,8 @@
-"""On a follower replica, every state-changing call under /v1 goes to the leader, which runs the
-dispatcher (control_plane/roles.py): the request as it came (method, path, query, headers, body),
-the leader's answer as it gave it. The leader authenticates, limits, audits and answers it; the
-follower adds only ``X-Forwarded-For``. With no leader known (one is being chosen), 503 with
-Retry-After. Reads are served where they arrive."""
+"""On a follower replica, every state-changing call under /v1 but the submissions (which a follower
+writes itself: Dispatcher.ask) goes to the leader, which runs the dispatcher (control_plane/roles.py):
+the request as it came (method, path, query, headers, body), the leader's answer as it gave it. The
+leader authenticates, limits, audits and answers it; the follower adds only ``X-Forwarded-For``. With
+no leader known (one is being chosen), 503 with Retry-After. Reads are served where they arrive."""
 
 from __future__ import annotations
 

@@ -125,7 +125,7 @@ class Dispatcher:
         return self._submits
 
     def _submit_loop(self) -> None:
-        while not self._stop.is_set():
+        while True:  # a daemon: it lives as long as the follower (and idles once this replica leads)
             batch, _ = self._submits.drain(timeout=0.25)
             asks = [item for item in batch if isinstance(item, Ask)]
             if asks:
