@@ -45,10 +45,12 @@ def log_tails(home: Path, lines: int) -> str:
 
 
 class CpuMeter:
-    """CPU seconds used by groups of processes between start() and stop()."""
+    """CPU seconds used by groups of processes between start() and stop(); with ``box``, also the whole
+    machine's busy CPU seconds (every process, PostgreSQL's per-connection backends included)."""
 
-    def __init__(self, groups: dict[str, list[int]]):
+    def __init__(self, groups: dict[str, list[int]], *, box: bool = False):
         self.procs = {g: [psutil.Process(pid) for pid in pids] for g, pids in groups.items()}
+        self.box = box
         self.t0: dict[str, float] = {}
 
     @staticmethod
@@ -62,13 +64,22 @@ class CpuMeter:
                 pass
         return total
 
+    @staticmethod
+    def _busy() -> float:
+        t = psutil.cpu_times()
+        return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
     def start(self) -> None:
         self.wall = time.perf_counter()
         self.t0 = {g: self._cpu(ps) for g, ps in self.procs.items()}
+        if self.box:
+            self.t0["box"] = self._busy()
 
     def stop(self) -> dict[str, float]:
         wall = time.perf_counter() - self.wall
         out = {g: round(self._cpu(ps) - self.t0[g], 2) for g, ps in self.procs.items()}
+        if self.box:
+            out["box"] = round(self._busy() - self.t0["box"], 2)
         out["wall_s"] = round(wall, 2)
         return out
 

@@ -5,7 +5,8 @@ HAProxy on the same PostgreSQL database server and broker, with the same K zero-
 For each: throughput with single POSTs over C connections (jobs/s from the first submit to the last
 done, through the proxy), submit-to-first-chunk at the client (a job at a time: POST, then the audio
 stream's first PCM byte, the HTTP legs included), CPU seconds per job of the control planes together
-and per replica. With three replicas, the time to recover from the leader's death: SIGKILL, then a job
+and per replica, and of the whole box by part (client, agents, broker, proxy, database): with every core
+busy, that is what bounds jobs/s. With three replicas, the time to recover from the leader's death: SIGKILL, then a job
 submitted every 0.1 s until one submitted after the kill is done.
 
 Printed: the table, then the ratios 3 replicas : 1 (CPU per job: target at most 1.3; the box's
@@ -133,13 +134,28 @@ def recovery(setup: Setup) -> dict[str, Any]:
     return {"killed": f"cp-{killed}", "recovery_s": None}
 
 
+def box_share(cpu_s: dict[str, float], done: int) -> dict[str, Any]:
+    """Where the whole machine's CPU went, in ms per job: what bounds jobs/s once every core is busy.
+    ``database_and_rest`` is the box's busy time less the measured processes (mostly PostgreSQL's backends)."""
+    control = sum(v for k, v in cpu_s.items() if k.startswith("cp-"))
+    parts = {"control_planes": control} | {k: cpu_s[k] for k in ("client", "agents", "broker", "proxy")}
+    parts["database_and_rest"] = max(cpu_s["box"] - sum(parts.values()), 0.0)
+    box_ms = 1000 * cpu_s["box"] / done
+    cpus = os.cpu_count() or 1
+    return {"cpu_ms_per_job": round(box_ms, 3), "busy": round(cpu_s["box"] / (cpu_s["wall_s"] * cpus), 3),
+            "ceiling_jobs_per_s": round(1000 * cpus / box_ms, 1),
+            "ms_per_job": {k: round(1000 * v / done, 3) for k, v in parts.items()}}
+
+
 def measure_one(tmp: Path, broker: MosquittoBroker, pg_url: str, replicas: int, args: argparse.Namespace) -> dict:
     setup = Setup(tmp / f"r{replicas}", broker.url, new_database(pg_url), replicas, args.agents, args.slots)
     try:
         log(f"{replicas} replica(s) behind HAProxy, {args.agents} tone agents")
         setup.start()
         meter = CpuMeter({f"cp-{i}": [pid] for i, pid in enumerate(setup.replica_pids())}
-                         | {"proxy": [setup.set.proxy.pid], "broker": [broker.pid] if broker.pid else []})
+                         | {"proxy": [setup.set.proxy.pid], "broker": [broker.pid] if broker.pid else [],
+                            "agents": [p.pid for p in setup.set.agents.values()], "client": [os.getpid()]},
+                         box=True)
         log(f"throughput: {args.jobs} single POSTs over {args.connections} connections")
         tput = asyncio.run(throughput(setup.api, jobs=args.jobs, conc=args.connections, meter=meter))
         control_cpu = sum(v for k, v in tput["cpu_s"].items() if k.startswith("cp-"))
@@ -149,7 +165,8 @@ def measure_one(tmp: Path, broker: MosquittoBroker, pg_url: str, replicas: int, 
                   "control_cpu_ms_per_job": round(1000 * control_cpu / done, 3),
                   "per_replica_cpu_ms_per_job": {k: round(1000 * v / done, 3) for k, v in tput["cpu_s"].items()
                                                  if k.startswith("cp-")},
-                  "proxy_cpu_ms_per_job": round(1000 * tput["cpu_s"]["proxy"] / done, 3)}
+                  "proxy_cpu_ms_per_job": round(1000 * tput["cpu_s"]["proxy"] / done, 3),
+                  "box": box_share(tput["cpu_s"], done)}
         log(f"first chunk at the client: {args.latency_jobs} jobs one at a time")
         result["first_chunk_at_client"] = asyncio.run(first_chunks(setup.api, count=args.latency_jobs))
         if replicas > 1:
@@ -201,6 +218,10 @@ def print_table(r: dict[str, Any]) -> None:
         print(f"{row['replicas']:>8}{row['jobs_per_s']:>9.1f}{row['done']:>7}{row['lost']:>6}"
               f"{row['control_cpu_ms_per_job']:>15.2f}{row['proxy_cpu_ms_per_job']:>14.2f}{fc['p50_ms']:>17.1f}"
               f"{fc['p99_ms']:>8.1f}  {row['per_replica_cpu_ms_per_job']}")
+    for row in (r["one"], r["many"]):
+        b = row["box"]
+        print(f"  {row['replicas']} replica(s), the whole box: {b['cpu_ms_per_job']:.2f} CPU ms/job, {100 * b['busy']:.0f} % "
+              f"busy, so at most {b['ceiling_jobs_per_s']:.0f} jobs/s here; ms/job by part: {b['ms_per_job']}")
     rec = r["many"].get("recovery", {})
     print(f"ratios {c['replicas']}:1: CPU per job {r['ratios']['cpu_per_job_many_over_one']}, "
           f"jobs/s {r['ratios']['jobs_per_s_many_over_one']}; recovery after the leader's SIGKILL: "

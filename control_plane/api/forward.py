@@ -27,6 +27,13 @@ class ForwardToLeader:
         self._client: httpx.AsyncClient | None = None
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":  # returns once the app has shut down: the leader's connections go with it
+            try:
+                return await self.app(scope, receive, send)
+            finally:
+                if self._client is not None:
+                    await self._client.aclose()
+                    self._client = None
         if scope["type"] != "http" or scope["method"] not in WRITES or not scope["path"].startswith("/v1/") \
                 or (scope["method"], scope["path"].rstrip("/")) in LOCAL:
             return await self.app(scope, receive, send)

@@ -24,6 +24,10 @@ def test_scale_benchmark_compares_one_and_three_replicas_and_times_a_recovery(pg
         assert (row["replicas"], row["done"], row["lost"]) == (n, 60, 0), row
         assert row["jobs_per_s"] > 0 and row["first_chunk_at_client"]["n"] == 5
         assert len(row["per_replica_cpu_ms_per_job"]) == n and row["control_cpu_ms_per_job"] > 0
+        box = row["box"]  # the whole machine's CPU: more than the control planes', split by part
+        assert box["cpu_ms_per_job"] > row["control_cpu_ms_per_job"] and 0 < box["busy"] <= 1.0, box
+        assert box["ms_per_job"]["control_planes"] == row["control_cpu_ms_per_job"]
+        assert box["ms_per_job"]["agents"] > 0 and box["ms_per_job"]["database_and_rest"] > 0, box
     assert r["ratios"]["cpu_per_job_many_over_one"] == round(
         r["many"]["control_cpu_ms_per_job"] / r["one"]["control_cpu_ms_per_job"], 3)
     recovery = r["many"]["recovery"]
