@@ -24,6 +24,7 @@ from edge_agent.engines.base import Engine
 from edge_agent.hub import Hub
 from edge_agent.image_status import image_report
 from edge_agent.journal import Journal
+from edge_agent.probes import Probes, ProbeServer
 from edge_agent.recycle import recycle_guard
 from edge_agent.runner import JobRunner
 from edge_agent.slots import SlotStore, boot_engine
@@ -62,6 +63,10 @@ class Agent:
         self._stopping = threading.Event()
         self.journal = Journal(settings.data_dir() / "journal.db", settings.journal_max_entries)
         self.hub = Hub(settings, self.engine, self.journal, connected=lambda: self.mqtt.connected.is_set())
+        self.probes = Probes(interval_s=settings.telemetry_interval_s, connected=lambda: self.mqtt.connected.is_set(),
+                             draining=self._stopping.is_set)
+        self.probe_server = None if settings.health_port is None else \
+            ProbeServer(self.probes, settings.health_host, settings.health_port)
         self._replaying = threading.Lock()
         will = Will(self._topic("state"), p.encode(p.DeviceState(device_id=self.device_id, status="offline")))
         self.mqtt = MqttClient(
@@ -95,6 +100,8 @@ class Agent:
                 os.execv(sys.executable, sys.orig_argv)
 
     def start(self) -> None:
+        if self.probe_server:  # first: a worker whose broker is slow to answer is alive, and not ready
+            self.probe_server.start()
         self.hub.start()  # first: the hub speaks whether or not the broker answers
         self.runner.start()
         threading.Thread(target=self._consume, name="inbox", daemon=True).start()
@@ -140,6 +147,8 @@ class Agent:
             except (RuntimeError, ValueError) as exc:  # the link dropped meanwhile: the last will says it
                 log.warning("could not publish the offline state: %s", exc)
         self.mqtt.stop()
+        if self.probe_server:
+            self.probe_server.stop()
         log.info("agent %s stopped", self.device_id)
 
     # -- inbound ---------------------------------------------------------------------------
@@ -228,6 +237,7 @@ class Agent:
         # no job until it has heard a live message from it.
         self.mqtt.connected.wait(self.settings.telemetry_interval_s)
         while not self._stopping.is_set():
+            self.probes.tick()
             try:
                 fields = self.telemetry.read()
             except Exception:  # a broken sensor must not silence the heartbeat

@@ -35,6 +35,9 @@ class AgentSettings(EngineSettings):
     api_url: str | None = None  # the control plane, for what the local voice cannot do (cloned voices, dialects)
     enrol_token: str | None = None  # one-time token: the agent enrols at api_url on first start (docs/security.md)
     api_token: str | None = None  # a client-role API token for that path (the hub submits jobs as it)
+    # Liveness and readiness over HTTP for an orchestrator (edge_agent/probes.py): unset, none are served.
+    health_port: int | None = Field(default=None, ge=0, le=65535)  # 0: any free port
+    health_host: str = "0.0.0.0"  # a pod's probes come from the kubelet, to the pod's address
     journal_max_entries: int = 50_000  # offline journal bound (oldest telemetry goes first)
     drain_timeout_s: float = 30.0  # on SIGTERM (or a recycle): how long running jobs may take to finish
     # The recycle guard (edge_agent/recycle.py): a GPU worker whose memory, sampled when a job leaves it idle,

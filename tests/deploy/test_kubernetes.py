@@ -9,6 +9,7 @@ import copy
 import os
 import re
 import uuid
+import urllib.request
 
 import kubernetes_validate
 import pytest
@@ -24,6 +25,7 @@ from control_plane.core.config import Settings
 from control_plane.core.db import make_engine, upgrade
 from control_plane.models import JobCreate
 from edge_agent.config import AgentSettings
+from edge_agent.probes import Probes, ProbeServer
 
 # The oldest and newest Kubernetes releases the manifests are checked against.
 K8S_VERSIONS = ("1.29.0", "1.37.0")
@@ -257,6 +259,30 @@ def test_the_gpu_worker_takes_one_gpu_and_two_jobs(overlay, clean_env):
     assert settings.engine_spec().split(",")[0] == "cosyvoice3"
     weights = next(m for m in container(deployment)["volumeMounts"] if m["name"] == "weights")
     assert weights["readOnly"] and str(settings.cosyvoice_dir).startswith(weights["mountPath"] + "/")
+
+
+def test_the_gpu_workers_probes_are_the_agents_own_on_its_health_port(overlay, clean_env):
+    _, objects = overlay
+    deployment = _deployment(objects, WORKER)
+    c = container(deployment)
+    for key, value in env(objects, deployment).items():
+        clean_env.setenv(key, value)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"health": AgentSettings(device_id="gpu-worker-0").health_port}
+    probes = {kind: c[kind]["httpGet"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+    assert {kind: get["port"] for kind, get in probes.items()} == dict.fromkeys(probes, "health")
+    assert probes["readinessProbe"]["path"] == "/readyz"
+    assert probes["startupProbe"]["path"] == probes["livenessProbe"]["path"] == "/healthz"
+    start = c["startupProbe"]
+    assert start["periodSeconds"] * start["failureThreshold"] >= 300  # room to load the model
+    server = ProbeServer(Probes(interval_s=5, connected=lambda: True, draining=lambda: False), "127.0.0.1", 0)
+    server.start()
+    try:  # the paths are routes of the agent's probe server
+        for get in probes.values():
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{get['path']}", timeout=5) as answer:
+                assert answer.status == 200
+    finally:
+        server.stop()
 
 
 def test_disruption_budget_service_and_scaler_select_the_control_plane(overlay):
