@@ -29,7 +29,7 @@ from voicefleet.bundle import BundleManifest, pack_archive, write_bundle
 from voicefleet.credentials import auth_headers
 from voicefleet.protocol.ota import TEST_AUDIO_RATE, TestAudio
 
-OLD, GOOD, NOISE = "2026.11.27", "2026.12.05", "2026.12.06"
+OLD, GOOD, NOISE = "2026.12.04", "2026.12.05", "2026.12.06"
 MODEL = json.loads((COMMITTED / "manifest.json").read_text())["model_id"]
 NOISE_RMS = 0.1  # -20 dBFS: as loud as speech, never near full scale
 DEFAULT_MAX_CER = 0.5

