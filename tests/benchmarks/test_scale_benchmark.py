@@ -25,7 +25,8 @@ def test_scale_benchmark_compares_one_and_three_replicas_and_times_a_recovery(pg
         assert row["jobs_per_s"] > 0 and row["first_chunk_at_client"]["n"] == 5
         assert len(row["per_replica_cpu_ms_per_job"]) == n and row["control_cpu_ms_per_job"] > 0
         box = row["box"]  # the whole machine's CPU: more than the control planes', split by part
-        assert box["cpu_ms_per_job"] > row["control_cpu_ms_per_job"] and 0 < box["busy"] <= 1.0, box
+        # busy: a share of every core; the counters and the wall clock are read a moment apart
+        assert box["cpu_ms_per_job"] > row["control_cpu_ms_per_job"] and 0 < box["busy"] <= 1.05, box
         assert box["ms_per_job"]["control_planes"] == row["control_cpu_ms_per_job"]
         assert box["ms_per_job"]["agents"] > 0 and box["ms_per_job"]["database_and_rest"] > 0, box
     assert r["ratios"]["cpu_per_job_many_over_one"] == round(
