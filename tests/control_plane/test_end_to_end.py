@@ -93,7 +93,7 @@ def test_malformed_requests_and_unservable_jobs(cluster: Cluster):
     chunked = http.post(f"{api}/v1/jobs", content=iter([b"x" * (256 << 10)] * 8),  # no Content-Length
                         headers={"content-type": "application/json"})
     assert chunked.status_code == 413 and "1048576 bytes" in chunked.json()["error"]["text"]
-    small = http.post(f"{api}/v1/jobs", content=iter([b'{"text": ', b'"\u4f60\u597d"}']),
+    small = http.post(f"{api}/v1/jobs", content=iter([b'{"text": ', rb'"\u4f60\u597d"}']),
                       headers={"content-type": "application/json"})
     assert small.status_code == 201, small.text
     r = http.post(f"{api}/v1/jobs", json={"text": "你好", "dialect": "sichuan"})
