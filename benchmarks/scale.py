@@ -134,10 +134,10 @@ def recovery(setup: Setup) -> dict[str, Any]:
     return {"killed": f"cp-{killed}", "recovery_s": None}
 
 
-def box_share(cpu_s: dict[str, float], done: int) -> dict[str, Any]:
+def box_share(cpu_s: dict[str, float], control: float, done: int) -> dict[str, Any]:
     """Where the whole machine's CPU went, in ms per job: what bounds jobs/s once every core is busy.
-    ``database_and_rest`` is the box's busy time less the measured processes (mostly PostgreSQL's backends)."""
-    control = sum(v for k, v in cpu_s.items() if k.startswith("cp-"))
+    ``control`` is the control planes' CPU seconds together; ``database_and_rest`` the box's busy time less
+    the measured processes (mostly PostgreSQL's backends)."""
     parts = {"control_planes": control} | {k: cpu_s[k] for k in ("client", "agents", "broker", "proxy")}
     parts["database_and_rest"] = max(cpu_s["box"] - sum(parts.values()), 0.0)
     box_ms = 1000 * cpu_s["box"] / done
@@ -166,7 +166,7 @@ def measure_one(tmp: Path, broker: MosquittoBroker, pg_url: str, replicas: int, 
                   "per_replica_cpu_ms_per_job": {k: round(1000 * v / done, 3) for k, v in tput["cpu_s"].items()
                                                  if k.startswith("cp-")},
                   "proxy_cpu_ms_per_job": round(1000 * tput["cpu_s"]["proxy"] / done, 3),
-                  "box": box_share(tput["cpu_s"], done)}
+                  "box": box_share(tput["cpu_s"], control_cpu, done)}
         log(f"first chunk at the client: {args.latency_jobs} jobs one at a time")
         result["first_chunk_at_client"] = asyncio.run(first_chunks(setup.api, count=args.latency_jobs))
         if replicas > 1:
@@ -220,8 +220,9 @@ def print_table(r: dict[str, Any]) -> None:
               f"{fc['p99_ms']:>8.1f}  {row['per_replica_cpu_ms_per_job']}")
     for row in (r["one"], r["many"]):
         b = row["box"]
-        print(f"  {row['replicas']} replica(s), the whole box: {b['cpu_ms_per_job']:.2f} CPU ms/job, {100 * b['busy']:.0f} % "
-              f"busy, so at most {b['ceiling_jobs_per_s']:.0f} jobs/s here; ms/job by part: {b['ms_per_job']}")
+        print(f"  {row['replicas']} replica(s), the whole box: {b['cpu_ms_per_job']:.2f} CPU ms/job, "
+              f"{100 * b['busy']:.0f} % busy, so at most {b['ceiling_jobs_per_s']:.0f} jobs/s here; "
+              f"ms/job by part: {b['ms_per_job']}")
     rec = r["many"].get("recovery", {})
     print(f"ratios {c['replicas']}:1: CPU per job {r['ratios']['cpu_per_job_many_over_one']}, "
           f"jobs/s {r['ratios']['jobs_per_s_many_over_one']}; recovery after the leader's SIGKILL: "

@@ -47,9 +47,10 @@ class Probes:
         return True, {"heartbeat": f"last tick {age:.1f} s ago"}
 
     def ready(self) -> tuple[bool, dict[str, str]]:
-        checks = {"broker": "connected" if self.connected() else "not connected",
-                  "draining": "yes: taking no new jobs" if self.draining() else "no"}
-        return self.connected() and not self.draining(), checks
+        connected, draining = self.connected(), self.draining()
+        checks = {"broker": "connected" if connected else "not connected",
+                  "draining": "yes: taking no new jobs" if draining else "no"}
+        return connected and not draining, checks
 
 
 class ProbeServer:
@@ -73,8 +74,8 @@ class ProbeServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format, *args) -> None:  # noqa: A002: probes every few seconds are not news
-                pass
+            def log_message(self, format, *args) -> None:  # noqa: A002 (the standard library's name)
+                pass  # probes every few seconds are not news
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True

@@ -17,6 +17,7 @@ from voicefleet import protocol as p
 from voicefleet.bundle import BundleManifest, generate_signing_key, write_bundle
 
 COMMITTED = DEFAULT_BUNDLE
+COMMITTED_MANIFEST = BundleManifest.model_validate_json((COMMITTED / "manifest.json").read_text())
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,13 @@ device's length, loudness and clipping checks, as a babbling model would.
 
 from __future__ import annotations
 
-import json
 import wave
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from bundles import COMMITTED, make_key, student_bundle
+from bundles import COMMITTED, COMMITTED_MANIFEST, make_key, student_bundle
 from services import ADMIN_TOKEN, new_cluster, wait_for
 
 from control_plane.rollouts.gates import cer_breach
@@ -29,8 +28,8 @@ from voicefleet.bundle import BundleManifest, pack_archive, write_bundle
 from voicefleet.credentials import auth_headers
 from voicefleet.protocol.ota import TEST_AUDIO_RATE, TestAudio
 
-OLD, GOOD, NOISE = "2026.12.04", "2026.12.05", "2026.12.06"
-MODEL = json.loads((COMMITTED / "manifest.json").read_text())["model_id"]
+OLD, GOOD, NOISE = COMMITTED_MANIFEST.version, "2026.12.05", "2026.12.06"
+MODEL = COMMITTED_MANIFEST.model_id
 NOISE_RMS = 0.1  # -20 dBFS: as loud as speech, never near full scale
 DEFAULT_MAX_CER = 0.5
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import copy
 import os
 import re
-import uuid
 import urllib.request
+import uuid
 
 import kubernetes_validate
 import pytest

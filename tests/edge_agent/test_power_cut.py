@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from bundles import install_command, make_key, student_bundle
+from bundles import COMMITTED_MANIFEST, install_command, make_key, student_bundle
 from devicewatch import DeviceWatch
 from range_server import RangeServer
 from services import wait_for
@@ -23,7 +23,7 @@ from voicefleet.broker import MosquittoBroker, free_port
 from voicefleet.credentials import auth_headers
 from voicefleet_cli.onebox import Cluster
 
-OLD = "2026.12.04"
+OLD = COMMITTED_MANIFEST.version
 
 
 class Watch(DeviceWatch):

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from bundles import COMMITTED, make_key, student_bundle
+from bundles import COMMITTED, COMMITTED_MANIFEST, make_key, student_bundle
 
 from edge_agent.config import AgentSettings
 from edge_agent.slots import STATE_FILE, SlotRecord, SlotStore, boot_engine
@@ -42,7 +42,7 @@ def test_first_start_seeds_slot_a_from_the_committed_bundle(tmp_path: Path):
     assert sorted(f.name for f in boot.path.iterdir()) == sorted(f.name for f in COMMITTED.iterdir())
     assert all((boot.path / f.name).read_bytes() == f.read_bytes() for f in COMMITTED.iterdir())
     model = slots.active_model()
-    assert (model.slot, model.version, model.previous_version) == ("a", "2026.12.04", None)
+    assert (model.slot, model.version, model.previous_version) == ("a", COMMITTED_MANIFEST.version, None)
     assert slots.state().slots["a"].status == "good"
     assert sorted(f.name for f in slots.root.iterdir()) == ["a", STATE_FILE]  # no temp files left
 
@@ -79,7 +79,7 @@ def test_a_crash_loop_on_a_trial_slot_falls_back_to_the_good_one(tmp_path: Path,
     assert (s.slots["b"].status, s.boots) == ("bad", 0)
     assert s.unreported["code"] == "crash_loop" and s.unreported["version"] == "v2"
     assert s.unreported["command_id"] == "cmd-v2-0001"
-    assert slots.active_model().version == "2026.12.04"
+    assert slots.active_model().version == COMMITTED_MANIFEST.version
     assert slots.boot(COMMITTED, max_boots=2).slot == "a"  # and it stays there
 
 
@@ -88,7 +88,7 @@ def test_marked_good_a_trial_slot_stops_counting_starts(tmp_path: Path, monkeypa
     slots.boot(COMMITTED, max_boots=1)
     assert slots.mark_good()
     assert [slots.boot(COMMITTED, max_boots=1).slot for _ in range(3)] == ["b", "b", "b"]
-    assert slots.active_model().previous_version == "2026.12.04"
+    assert slots.active_model().previous_version == COMMITTED_MANIFEST.version
     assert not slots.mark_good()  # nothing on trial
 
 
@@ -98,7 +98,7 @@ def test_a_trial_slot_whose_model_will_not_start_is_left_at_once(tmp_path: Path,
     damaged.write_bytes(damaged.read_bytes()[:1000])  # a flash cell gave up
     settings = AgentSettings(home=tmp_path, device_id="dev-1", engine="student")
     engine = boot_engine(settings, slots)
-    assert (engine.descriptor.name, engine.descriptor.version) == ("student-onnx", "2026.12.04")
+    assert (engine.descriptor.name, engine.descriptor.version) == ("student-onnx", COMMITTED_MANIFEST.version)
     s = slots.state()
     assert (s.active, s.slots["b"].status, s.unreported["code"]) == ("a", "bad", "engine_unavailable")
     assert "checksum" in s.unreported["text"] or "synth.onnx" in s.unreported["text"]

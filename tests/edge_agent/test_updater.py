@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from bundles import COMMITTED, install_command, make_key, student_bundle
+from bundles import COMMITTED, COMMITTED_MANIFEST, install_command, make_key, student_bundle
 from range_server import RangeServer
 from services import wait_for
 
@@ -19,7 +19,7 @@ from edge_agent.slots import SlotStore
 from edge_agent.updater import Updater
 from voicefleet import protocol as p
 
-OLD = "2026.12.04"
+OLD = COMMITTED_MANIFEST.version
 
 
 class Device:

