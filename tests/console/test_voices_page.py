@@ -47,7 +47,8 @@ def reference(console: Cluster) -> dict:
     """A voice already in the library (uploaded over the API), so the page lists one and has one to compare."""
     clip = wav_bytes(speechlike(5.0, seed=3), 24_000)
     made = http.post(f"{console.api}/v1/voices", files={"file": ("reference.wav", clip)},
-                     data={"name": "Reference voice", "transcript": "syllables", "consent": CONSENT})
+                     data={"name": "Reference voice", "transcript": "syllables", "consent": CONSENT},
+                     timeout=120)  # the first upload loads the speaker encoder: ~24 s on a quiet box
     assert made.status_code == 201, made.text
     return made.json()
 
