@@ -76,6 +76,7 @@ def symbol_ids() -> dict[str, int]:
     return {symbol: index for index, symbol in enumerate(symbols())}
 
 
+@lru_cache(maxsize=4096)  # about 1,500 syllables are in use: every clause splits the same ones
 def split_syllable(syllable: str) -> tuple[str, str]:
     """``zhong1`` → (``zh``, ``ong1``); ``wen2`` → (``^``, ``uen2``)."""
     base, tone = syllable[:-1], syllable[-1]
