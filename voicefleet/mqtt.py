@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 # CONNACK reasons that no retry will change: the broker answered and refused this login (MQTT 5, 3.2.2.2).
 LOGIN_REFUSALS = frozenset({"Not authorized", "Bad user name or password", "Client identifier not valid",
                             "Banned"})
+# How long after reconnecting what arrives may still be the broker's own upheaval rather than news
+# from devices: the persistent session's backlog, last wills of clients it restored, clients coming
+# back through their reconnect backoff (at most 5 s, reconnect_delay_set below), twice over. A
+# first connection follows no upheaval of ours: what it brings is news.
+SETTLE_S = 10.0
 
 
 class MqttUnavailable(CodedError):
@@ -49,6 +54,7 @@ class Inbound:
     mid: int
     qos: int
     retained: bool = False  # delivered from the broker's retained store: old news, not a heartbeat
+    settling: bool = False  # arrived within SETTLE_S of this client's reconnection (see SETTLE_S)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class MqttClient:
         self._receive_maximum = receive_maximum
         self._on_connected = on_connected
         self.connected = threading.Event()
+        self._linked_at: float | None = None  # monotonic time of the current connection
+        self._links = 0  # connections made so far: from the second on, each follows an upheaval
         self.refused: str | None = None  # the broker's last CONNACK refusal of our login, if any
         self._login = login or MqttLogin()
         self._login_help = login_help
@@ -149,6 +157,8 @@ class MqttClient:
                 log.error("MQTT connect refused: %s", self.refusal_text(self.refused))
             return
         self.refused = None
+        self._linked_at = time.monotonic()
+        self._links += 1
         if self._subscriptions:
             client.subscribe(self._subscriptions)
         log.info("MQTT connected to %s:%s as %s (session present: %s)", self.host, self.port,
@@ -159,10 +169,17 @@ class MqttClient:
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        self._linked_at = None
         log.warning("MQTT disconnected from %s:%s: %s", self.host, self.port, reason_code)
 
     def _handle_message(self, client, userdata, msg) -> None:
-        self._inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.retain)))
+        self._inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.retain),
+                                settling=self._links > 1 and self.link_age() < SETTLE_S))
+
+    def link_age(self) -> float:
+        """Seconds this connection to the broker has been up; 0 while there is none."""
+        at = self._linked_at
+        return 0.0 if at is None else time.monotonic() - at
 
 
 def _apply_login(client: paho.Client, login: MqttLogin, *, tls: bool) -> None:

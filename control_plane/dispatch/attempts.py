@@ -51,11 +51,16 @@ def hand_back(ctx: Context, session: Session, job: Job, *, reason: str, out: Out
     ended(ctx, job, device_id, out)
 
 
-def take_back(ctx: Context, session: Session, device_id: str, reason: str, out: Outbox) -> None:
-    """Every job on a device that is gone fails its attempt (retryable: it goes to another)."""
+def take_back(ctx: Context, session: Session, device_id: str, reason: str, out: Outbox, *,
+              counted: bool = True) -> None:
+    """Every job on a device that is gone fails its attempt (retryable: it goes to another), or, not
+    ``counted``, goes back to the queue without using up an attempt, the device told to drop it."""
     session.flush()  # the query must see this batch's own transitions (a done just before)
     for job in jobs.active_jobs_of(session, device_id=device_id):
-        fail(ctx, session, job, code="device_lost", text=reason, retryable=True, out=out)
+        if counted:
+            fail(ctx, session, job, code="device_lost", text=reason, retryable=True, out=out)
+        else:
+            hand_back(ctx, session, job, reason=reason, cancel=reason, out=out)
 
 
 def take_back_unstarted(ctx: Context, session: Session, device_id: str, out: Outbox) -> None:

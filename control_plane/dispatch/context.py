@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -33,6 +35,9 @@ class Context:
     fleet: Fleet = field(default_factory=Fleet)
     prompt_hashes: dict[str, str] = field(default_factory=dict)  # cloned voices' prompt files, by storage key
     events: EventBus = field(default_factory=EventBus)  # what changed, published after each commit (events.py)
+    # Seconds the dispatcher's own broker connection has been up (0 while down): the devices' silence
+    # is only theirs once it has been up for a heartbeat timeout. The dispatcher sets it.
+    link_age: Callable[[], float] = lambda: math.inf
 
     def session(self) -> Session:
         # No autoflush: within a batch we know what we changed; nothing expires on commit so

@@ -53,7 +53,7 @@ def handle(ctx: Context, session: Session, d: Decoded, out: Outbox) -> None:
         log.info("ignored %s from %s: its login was revoked", msg.type, device_id)
         return
     if isinstance(msg, p.DeviceState):
-        _on_state(ctx, session, device_id, msg, out, retained=item.retained)
+        _on_state(ctx, session, device_id, msg, out, retained=item.retained, settling=item.settling)
     elif isinstance(msg, p.Telemetry):
         _on_telemetry(ctx, session, device_id, msg)
     elif isinstance(msg, p.DeviceRecord):
@@ -88,7 +88,7 @@ def _offline_and_revoked(session: Session, device_id: str) -> bool:
 
 
 def _on_state(ctx: Context, session: Session, device_id: str, st: p.DeviceState, out: Outbox, *,
-              retained: bool = False) -> None:
+              retained: bool = False, settling: bool = False) -> None:
     known = session.get(Device, device_id)
     dev = known or Device(id=device_id)
     changed = known is None or dev.status != st.status
@@ -106,9 +106,16 @@ def _on_state(ctx: Context, session: Session, device_id: str, st: p.DeviceState,
         dev.boot_id = st.boot_id
         dev.image = st.image.model_dump() if st.image else None
     session.add(dev)
-    if st.status == "offline" or restarted:
-        attempts.take_back(ctx, session, device_id, "device went offline" if st.status == "offline"
-                           else "device restarted", out)
+    if restarted:
+        attempts.take_back(ctx, session, device_id, "device restarted", out)
+    elif st.status == "offline" and (retained or settling):
+        # Old news replayed to us, or a last will amid our own reconnection (the broker restarting
+        # fires every client's): the broker's upheaval, not this device's doing, so its jobs go back
+        # uncounted; they may run again as often as it restarts.
+        attempts.take_back(ctx, session, device_id, "device went offline while the broker reconnected", out,
+                           counted=False)
+    elif st.status == "offline":
+        attempts.take_back(ctx, session, device_id, "device went offline", out)
     ctx.fleet.update(dev)
     ctx.rollouts.on_state(session, device_id, st, out.publish)
     view = ctx.fleet.devices.get(device_id)  # none for a device that never said what it can do

@@ -40,9 +40,7 @@ def _singletons(ctx: Context, out: Outbox) -> None:
                                 p.encode(p.JobCancel(job_id=job.id, attempt=job.attempt, reason="lease expired"))))
             attempts.fail(ctx, session, job, code="lease_expired", retryable=True, out=out,
                           text=f"not finished within its {settings.lease_s:.0f}s lease")
-        silent = session.exec(select(Device).where(
-            Device.status != "offline", Device.last_seen_at < t - settings.heartbeat_timeout_s)).all()
-        for dev in silent:
+        for dev in _silent(ctx, session, t):
             log.warning("device %s missed its heartbeats; marking it offline", dev.id)
             dev.status = "offline"
             session.add(dev)
@@ -51,6 +49,15 @@ def _singletons(ctx: Context, out: Outbox) -> None:
             out.reschedule = True
         _hedge(ctx, session, out)
         jobs.commit(session)
+
+
+def _silent(ctx: Context, session: Session, t) -> list[Device]:
+    """Devices not heard for a heartbeat timeout; none while the dispatcher's own broker connection
+    is down or younger than that, since then the silence is its own (the broker restarting, say)."""
+    timeout = ctx.settings.heartbeat_timeout_s
+    if ctx.link_age() < timeout:
+        return []
+    return list(session.exec(select(Device).where(Device.status != "offline", Device.last_seen_at < t - timeout)).all())
 
 
 def _hedge(ctx: Context, session: Session, out: Outbox) -> None:

@@ -51,6 +51,7 @@ class Dispatcher:
         self.ctx = ctx
         self.mqtt = mqtt
         self.inbox = inbox
+        ctx.link_age = mqtt.link_age
         self.snapshot = FleetSnapshot()  # replaced, never changed: routes read it from any thread
         self._outage_since: float | None = None  # monotonic time the database stopped answering
         self._stop = threading.Event()
