@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_frontend_benchmark_reports_text_rate_and_embedding_time():
     pytest.importorskip("resemblyzer")
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "frontend.py"), "--json", "--seconds", "0.3",
-                           "--clips", "2", "--parts", "text,embedding"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+                           "--clips", "2", "--parts", "text,embedding"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert report["text"]["chars_per_s"] > 0 and report["text"]["texts"] >= 60

@@ -12,7 +12,6 @@ from sqlmodel import Session
 from control_plane import enrolment
 from control_plane.broker_auth import BrokerFiles
 from control_plane.core.db import make_engine
-
 from voicefleet import protocol as p
 from voicefleet.broker import MosquittoBroker, free_port
 from voicefleet.settings import mqtt_host_port
