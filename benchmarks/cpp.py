@@ -25,7 +25,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CPP_DIR = ROOT.parent / "shared" / "data" / "cpp-dev"
+# Everyday sentences written and labelled for this benchmark: the first set, and a second written
+# before the rules of voicefleet/text/senses.py (see each file's header).
 EVERYDAY = Path(__file__).resolve().parent / "everyday_polyphones.tsv"
+EVERYDAY_B = EVERYDAY.with_name("everyday_polyphones_b.tsv")
 MARK = "\u2581"
 _HAN = re.compile(r"[\u4e00-\u9fff]+")  # the Han runs our frontend reads (voicefleet.text.mandarin)
 Reader = Callable[[str], list]  # sentence -> one reading (or None) per character

@@ -104,11 +104,11 @@ def measure_cpp(limit: int | None = None) -> dict:
 
 
 def measure_everyday() -> dict:
-    """Polyphone accuracy of each system on the hand-labelled everyday sentences."""
-    from benchmarks.cpp import EVERYDAY, evaluate, load_everyday
+    """Polyphone accuracy of each system on each set of hand-labelled everyday sentences."""
+    from benchmarks.cpp import EVERYDAY, EVERYDAY_B, evaluate, load_everyday
 
-    items = load_everyday()
-    return {"data": EVERYDAY.name, "sentences": len(items), "threads": 1, "systems": evaluate(items)}
+    return {path.name: {"sentences": len(items), "threads": 1, "systems": evaluate(items)}
+            for path in (EVERYDAY, EVERYDAY_B) for items in [load_everyday(path)]}
 
 
 def _print(report: dict) -> None:
@@ -120,13 +120,13 @@ def _print(report: dict) -> None:
         print(f"  whole path         {text['chars_per_s']:>9,} chars/s   (warm-up {text['warmup_s']} s)")
     if "embedding" in report:
         print(f"speaker embedding, 1 thread: {json.dumps(report['embedding'])}")
-    for part, title in (("cpp", "CPP dev split"), ("everyday", "everyday sentences")):
-        if part in report:
-            figures = report[part]
-            print(f"polyphones, {title}, {figures['sentences']} sentences, 1 thread")
-            for name, fig in figures["systems"].items():
-                print(f"  {name:<10} {fig['accuracy']:>7.2%}  {fig['chars_per_s']:>9,} chars/s   "
-                      f"(unaligned {fig['unaligned']}, most missed: {', '.join(fig['most_missed'][:5])})")
+    sets = [("CPP dev split", report["cpp"])] if "cpp" in report else []
+    sets += [(f"everyday sentences ({name})", figures) for name, figures in report.get("everyday", {}).items()]
+    for title, figures in sets:
+        print(f"polyphones, {title}, {figures['sentences']} sentences, 1 thread")
+        for name, fig in figures["systems"].items():
+            print(f"  {name:<10} {fig['accuracy']:>7.2%}  {fig['chars_per_s']:>9,} chars/s   "
+                  f"(unaligned {fig['unaligned']}, most missed: {', '.join(fig['most_missed'][:5])})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from benchmarks.cpp import CPP_DIR, SYSTEMS, load, load_everyday, normal, score  # noqa: E402
+from benchmarks.cpp import CPP_DIR, EVERYDAY, EVERYDAY_B, SYSTEMS, load, load_everyday, normal, score  # noqa: E402
 
 needs_cpp = pytest.mark.skipif(not (CPP_DIR / "dev.sent").exists(), reason="CPP dev split not present")
 FIRST = "1990年9月15日，在克里米亚发现了此天体。"  # dev.sent line 1, 了 marked (checked by hand)
@@ -80,9 +80,10 @@ def test_benchmark_json_reports_each_system_side_by_side():
 
 
 def test_everyday_sentences_mark_one_han_character_with_a_label_in_one_notation():
-    items = load_everyday()
-    assert len(items) >= 80 and len({sentence for sentence, _, _ in items}) == len(items)
-    assert items[0] == ("他为这件事忙了一天", 1, "wei4")
+    first, second = load_everyday(), load_everyday(EVERYDAY_B)
+    assert first[0] == ("他为这件事忙了一天", 1, "wei4") and second[0] == ("明天记得把钥匙还给我", 7, "huan2")
+    items = first + second
+    assert len(first) >= 80 and len(second) >= 100 and len({sentence for sentence, _, _ in items}) == len(items)
     for sentence, index, label in items:
         assert "\u4e00" <= sentence[index] <= "\u9fff" and "\u2581" not in sentence
         assert normal(label) == label and label[-1] in "12345"
@@ -94,7 +95,9 @@ def test_benchmark_json_reports_everyday_accuracy_side_by_side():
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     everyday = json.loads(done.stdout)["everyday"]
-    n = len(load_everyday())
-    assert everyday["sentences"] == n and set(everyday["systems"]) == {"ours", "pypinyin", "g2pM"}
-    for fig in everyday["systems"].values():
-        assert fig["accuracy"] == round(fig["right"] / n, 4) and fig["unaligned"] == 0
+    assert set(everyday) == {EVERYDAY.name, EVERYDAY_B.name}
+    for path in (EVERYDAY, EVERYDAY_B):
+        figures, n = everyday[path.name], len(load_everyday(path))
+        assert figures["sentences"] == n and set(figures["systems"]) == {"ours", "pypinyin", "g2pM"}
+        for fig in figures["systems"].values():
+            assert fig["accuracy"] == round(fig["right"] / n, 4) and fig["unaligned"] == 0

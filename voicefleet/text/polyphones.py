@@ -17,10 +17,11 @@ plain dictionary words (了解 as le5 jie3, 头发 as tou2 fa1). Everywhere else
 Measured on the CPP *test* split (the dev split is only measured, never tuned on): pypinyin
 87.9 %, the model alone 97.3 %, this combination 97.0 % (most of the gap is CPP labelling a
 neutral tone as full: 姥姥, 弟弟, 肚子). The model knows CPP's Wikipedia sense of a character
-best: on short everyday sentences (``benchmarks/everyday_polyphones.tsv``) it reads a lone 为 as
-wei2 (为你 should be wei4) and never gives readings CPP rarely labels (得 dei3, 着 zhao2, 背 bei1),
-so there our lexicon's fixes (``pronunciation.DEFAULT``) and three function-word rules
-(``_function_words``: 得 dei3, 地 de5, 为 wei4) carry the everyday readings.
+best: on short everyday sentences (``benchmarks/everyday_polyphones*.tsv``) it reads a lone 为 as
+wei2 (为你 should be wei4), everyday verbs in their written sense (教我 jiao4, 种了 zhong3) and never
+gives readings CPP rarely labels (得 dei3, 着 zhao2, 背 bei1), so there rules over the neighbours
+(``senses``: measure words, verbs, adjectives, function words) and our lexicon's fixes
+(``pronunciation.DEFAULT``) carry the everyday readings.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voicefleet.text import senses
 from voicefleet.text.lexicon import lexicon
 
 log = logging.getLogger(__name__)
@@ -152,36 +154,12 @@ def _load(path: Path):
 def readings(han: str) -> list[str | None]:
     """One TONE3 reading per character of a Han run: pypinyin's phrase readings (``lexicon``) where
     a phrase of two or more characters covers it, else the model's choice at a polyphone, else
-    pypinyin's reading of the character alone."""
+    pypinyin's reading of the character alone; then the everyday senses its neighbours settle."""
     chooser = model()
     out, phrased = lexicon().read(han)
-    if chooser is None:
-        return out
-    free = [index for index in chooser.polyphones(han) if not phrased[index]]
-    for index, reading in chooser.choose(han, free).items():  # the model runs only if one is free
-        out[index] = reading
-    _function_words(han, out, phrased)
+    if chooser is not None:
+        free = [index for index in chooser.polyphones(han) if not phrased[index]]
+        for index, reading in chooser.choose(han, free).items():  # the model runs only if one is free
+            out[index] = reading
+    senses.apply(han, out, phrased)
     return out
-
-
-# Everyday function-word readings neither CPP's Wikipedia labels nor pypinyin's phrases give:
-# 得 dei3 "must" after a subject (我得走), 地 de5 after an adverbial word (慢慢地, 认真地 — where
-# pypinyin even cuts 地学 "geology"), 为 wei4 "for" before a pronoun (为你, 为我们).
-_SUBJECT_ENDS = set("我你他她它您咱们家")
-# After 得 these make it "get, obtain" (得到, 得了, 得知, 得名, 得救 …), not "must".
-_OBTAINED = set("到了出分病知意罪奖益以失而逞手胜票力住过名救空宠体")
-_ADVERBIAL = {"高兴", "快乐", "难过", "着急", "认真", "仔细", "大声", "小心", "努力", "耐心", "热情",
-              "愉快", "安静", "不断", "积极", "渐渐", "突然", "紧张", "激动", "伤心", "开心", "兴奋",
-              "痛苦", "顺利", "自然", "礼貌", "轻松", "用力", "拼命", "勇敢", "温柔", "严肃", "骄傲",
-              "得意", "飞快", "迅速", "热烈", "深情", "亲切", "默默", "悄悄", "偷偷", "狠狠", "好奇"}
-_PRONOUNS = set("你我他她它您咱")
-
-
-def _function_words(han: str, out: list[str | None], phrased: list[bool]) -> None:
-    for i, char in enumerate(han[:-1]):  # each needs a character after it
-        if char == "得" and i and han[i - 1] in _SUBJECT_ENDS and han[i + 1] not in _OBTAINED:
-            out[i] = "dei3"
-        elif char == "地" and i > 1 and (han[i - 2] == han[i - 1] or han[i - 2:i] in _ADVERBIAL):
-            out[i] = "de5"
-        elif char == "为" and not phrased[i] and han[i + 1] in _PRONOUNS:
-            out[i] = "wei4"

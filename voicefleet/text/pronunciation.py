@@ -35,7 +35,6 @@ DEFAULT_ENTRIES: dict[str, list[str]] = {
     "觉得": ["jue2", "de5"],
     "记得": ["ji4", "de5"],
     "得去": ["dei3", "qu4"],
-    "得很": ["de5", "hen3"],
     "第一": ["di4", "yi1"],
     "为人民": ["wei4", "ren2", "min2"],
     "数一数": ["shu3", "yi1", "shu3"],
@@ -129,4 +128,4 @@ def _check_entry(phrase: str, syllables: list[str]) -> None:
         split_spelling(syllable)  # ValueError naming the bad syllable
 
 
-DEFAULT = Lexicon(DEFAULT_ENTRIES, version="3", name="voicefleet-default")
+DEFAULT = Lexicon(DEFAULT_ENTRIES, version="4", name="voicefleet-default")
