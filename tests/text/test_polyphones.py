@@ -76,7 +76,7 @@ def test_without_g2pm_the_readings_are_pypinyin_s(monkeypatch, caplog):
     try:
         assert polyphones.model() is None
         assert "g2pM is not installed" in caplog.text
-        assert polyphones.readings("请把书还回去") == lexicon().pinyin("请把书还回去")
+        assert polyphones.readings("请把书还回去")[0] == lexicon().pinyin("请把书还回去")
     finally:
         monkeypatch.undo()
         polyphones.model.cache_clear()
@@ -92,7 +92,7 @@ def test_a_g2pm_without_its_model_files_leaves_pypinyin_reading(tmp_path, monkey
     try:
         assert polyphones.model() is None
         assert "cannot be read" in caplog.text and "np_ckpt.pkl" in caplog.text
-        assert polyphones.readings("她弹了一首曲子") == lexicon().pinyin("她弹了一首曲子")
+        assert polyphones.readings("她弹了一首曲子")[0] == lexicon().pinyin("她弹了一首曲子")
     finally:
         monkeypatch.undo()
         polyphones.model.cache_clear()

@@ -108,11 +108,13 @@ class Lexicon:
         """One reading per character of ``han`` (None where the character has none)."""
         return self.read(han)[0]
 
-    def read(self, han: str) -> tuple[list[str | None], list[bool]]:
-        """``pinyin(han)``, and for each character whether a phrase of two or more characters
-        gave its reading (the context model leaves those alone)."""
+    def read(self, han: str) -> tuple[list[str | None], list[bool], list[bool]]:
+        """``pinyin(han)``; for each character whether a phrase of two or more characters gave its
+        reading (the context model leaves those alone); and whether a word of the segmentation
+        starts there (a fix of ours must not begin inside a word: 为人民 is not in 成为人民)."""
         out: list[str | None] = []
         phrased: list[bool] = []
+        starts: list[bool] = []
         for piece in self.segments(han):
             phrase = self.phrases.get(piece)
             if phrase is not None and len(phrase.split()) == len(piece):
@@ -121,7 +123,8 @@ class Lexicon:
             else:
                 out.extend(self.chars.get(ch) for ch in piece)
                 phrased += [False] * len(piece)
-        return out, phrased
+            starts += [True] + [False] * (len(piece) - 1)
+        return out, phrased, starts
 
 
 @lru_cache(maxsize=1)

@@ -126,12 +126,14 @@ def pinyin_of(han: str) -> list[str]:
 def _han_readings(han: str) -> list[str | None]:
     """One TONE3 reading per character of a Han run, None where it has none: the one place a
     character's reading is chosen, so what ``readings`` shows is what the engines speak.
-    Polyphones are chosen in context (``polyphones``), then our lexicon's fixes go on top."""
+    Polyphones are chosen in context (``polyphones``), then our lexicon's fixes go on top where
+    they begin a word (得去 fixes 你得去 but not 获得去年; 第一 still fixes the start of 第一名)."""
     from voicefleet.text import polyphones
 
-    syllables = polyphones.readings(han)
+    syllables, starts = polyphones.readings(han)
     for start, end, fix in DEFAULT.matches(han):
-        syllables[start:end] = fix
+        if starts[start]:
+            syllables[start:end] = fix
     return syllables
 
 

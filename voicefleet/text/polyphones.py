@@ -151,15 +151,16 @@ def _load(path: Path):
         return pickle.load(f)  # the installed package's own files, as trusted as its code
 
 
-def readings(han: str) -> list[str | None]:
+def readings(han: str) -> tuple[list[str | None], list[bool]]:
     """One TONE3 reading per character of a Han run: pypinyin's phrase readings (``lexicon``) where
     a phrase of two or more characters covers it, else the model's choice at a polyphone, else
-    pypinyin's reading of the character alone; then the everyday senses its neighbours settle."""
+    pypinyin's reading of the character alone; then the everyday senses its neighbours settle.
+    Also where the lexicon's words start (``Lexicon.read``)."""
     chooser = model()
-    out, phrased = lexicon().read(han)
+    out, phrased, starts = lexicon().read(han)
     if chooser is not None:
         free = [index for index in chooser.polyphones(han) if not phrased[index]]
         for index, reading in chooser.choose(han, free).items():  # the model runs only if one is free
             out[index] = reading
     senses.apply(han, out, phrased)
-    return out
+    return out, starts
