@@ -69,11 +69,13 @@ class Lexicon:
     version: str = "1"
     name: str = "custom"
     _longest: int = field(init=False, repr=False, default=0)
+    _firsts: frozenset[str] = field(init=False, repr=False, default=frozenset())
 
     def __post_init__(self) -> None:
         for phrase, syllables in self.entries.items():
             _check_entry(phrase, syllables)
         self._longest = max((len(p) for p in self.entries), default=0)
+        self._firsts = frozenset(p[0] for p in self.entries)  # most positions begin no entry: one look
 
     @classmethod
     def from_json(cls, data: str) -> Lexicon:
@@ -96,6 +98,9 @@ class Lexicon:
         """(start, end, syllables) of each phrase in ``han``: leftmost first, then the longest."""
         index = 0
         while index < len(han):
+            if han[index] not in self._firsts:
+                index += 1
+                continue
             for length in range(min(self._longest, len(han) - index), 0, -1):
                 syllables = self.entries.get(han[index:index + length])
                 if syllables is not None:
