@@ -72,14 +72,14 @@ def measure(devices: int, jobs: int) -> dict:
     from playwright.sync_api import sync_playwright
 
     from control_plane.console.browser import launch
-    from voicefleet.broker import MosquittoBroker, free_port
+    from voicefleet.broker import MosquittoBroker
     from voicefleet.credentials import auth_headers
     from voicefleet_cli.onebox import Cluster
 
     work = Path(tempfile.mkdtemp(prefix="voicefleet-console-bench-"))
     database_url = f"sqlite:///{work}/cp.db"
     with MosquittoBroker(work / "broker") as broker:
-        cluster = Cluster(work / "home", mqtt_url=broker.url, http_port=free_port(),
+        cluster = Cluster(work / "home", mqtt_url=broker.url,
                           env={"VOICEFLEET_DATABASE_URL": database_url})
         try:
             cluster.start_control_plane()

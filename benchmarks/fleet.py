@@ -14,7 +14,6 @@ import httpx
 import psutil
 
 from benchmarks.report import ADMIN_TOKEN
-from voicefleet.broker import free_port
 from voicefleet_cli.onebox import Cluster, get_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +23,7 @@ TERMINAL = ("done", "failed", "cancelled")
 def bench_cluster(home: Path, mqtt_url: str, **env: str) -> Cluster:
     """A Cluster whose children log warnings only and import this checkout (run without installing)."""
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return Cluster(home, mqtt_url=mqtt_url, http_port=free_port(),
+    return Cluster(home, mqtt_url=mqtt_url,
                    env={"VOICEFLEET_LOG_LEVEL": "WARNING", "PYTHONPATH": pythonpath, **env})
 
 

@@ -38,7 +38,7 @@ import paho.mqtt.client as paho  # noqa: E402
 from benchmarks.fleet import CpuMeter  # noqa: E402
 from benchmarks.report import AUTH, finite  # noqa: E402
 from voicefleet import protocol as p  # noqa: E402
-from voicefleet.broker import MosquittoBroker, free_port  # noqa: E402
+from voicefleet.broker import MosquittoBroker  # noqa: E402
 from voicefleet.bundle import generate_signing_key, pack_archive, write_bundle  # noqa: E402
 from voicefleet.ids import new_id  # noqa: E402
 from voicefleet_cli.onebox import Cluster  # noqa: E402
@@ -306,7 +306,7 @@ def run(args) -> dict:
         archives = {v: make_bundle(tmp / "bundles", key, model_id=MODEL_ID, version=v, size=int(args.mb * 1e6))
                     for v in ("2.0.0", "3.0.0")}
         with MosquittoBroker(tmp / "broker") as broker:
-            cluster = Cluster(tmp / "home", mqtt_url=broker.url, http_port=free_port(),
+            cluster = Cluster(tmp / "home", mqtt_url=broker.url,
                               env={"VOICEFLEET_TRUSTED_KEYS": public, "VOICEFLEET_HEARTBEAT_TIMEOUT_S": "60"})
             fleet = None
             try:

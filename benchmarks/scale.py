@@ -42,7 +42,7 @@ from benchmarks.fleet import ROOT as CHECKOUT  # noqa: E402
 from benchmarks.fleet import CpuMeter, log_tails, online  # noqa: E402
 from benchmarks.report import AUTH  # noqa: E402
 from benchmarks.stats import dist_ms  # noqa: E402
-from voicefleet.broker import MosquittoBroker, free_port  # noqa: E402
+from voicefleet.broker import MosquittoBroker  # noqa: E402
 from voicefleet_cli.replicaset import ReplicaSet  # noqa: E402
 
 TARGET_CPU_RATIO = 1.3
@@ -68,7 +68,7 @@ class Setup:
 
     def __init__(self, home: Path, broker_url: str, database_url: str, replicas: int, agents: int, slots: int):
         pythonpath = os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))
-        self.set = ReplicaSet(home, mqtt_url=broker_url, http_port=free_port(), database_url=database_url,
+        self.set = ReplicaSet(home, mqtt_url=broker_url, database_url=database_url,
                               replicas=replicas, env={"VOICEFLEET_LOG_LEVEL": "WARNING", "PYTHONPATH": pythonpath})
         self.api = self.set.api
         self.devices = [f"scale-{replicas}-{i}" for i in range(agents)]

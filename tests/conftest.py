@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from services import PostgresServer
 
-from voicefleet.broker import MosquittoBroker, free_port
+from voicefleet.broker import MosquittoBroker
 from voicefleet_cli.onebox import Cluster
 
 
@@ -66,7 +66,7 @@ def cluster(database_url: str, mqtt_broker: MosquittoBroker, tmp_path: Path) -> 
     """A control plane on ``database_url`` with an edge and a cloud agent (eSpeak NG), as real
     processes. Ids are unique per test because the broker (and its retained states) is shared."""
     tag = uuid.uuid4().hex[:6]
-    c = Cluster(tmp_path / "home", mqtt_url=mqtt_broker.url, http_port=free_port(),
+    c = Cluster(tmp_path / "home", mqtt_url=mqtt_broker.url,
                 env={"VOICEFLEET_DATABASE_URL": database_url, "VOICEFLEET_CONTROL_ID": f"control-{tag}",
                      "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "30", "VOICEFLEET_LOG_LEVEL": "INFO"})
     c.edge_id, c.cloud_id = f"edge-{tag}", f"cloud-{tag}"

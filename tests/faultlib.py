@@ -29,7 +29,7 @@ from services import ADMIN_TOKEN, PostgresServer, http
 from sqlalchemy import create_engine, text
 
 from edge_agent.engines.benchmark_only import timed_pcm
-from voicefleet.broker import MosquittoBroker, free_port
+from voicefleet.broker import MosquittoBroker
 from voicefleet.credentials import auth_headers
 from voicefleet_cli.onebox import Cluster
 from voicefleet_cli.replicaset import ReplicaSet
@@ -136,10 +136,10 @@ class Harness:
                "VOICEFLEET_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S), "VOICEFLEET_TELEMETRY_INTERVAL_S": "0.3",
                "VOICEFLEET_LOG_LEVEL": "INFO"}
         if self.replicas > 1:  # behind HAProxy, as past one machine
-            self.cluster = ReplicaSet(self.workdir / "home", mqtt_url=self.broker.url, http_port=free_port(),
+            self.cluster = ReplicaSet(self.workdir / "home", mqtt_url=self.broker.url,
                                       database_url=self.database_url, replicas=self.replicas, env=env)
         else:
-            self.cluster = Cluster(self.workdir / "home", mqtt_url=self.broker.url, http_port=free_port(),
+            self.cluster = Cluster(self.workdir / "home", mqtt_url=self.broker.url,
                                    env=env | {"VOICEFLEET_DATABASE_URL": self.database_url,
                                               "VOICEFLEET_CONTROL_ID": f"cp-{self.tag}"})
         self.cluster.start_control_plane()

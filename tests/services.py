@@ -239,7 +239,7 @@ def new_cluster(tmp_path: Path, mqtt_url: str, *, database_url: str | None = Non
     tag = uuid.uuid4().hex[:6]
     base = {"VOICEFLEET_DATABASE_URL": database_url or f"sqlite:///{tmp_path}/vf.db",
             "VOICEFLEET_CONTROL_ID": f"cp-{tag}", "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "30"}
-    cluster = Cluster(tmp_path / "home", mqtt_url=mqtt_url, http_port=free_port(), env=base | env)
+    cluster = Cluster(tmp_path / "home", mqtt_url=mqtt_url, env=base | env)
     cluster.tag = tag
     return cluster
 

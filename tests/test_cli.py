@@ -139,3 +139,28 @@ def test_a_revoked_token_in_the_environment_is_named(tmp_path):
         assert "error: the API token in VOICEFLEET_TOKEN was refused" in text and "Traceback" not in text, text
     finally:
         box.stop()
+
+
+def test_a_cluster_whose_port_is_taken_before_it_binds_starts_on_another(tmp_path, mqtt_broker, monkeypatch):
+    """The port a cluster picks can be taken by another process before its control plane binds it
+    (parallel test workers do that): the control plane starts again on a new one."""
+    import socket
+
+    from voicefleet_cli import onebox
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    picks = iter([taken.getsockname()[1], free_port()])
+    monkeypatch.setattr(onebox, "free_port", lambda: next(picks))
+    cluster = Cluster(tmp_path / "home", mqtt_url=mqtt_broker.url,
+                      env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/vf.db"})
+    try:
+        assert cluster.api.endswith(f":{taken.getsockname()[1]}")
+        cluster.start_control_plane()
+        assert not cluster.api.endswith(f":{taken.getsockname()[1]}")
+        assert httpx.get(f"{cluster.api}/readyz").json()["ready"]
+        assert b"address already in use" in (tmp_path / "home" / "control-plane.log").read_bytes()
+    finally:
+        cluster.stop()
+        taken.close()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from voicefleet.api_errors import error_text
-from voicefleet.broker import MosquittoBroker
+from voicefleet.broker import MosquittoBroker, free_port
 from voicefleet.credentials import api_token, auth_headers
 from voicefleet.processes import terminate
 from voicefleet_cli import onebox_repair as repair
@@ -38,6 +38,9 @@ AGENTS = (("edge-1", "edge"), ("cloud-1", "cloud"))
 # minutes, because a control plane starting on a box busy with a parallel test suite was seen to
 # need more than one.
 READY_TIMEOUT_S = 120.0
+# A port this module picked (``http_port=None``) may be taken by another process before the control
+# plane binds it (parallel test workers do that): it then starts again on a new one, this often.
+BIND_ATTEMPTS = 3
 BENCHMARK_ONLY_ENGINES = frozenset({"tone", "timed"})  # edge_agent/engines/benchmark_only.py
 TEST_HOOKS = ("VOICEFLEET_OTA_PAUSE_AFTER",)
 TOKEN_SOURCE_HINT = "VOICEFLEET_TOKEN, VOICEFLEET_ADMIN_TOKEN"  # voicefleet/credentials.py reads these first
@@ -52,19 +55,34 @@ class ClusterError(RuntimeError):
 class Cluster:
     """A control plane and its agents as child processes, logs in ``home``."""
 
-    def __init__(self, home: Path, *, mqtt_url: str, http_port: int, http_host: str = "127.0.0.1",
+    def __init__(self, home: Path, *, mqtt_url: str, http_port: int | None = None, http_host: str = "127.0.0.1",
                  env: dict[str, str] | None = None):
+        """``http_port``: the API's port; None picks a free one (moved if another process takes it first)."""
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
-        self.api = f"http://{http_host}:{http_port}"
+        self.movable_port = http_port is None
         self.env = {**os.environ, **(env or {}), "VOICEFLEET_HOME": str(self.home), "VOICEFLEET_MQTT_URL": mqtt_url,
-                    "VOICEFLEET_HTTP_PORT": str(http_port), "VOICEFLEET_HTTP_HOST": http_host}
+                    "VOICEFLEET_HTTP_HOST": http_host}
+        self._use_port(http_port or free_port())
         self.control: subprocess.Popen | None = None
         self.agents: dict[str, subprocess.Popen] = {}
 
+    def _use_port(self, port: int) -> None:
+        self.api = f"http://{self.env['VOICEFLEET_HTTP_HOST']}:{port}"
+        self.env["VOICEFLEET_HTTP_PORT"] = str(port)
+
     def start_control_plane(self, **env: str) -> None:
-        self.control = self._spawn(["-m", "voicefleet_cli", "control-plane"], env, "control-plane")
-        self.wait(lambda: get_json(f"{self.api}/readyz").get("ready"), "the control plane", [self.control])
+        log = self.home / "control-plane.log"
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            mark = log.stat().st_size if log.exists() else 0
+            self.control = self._spawn(["-m", "voicefleet_cli", "control-plane"], env, "control-plane")
+            try:
+                self.wait(lambda: get_json(f"{self.api}/readyz").get("ready"), "the control plane", [self.control])
+                return
+            except ClusterError:
+                if not (self.movable_port and attempt < BIND_ATTEMPTS and lost_port(log, mark)):
+                    raise
+            self._use_port(free_port())
 
     def start_agent(self, device_id: str, *, role: str = "edge", engine: str | None = "espeak", wait: bool = True,
                     **env: str) -> subprocess.Popen:
@@ -145,6 +163,13 @@ class Cluster:
         with open(self.home / f"{log_name}.log", "ab") as out:
             return subprocess.Popen([sys.executable, *args], env={**self.env, **env},
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def lost_port(log: Path, since: int) -> bool:
+    """Did the process logging to ``log`` (from byte ``since`` on) fail to bind a port another took?"""
+    with open(log, "rb") as f:
+        f.seek(since)
+        return b"address already in use" in f.read()
 
 
 def broker_login_env(broker: MosquittoBroker) -> dict[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from voicefleet.broker import free_port
 from voicefleet.processes import terminate
-from voicefleet_cli.onebox import Cluster, ClusterError, get_json
+from voicefleet_cli.onebox import BIND_ATTEMPTS, Cluster, ClusterError, get_json, lost_port
 
 HAPROXY_CONFIG = """global
     maxconn 4096
@@ -46,8 +46,10 @@ backend replicas
 class ReplicaSet(Cluster):
     """``api`` is the proxy's address; ``replicas[i]`` the i-th control plane's process (None: stopped)."""
 
-    def __init__(self, home: Path, *, mqtt_url: str, http_port: int, database_url: str, replicas: int = 3,
+    def __init__(self, home: Path, *, mqtt_url: str, database_url: str, http_port: int | None = None, replicas: int = 3,
                  http_host: str = "127.0.0.1", env: dict[str, str] | None = None):
+        """``http_port``: the proxy's (the API's) port; None picks a free one."""
+        http_port = http_port or free_port()
         if not database_url.startswith("postgresql"):
             raise ClusterError("replicas share one PostgreSQL: set VOICEFLEET_DATABASE_URL to a postgresql+psycopg:// "
                                "URL (SQLite is for one control plane)")
@@ -88,13 +90,27 @@ class ReplicaSet(Cluster):
                         pass  # tried again at the next pass
 
     def start_replica(self, i: int, **env: str) -> None:
-        url = f"http://127.0.0.1:{self.ports[i]}"
-        self.replicas[i] = self._spawn(["-m", "voicefleet_cli", "control-plane"],
-                                       {"VOICEFLEET_HTTP_PORT": str(self.ports[i]), "VOICEFLEET_HTTP_HOST": "127.0.0.1",
-                                        "VOICEFLEET_CONTROL_ID": f"cp-{i}", "VOICEFLEET_REPLICA_URL": url, **env},
-                                       f"control-plane-{i}")
-        self.control = self.control or self.replicas[i]
-        self.wait(lambda: get_json(f"{url}/readyz").get("ready"), f"control-plane replica {i}", [self.replicas[i]])
+        """Start replica ``i``; until the proxy knows the ports, one another process took first is
+        replaced by a new one (as ``Cluster.start_control_plane`` does)."""
+        log = self.home / f"control-plane-{i}.log"
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            mark = log.stat().st_size if log.exists() else 0
+            url = f"http://127.0.0.1:{self.ports[i]}"
+            self.replicas[i] = self._spawn(["-m", "voicefleet_cli", "control-plane"],
+                                           {"VOICEFLEET_HTTP_PORT": str(self.ports[i]),
+                                            "VOICEFLEET_HTTP_HOST": "127.0.0.1", "VOICEFLEET_CONTROL_ID": f"cp-{i}",
+                                            "VOICEFLEET_REPLICA_URL": url, **env},
+                                           f"control-plane-{i}")
+            if self.control is None or self.control.poll() is not None:  # the first live replica
+                self.control = self.replicas[i]
+            try:
+                self.wait(lambda url=url: get_json(f"{url}/readyz").get("ready"), f"control-plane replica {i}",
+                          [self.replicas[i]])
+                return
+            except ClusterError:
+                if not (self.proxy is None and attempt < BIND_ATTEMPTS and lost_port(log, mark)):
+                    raise
+            self.ports[i] = free_port()
 
     def replica_url(self, i: int) -> str:
         return f"http://127.0.0.1:{self.ports[i]}"

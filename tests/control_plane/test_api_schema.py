@@ -16,7 +16,7 @@ import httpx
 import pytest
 from services import ADMIN_TOKEN
 
-from voicefleet.broker import MosquittoBroker, free_port
+from voicefleet.broker import MosquittoBroker
 from voicefleet.credentials import auth_headers
 from voicefleet_cli.onebox import Cluster
 
@@ -44,7 +44,7 @@ enabled = false
 def live_api(mqtt_broker: MosquittoBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tag = uuid.uuid4().hex[:6]
     home = tmp_path_factory.mktemp("schema")
-    c = Cluster(home / "home", mqtt_url=mqtt_broker.url, http_port=free_port(),
+    c = Cluster(home / "home", mqtt_url=mqtt_broker.url,
                 env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{home}/vf.db", "VOICEFLEET_CONTROL_ID": f"control-{tag}",
                      "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "30"})
     try:

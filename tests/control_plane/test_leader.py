@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from services import free_port, http, wait_for
+from services import http, wait_for
 
 from control_plane.core.db import make_engine, upgrade
 from control_plane.leader import CHECK_EVERY_S, Leadership
@@ -69,7 +69,7 @@ def test_when_the_leading_control_plane_is_killed_another_leads_within_seconds(
     replicas = []
     for name in ("a", "b"):
         tag = f"{name}{uuid.uuid4().hex[:5]}"
-        cp = Cluster(tmp_path / name, mqtt_url=mqtt_broker.url, http_port=free_port(),
+        cp = Cluster(tmp_path / name, mqtt_url=mqtt_broker.url,
                      env={"VOICEFLEET_DATABASE_URL": url, "VOICEFLEET_CONTROL_ID": f"cp-{tag}",
                           "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "30", "VOICEFLEET_URL_SECRET": "s" * 32})
         cp.start_control_plane()

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from services import ADMIN_TOKEN, free_port, wait_for
+from services import ADMIN_TOKEN, wait_for
 
 from control_plane.core.db import upgrade
 from control_plane.events import EventBus
@@ -108,7 +108,7 @@ def test_a_cordon_on_one_control_plane_shows_in_anothers_event_stream(
         for name in ("a", "b"):
             env = {"VOICEFLEET_DATABASE_URL": url, "VOICEFLEET_CONTROL_ID": f"cp-{name}{uuid.uuid4().hex[:5]}",
                    "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "30", "VOICEFLEET_URL_SECRET": "s" * 32}
-            cp = Cluster(tmp_path / name, mqtt_url=mqtt_broker.url, http_port=free_port(), env=env)
+            cp = Cluster(tmp_path / name, mqtt_url=mqtt_broker.url, env=env)
             cp.start_control_plane()
             pair.append(cp)
         a, b = pair

@@ -64,7 +64,7 @@ def rig(tmp_path: Path, mqtt_broker: MosquittoBroker):
     server = RangeServer(tmp_path / "served").start()
     student_bundle(server.root / "v2", key, "v2")
     device_id = f"pc-{uuid.uuid4().hex[:6]}"
-    cluster = Cluster(tmp_path / "home", mqtt_url=mqtt_broker.url, http_port=free_port(),
+    cluster = Cluster(tmp_path / "home", mqtt_url=mqtt_broker.url,
                       env={"VOICEFLEET_TRUSTED_KEYS": key.public_hex, "VOICEFLEET_MQTT_SESSION_EXPIRY_S": "30",
                            "VOICEFLEET_OTA_MARK_GOOD_S": "1", "VOICEFLEET_TAGS": "site:lab, hw:x86"})
     watch = Watch(mqtt_broker.url, device_id)
@@ -154,7 +154,7 @@ def test_a_hub_finishes_an_update_the_power_cut_left_pending_with_the_broker_gon
     server = RangeServer(tmp_path / "served").start()
     student_bundle(server.root / "v2", key, "v2")
     hub, port = f"hub-{uuid.uuid4().hex[:6]}", free_port()
-    cluster = Cluster(tmp_path / "home", mqtt_url=broker.url, http_port=free_port(),
+    cluster = Cluster(tmp_path / "home", mqtt_url=broker.url,
                       env={"VOICEFLEET_TRUSTED_KEYS": key.public_hex, "VOICEFLEET_LOCAL_API_PORT": str(port),
                            "VOICEFLEET_LOCAL_API_TOKEN": "power-cut-test"})
     models = cluster.home / "agents" / hub / "models"

@@ -13,14 +13,14 @@ from control_plane import enrolment
 from control_plane.broker_auth import BrokerFiles
 from control_plane.core.db import make_engine
 from voicefleet import protocol as p
-from voicefleet.broker import MosquittoBroker, free_port
+from voicefleet.broker import MosquittoBroker
 from voicefleet.settings import mqtt_host_port
 from voicefleet_cli.onebox import Cluster, broker_login_env
 
 
 def test_agent_with_a_revoked_stored_login_names_the_refusal_and_the_fix(tmp_path: Path):
     with MosquittoBroker(tmp_path / "broker", secured=True) as broker:
-        cluster = Cluster(tmp_path / "home", mqtt_url=broker.url, http_port=free_port(),
+        cluster = Cluster(tmp_path / "home", mqtt_url=broker.url,
                           env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/cp.db"})
         try:
             cluster.start_control_plane(**broker_login_env(broker))
@@ -45,7 +45,7 @@ def test_what_a_revoked_device_said_before_the_broker_dropped_it_does_not_bring_
     telemetry it sent in between (replayed here, in order, by the control plane's own login) is
     ignored, so the device stays offline instead of waiting out the heartbeat timeout."""
     with MosquittoBroker(tmp_path / "broker", secured=True) as broker:
-        cluster = Cluster(tmp_path / "home", mqtt_url=broker.url, http_port=free_port(),
+        cluster = Cluster(tmp_path / "home", mqtt_url=broker.url,
                           env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/cp.db"})
         login = broker_login_env(broker)
         try:

@@ -12,7 +12,7 @@ from brokersec import connect, make_pki
 from services import http, wait_for, wait_job
 from sqlalchemy import create_engine, text
 
-from voicefleet.broker import BrokerTls, MosquittoBroker, free_port
+from voicefleet.broker import BrokerTls, MosquittoBroker
 from voicefleet_cli.onebox import Cluster, broker_login_env
 
 
@@ -21,7 +21,7 @@ def test_enrolled_agent_serves_jobs_over_tls_until_revoked(tmp_path: Path):
     with MosquittoBroker(tmp_path / "broker", secured=True, tls=BrokerTls(pki.cert_file, pki.key_file)) as broker:
         assert broker.url.startswith("mqtts://")
         _plain_and_anonymous_clients_are_refused(broker, pki.ca_file)
-        cluster = Cluster(tmp_path / "home", mqtt_url=broker.url, http_port=free_port(),
+        cluster = Cluster(tmp_path / "home", mqtt_url=broker.url,
                           env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/cp.db",
                                "VOICEFLEET_CA_FILE": str(pki.ca_file), "VOICEFLEET_TELEMETRY_INTERVAL_S": "0.5"})
         try:
@@ -84,7 +84,7 @@ def test_one_box_secures_its_broker_and_enrols_its_agents(tmp_path: Path):
     """What ``voicefleet up`` does: its own secured broker, agents enrolled through the API, and a
     control plane that comes back with a new password of its own."""
     with MosquittoBroker(tmp_path / "broker", secured=True) as broker:
-        cluster = Cluster(tmp_path / "home", mqtt_url=broker.url, http_port=free_port(),
+        cluster = Cluster(tmp_path / "home", mqtt_url=broker.url,
                           env={"VOICEFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/cp.db"})
         try:
             cluster.start_control_plane(**broker_login_env(broker))
