@@ -62,9 +62,10 @@ def fleet(tmp_path: Path, mqtt_broker):
     key = make_key(tmp_path / "keys")
     cluster = new_cluster(tmp_path, mqtt_broker.url, VOICEFLEET_TRUSTED_KEYS=key.public_hex,
                           VOICEFLEET_OTA_MARK_GOOD_S="2", VOICEFLEET_TELEMETRY_INTERVAL_S="1")
-    api = httpx.Client(base_url=cluster.api, headers=auth_headers(ADMIN_TOKEN), timeout=60)
+    api = httpx.Client(headers=auth_headers(ADMIN_TOKEN), timeout=60)
     try:
         cluster.start_control_plane()
+        api.base_url = cluster.api  # known once it started: a port taken meanwhile moves it
         for version in (GOOD, NOISE):
             folder = tmp_path / "bundles" / version
             student_bundle(folder, key, version) if version == GOOD else noise_bundle_stand_in(folder, key, version)

@@ -57,7 +57,8 @@ class Cluster:
 
     def __init__(self, home: Path, *, mqtt_url: str, http_port: int | None = None, http_host: str = "127.0.0.1",
                  env: dict[str, str] | None = None):
-        """``http_port``: the API's port; None picks a free one (moved if another process takes it first)."""
+        """``http_port``: the API's port; None picks a free one, moved if another process takes it
+        first, so ``api`` is final only once ``start_control_plane`` has returned."""
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.movable_port = http_port is None
