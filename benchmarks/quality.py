@@ -11,8 +11,11 @@ weak on Mandarin (about 10 % on clean synthetic speech is its floor), so only th
 mean something. An engine that cannot start is listed with the reason.
 
 ``python benchmarks/quality.py [--json] [--limit N | --gate] [--engines student,espeak] [--worst 3]``;
-``--gate``: only the sentences ``voicefleet distill`` checks (every 5th). Progress goes to stderr;
-exits 1 only if no engine could start.
+``--gate``: only the sentences ``voicefleet distill`` checks (every 5th). ``--student-bundle DIR``
+(repeatable) adds a student from another bundle (a candidate, signed by a key in
+``VOICEFLEET_TRUSTED_KEYS``) beside the committed one, named ``student@VERSION``, so the question
+"is the new student better" is answered in one run. Progress goes to stderr; exits 1 only if no
+engine could start.
 """
 
 from __future__ import annotations
@@ -80,16 +83,17 @@ def measure_engine(engine, recogniser, sentences: list[str], worst: int) -> dict
             "worst": [{k: v for k, v in asdict(r).items() if k in ("text", "heard", "cer")} for r in ranked]}
 
 
-def measure(names: list[str], sentences: list[str], worst: int) -> dict:
+def measure(names: list[str], sentences: list[str], worst: int, bundles: tuple[Path, ...] = ()) -> dict:
     from edge_agent.engines import load_engine
     from edge_agent.engines.base import EngineUnavailable
     from voicefleet.intelligibility import shared_recogniser
 
     recogniser = shared_recogniser()
     report: dict = {"recogniser": RECOGNISER, "sentences": len(sentences), "engines": {}, "skipped": {}}
-    for name in names:
+    specs = [(name, {}) for name in names] + [(f"student@{_version(b)}", {"student_bundle": b}) for b in bundles]
+    for name, options in specs:
         try:
-            engine = load_engine(name)
+            engine = load_engine(name.partition("@")[0], **options)
         except EngineUnavailable as exc:
             report["skipped"][name] = exc.text
             _progress(f"{name}: skipped ({exc.text})")
@@ -99,15 +103,19 @@ def measure(names: list[str], sentences: list[str], worst: int) -> dict:
     return report
 
 
+def _version(bundle: Path) -> str:
+    return json.loads((bundle / "manifest.json").read_text())["version"]
+
+
 def print_report(report: dict) -> None:
     print(f"intelligibility: {report['sentences']} held-out Mandarin sentences, {report['recogniser']}")
     print("character error rate after simplifying, stripping punctuation and reading numbers alike\n")
-    print(f"{'engine':<12}{'CER':>8}{'>50%':>8}{'audio s':>10}{'synth RTF':>11}{'ASR s/sent':>12}  model")
+    print(f"{'engine':<22}{'CER':>8}{'>50%':>8}{'audio s':>10}{'synth RTF':>11}{'ASR s/sent':>12}  model")
     for name, e in report["engines"].items():
-        print(f"{name:<12}{e['cer']:>8.1%}{e['over_half']:>8.1%}{e['audio_s']:>10.1f}{e['synth_rtf']:>11.4f}"
+        print(f"{name:<22}{e['cer']:>8.1%}{e['over_half']:>8.1%}{e['audio_s']:>10.1f}{e['synth_rtf']:>11.4f}"
               f"{e['recognise_s_per_sentence']:>12.2f}  {e['model']} {e['version']} ({e['tier']} tier)")
     for name, reason in report["skipped"].items():
-        print(f"{name:<12}{'-':>8}{'-':>8}  not started: {reason}")
+        print(f"{name:<22}{'-':>8}{'-':>8}  not started: {reason}")
     for name, e in report["engines"].items():
         print(f"\nworst sentences, {name}:")
         for row in e["worst"]:
@@ -124,11 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--gate", action="store_true", help="only the sentences `voicefleet distill` checks")
     ap.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, of {','.join(ENGINES)}")
     ap.add_argument("--worst", type=int, default=3, help="worst sentences listed per engine")
+    ap.add_argument("--student-bundle", type=Path, action="append", default=[], metavar="DIR",
+                    help="also a student from this bundle (repeatable), named student@VERSION")
     args = ap.parse_args(argv)
+    if missing := [str(b) for b in args.student_bundle if not (b / "manifest.json").is_file()]:
+        ap.error(f"not a bundle (no manifest.json): {', '.join(missing)}")
     names = [n.strip() for n in args.engines.split(",") if n.strip()]
     if unknown := set(names) - set(ENGINES):
         ap.error(f"unknown engine(s) {', '.join(sorted(unknown))}; choose from {', '.join(ENGINES)}")
-    report = measure(names, gate_sentences() if args.gate else heldout_sentences()[: args.limit], args.worst)
+    sentences = gate_sentences() if args.gate else heldout_sentences()[: args.limit]
+    report = measure(names, sentences, args.worst, tuple(args.student_bundle))
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:

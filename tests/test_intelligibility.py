@@ -125,11 +125,23 @@ def test_loud_noise_like_audio_is_not_understood(recogniser):
         assert char_error_rate(text, heard) >= 0.5, heard
 
 
-def test_the_benchmark_compares_engines_in_one_run():
+def test_the_benchmark_compares_engines_in_one_run(tmp_path: Path):
+    import shutil
+
+    candidate = tmp_path / "candidate"  # a second bundle beside the committed one, as before a release
+    shutil.copytree(ROOT / "models" / "bundles" / "zh-student", candidate)
+    version = json.loads((candidate / "manifest.json").read_text())["version"]
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--json", "--limit", "1",
-                           "--engines", "student,espeak"], capture_output=True, text=True, timeout=300)
+                           "--engines", "student,espeak", "--student-bundle", str(candidate)],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
-    assert report["sentences"] == 1 and set(report["engines"]) == {"student", "espeak"}
+    assert report["sentences"] == 1 and set(report["engines"]) == {"student", "espeak", f"student@{version}"}
     for figures in report["engines"].values():
         assert figures["cer"] >= 0 and 0 <= figures["over_half"] <= 1 and figures["worst"][0]["text"]
+    same = report["engines"]["student"], report["engines"][f"student@{version}"]
+    assert same[0]["worst"] == same[1]["worst"]  # the same bundle speaks the same words
+    not_a_bundle = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--limit", "1",
+                               "--engines", "espeak", "--student-bundle", str(tmp_path)],
+                              capture_output=True, text=True, timeout=60)
+    assert not_a_bundle.returncode == 2 and "not a bundle" in not_a_bundle.stderr
