@@ -11,8 +11,8 @@ enough for pipeline tests, and a forced aligner belongs here before a real teach
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from math import gcd
 from typing import TYPE_CHECKING, Protocol
 
