@@ -72,13 +72,17 @@ def frame_features(encodings: np.ndarray, durations: np.ndarray) -> np.ndarray:
 def calibrate(frames: np.ndarray, calibration: dict | None) -> np.ndarray:
     """Predicted phone lengths (frames, unrounded) through the bundle's monotone map to its teacher's
     (``models.distill.calibration``): linear between knots, shifted one for one past the last, scaled
-    towards zero below the first. Without a calibration (older bundles) they pass unchanged."""
+    towards zero below the first; the clause's leading pause set to the teacher's median where the
+    calibration has one. Without a calibration (older bundles) they pass unchanged."""
     if not calibration:
         return frames
     x, y = np.asarray(calibration["x"]), np.asarray(calibration["y"])
     out = np.interp(frames, x, y)
     out = np.where(frames > x[-1], y[-1] + (frames - x[-1]), out)
-    return np.where(frames < x[0], frames * (y[0] / max(x[0], 1e-6)), out)
+    out = np.where(frames < x[0], frames * (y[0] / max(x[0], 1e-6)), out)
+    if "leading_pause" in calibration and len(out):
+        out[0] = calibration["leading_pause"]
+    return out
 
 
 class StudentModel:

@@ -68,6 +68,16 @@ def test_calibrate_is_monotone_extrapolates_and_leaves_old_bundles_alone():
     assert calibrate(frames, None) is frames
 
 
+def test_the_leading_pause_is_the_teachers_median_where_the_calibration_has_one():
+    cal = {"x": [1.0, 4.0, 10.0], "y": [0.5, 4.0, 12.0]}
+    frames = np.array([22.0, 2.5, 10.0, 6.0])  # the clause's sil first, held far too long
+    plain = calibrate(frames, cal)
+    paused = calibrate(frames, cal | {"leading_pause": 7.0})
+    assert plain[0] == pytest.approx(24.0) and paused[0] == 7.0
+    assert paused[1:].tolist() == plain[1:].tolist()  # every other phone as before
+    assert calibrate(np.array([]), cal | {"leading_pause": 7.0}).size == 0
+
+
 torch = pytest.importorskip("torch")
 
 

@@ -56,6 +56,7 @@ def test_quick_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     calibration = manifest.extra["runtime"]["duration_calibration"]
     assert calibration == report["export"]["duration_calibration"] and len(calibration["x"]) >= 2
     assert calibration["fitted_on"]["clauses"] == report["teacher"]["phrases"]
+    assert 0 < calibration["leading_pause"] < 100  # the teacher's median clause-initial pause, frames
     # the bundle carries the figures this run measured (written by the pipeline, never by hand)
     for variant in ("fp32", "int8"):
         for figure in ("mcd_db", "speaker_similarity"):
