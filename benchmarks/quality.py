@@ -90,10 +90,10 @@ def measure(names: list[str], sentences: list[str], worst: int, bundles: tuple[P
 
     recogniser = shared_recogniser()
     report: dict = {"recogniser": RECOGNISER, "sentences": len(sentences), "engines": {}, "skipped": {}}
-    specs = [(name, {}) for name in names] + [(f"student@{_version(b)}", {"student_bundle": b}) for b in bundles]
-    for name, options in specs:
+    runs = [(name, name, None) for name in names] + [(f"student@{_version(b)}", "student", b) for b in bundles]
+    for name, spec, bundle in runs:
         try:
-            engine = load_engine(name.partition("@")[0], **options)
+            engine = load_engine(spec, student_bundle=bundle)
         except EngineUnavailable as exc:
             report["skipped"][name] = exc.text
             _progress(f"{name}: skipped ({exc.text})")
