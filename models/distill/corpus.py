@@ -60,13 +60,13 @@ def _units(text: str) -> set[str]:
 
 
 def training_sentences(count: int, seed: int = 0) -> list[str]:
-    """``count`` sentences: ``TEMPLATED_SHARE`` from the templates (spread through the list), of
-    the rest the first half maximise new coverage and the others are random mixes."""
+    """``count`` distinct sentences: ``TEMPLATED_SHARE`` from the templates (spread through the
+    list), of the rest the first half maximise new coverage and the others are random mixes."""
     rng = random.Random(seed)
     words = _words(seed)
+    pool = _Pool(words, rng)
     seen: set[str] = set()
-    pool = iter(words)
-    sentences = []
+    sentences: dict[str, None] = {}  # insertion-ordered and distinct
     heldout = set(heldout_sentences()) | set(_lines(HELDOUT_ZH))
     greedy_plain = (count - round(count * TEMPLATED_SHARE)) // 2
     plain = 0
@@ -78,8 +78,24 @@ def training_sentences(count: int, seed: int = 0) -> list[str]:
             sentence = _sentence(rng, pool, seen, greedy=plain < greedy_plain)
             plain += 1
         if sentence and sentence not in heldout:
-            sentences.append(sentence)
-    return sentences
+            sentences[sentence] = None
+    return list(sentences)
+
+
+class _Pool:
+    """The word list in a shuffled order, begun again in a new order when it runs out: a corpus
+    larger than one pass (24 candidates a greedy pick) keeps drawing real words."""
+
+    def __init__(self, words: list[str], rng: random.Random):
+        self._words, self._rng, self._order = list(words), rng, iter(())
+
+    def __next__(self) -> str:
+        word = next(self._order, None)
+        if word is None:
+            self._rng.shuffle(self._words)
+            self._order = iter(self._words)
+            word = next(self._order)
+        return word
 
 
 def _number(rng: random.Random, digits: int) -> str:
@@ -122,15 +138,13 @@ def templated_sentence(rng: random.Random, words: list[str]) -> str:
     return "，".join(clauses) + rng.choice("。。？！")
 
 
-def _sentence(rng: random.Random, pool, seen: set[str], *, greedy: bool) -> str:
+def _sentence(rng: random.Random, pool: _Pool, seen: set[str], *, greedy: bool) -> str:
     clauses = []
     for _ in range(rng.choice((1, 1, 2, 2, 3))):
         target = rng.randint(4, 14)
         clause = ""
         while len(clause) < target:
-            word = _pick(pool, seen, rng) if greedy else next(pool, "")
-            if not word:  # the word list ran out: start over in a new order
-                word = rng.choice(_words(rng.randint(0, 10**6)))
+            word = _pick(pool, seen) if greedy else next(pool)
             clause += word + (rng.choice(_FUNCTION_WORDS) if rng.random() < 0.35 else "")
             if greedy:
                 seen |= _units(word)
@@ -138,14 +152,7 @@ def _sentence(rng: random.Random, pool, seen: set[str], *, greedy: bool) -> str:
     return ("".join(clauses))[:-1] + rng.choice(_CLAUSE_MARKS[3:])
 
 
-def _pick(pool, seen: set[str], rng: random.Random, tries: int = 24) -> str:
+def _pick(pool: _Pool, seen: set[str], tries: int = 24) -> str:
     """The candidate (of ``tries`` drawn) that adds the most unseen units."""
-    best, gain = "", -1
-    for _ in range(tries):
-        word = next(pool, None)
-        if word is None:
-            break
-        new = len(_units(word) - seen)
-        if new > gain:
-            best, gain = word, new
-    return best or "你好"
+    candidates = [next(pool) for _ in range(tries)]
+    return max(candidates, key=lambda word: len(_units(word) - seen))

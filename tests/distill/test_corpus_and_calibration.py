@@ -45,6 +45,20 @@ def test_training_corpus_mixes_in_templates_and_never_holds_evaluation_text():
     assert len(_lines(HELDOUT_ZH)) > 100  # the benchmark's sentences are really excluded
 
 
+def test_a_corpus_larger_than_the_word_list_keeps_drawing_its_words(monkeypatch):
+    # The greedy picks draw 24 words each: 8,000 sentences ran through pypinyin's word list, and
+    # every later pick fell back on 你好 (2,485 sentences, 28 % of the characters, 244 repeats).
+    from models.distill import corpus
+
+    few = corpus._words(0)[:60]
+    monkeypatch.setattr(corpus, "_words", lambda seed: list(few))
+    sentences = training_sentences(50, seed=1)
+    assert len(set(sentences)) == 50
+    assert not [s for s in sentences if "你好" in s]
+    used = {w for w in few if any(w in s for s in sentences)}
+    assert len(used) > 40  # the list came round again, not one word over and over
+
+
 def test_calibration_undoes_a_shrink_towards_the_mean():
     rng = np.random.default_rng(0)
     teacher = rng.gamma(2.0, 4.0, 20_000)

