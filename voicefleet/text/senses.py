@@ -11,7 +11,8 @@ neighbour that settles it is not itself the start of such a phrase (还了解 is
   adverb before a verb), 行 hang2 (第三行, 最后一行; not 一行人), 卷 juan4 (上下两卷);
 - verbs before an aspect particle or a complement: 种了/种在 zhong4, 数了/数一下 shu3, 卷起 juan3,
   量一下 liang2, 背起/背着 bei1 (not 背着我: "behind one's back"), 调低/调亮 tiao2, 教我/教了 jiao1,
-  还给/还了 huan2, and 还 ending a clause (按时还);
+  还给/还了 huan2, and 还 ending a clause (按时还) or giving back to someone: a pronoun, then an
+  amount, money or the clause's end (还他钱, 还我一本书, 明天还你; not 还他们都…);
 - adjectives after a degree word: 太长/有点长 chang2, 太差/很差 cha4; 差 before an amount (差五分钟,
   差一点) cha4; 长 before a result (长高, 长满, 长出) zhang3;
 - 为 wei4 "for" before a pronoun or a demonstrative (为你, 为这件事); 觉 jiao4 "a sleep" after
@@ -34,6 +35,7 @@ _DEGREE_WORDS = {"有点", "有些", "比较", "非常", "特别", "这么", "�
 _ONLY_BEFORE = set("是有能要会想不在剩够需管怕见限")
 _ASPECT = set("了着过")
 # Verb readings, and what after them settles the verb: an aspect particle, or one of these.
+_RETURNED = set("钱书债款")  # 还 + pronoun + one of these (or an amount): giving back
 _VERBS = {"种": ("zhong4", set("在上下满")), "数": ("shu3", set("一清数遍")), "卷": ("juan3", set("起上成")),
           "量": ("liang2", set("一")), "背": ("bei1", set("起上")), "教": ("jiao1", _PRONOUNS | set("给会")),
           "还": ("huan2", set("给钱书"))}
@@ -66,6 +68,7 @@ class _Around:
         self.before = han[:i]
         self.next = han[i + 1:i + 2]
         self.after = han[i + 1:i + 3]
+        self.rest = han[i + 1:]
         self.aspect = self.next in _ASPECT and bool(self.next) and not phrased[i + 1]
         self.last = i == len(han) - 1
         self.phrased = phrased[i]
@@ -98,7 +101,13 @@ def _verb(char: str, a: _Around) -> str | None:
 
 
 def _huan(a: _Around) -> str | None:
-    return "huan2" if a.last and a.before else _verb("还", a)
+    if a.last and a.before:
+        return "huan2"
+    if a.next in _PRONOUNS:
+        owed = a.rest[2:] if a.rest[1:2] == "们" else a.rest[1:]
+        if not owed or owed[0] in _NUMERALS or owed[0] in _RETURNED:
+            return "huan2"
+    return _verb("还", a)
 
 
 def _tiao(a: _Around) -> str | None:
