@@ -47,6 +47,7 @@ DEFAULT_ENTRIES: dict[str, list[str]] = {
     "还你钱": ["huan2", "ni3", "qian2"],
     "失业率": ["shi1", "ye4", "lv4"],
     "很重": ["hen3", "zhong4"],
+    "有多重": ["you3", "duo1", "zhong4"],
     # pypinyin's phrase readings that dictionaries give otherwise (found on the CPP test split)
     "吡咯": ["bi3", "luo4"],
     "简朴": ["jian3", "pu3"],

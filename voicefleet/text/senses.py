@@ -13,8 +13,9 @@ neighbour that settles it is not itself the start of such a phrase (还了解 is
   量一下 liang2, 背起/背着 bei1 (not 背着我: "behind one's back"), 调低/调亮 tiao2, 教我/教了 jiao1,
   还给/还了 huan2, and 还 ending a clause (按时还) or giving back to someone: a pronoun, then an
   amount, money or the clause's end (还他钱, 还我一本书, 明天还你; not 还他们都…);
-- adjectives after a degree word: 太长/有点长 chang2, 太差/很差 cha4; 差 before an amount (差五分钟,
-  差一点) cha4; 长 before a result (长高, 长满, 长出) zhang3;
+- adjectives after a degree word: 太长/有点长 chang2, 太差/很差 cha4, 太重/越来越重 zhong4 (and 重
+  ending a clause: 比我还重); 差 before an amount (差五分钟, 差一点) cha4; 长 before a result (长高,
+  长满, 长出) zhang3; 调 before a setting (调到二十六度, 调到最大, 调成静音) tiao2, not 调到北京;
 - 为 wei4 "for" before a pronoun or a demonstrative (为你, 为这件事); 觉 jiao4 "a sleep" after
   个/好/午 (睡了一个好觉); 得 dei3 "must" after a subject (我得走, not 我得到) and de5 before a
   degree word (写得太差); 地 de5 after an adverbial word (慢慢地, 认真地).
@@ -29,7 +30,7 @@ from __future__ import annotations
 _NUMERALS = set("一二三四五六七八九十两几百千万零〇半")
 _DEMONSTRATIVES = set("这那哪每某各")
 _PRONOUNS = set("你我他她它您咱")
-_DEGREE = set("太很真挺更最好多够蛮")
+_DEGREE = set("太很真挺更最好多够蛮越")
 _DEGREE_WORDS = {"有点", "有些", "比较", "非常", "特别", "这么", "那么", "十分", "相当", "越来", "一点"}
 # After 只 these make it the adverb "only" even after a demonstrative (这只是, 那只有).
 _ONLY_BEFORE = set("是有能要会想不在剩够需管怕见限")
@@ -111,7 +112,12 @@ def _huan(a: _Around) -> str | None:
 
 
 def _tiao(a: _Around) -> str | None:
-    return "tiao2" if a.next and a.next in _TUNED else None
+    to_setting = a.next == "到" and a.after[1:2] in _NUMERALS | {"最"} and a.after[1:2] != ""
+    return "tiao2" if a.next and (a.next in _TUNED or a.next == "成" or to_setting) else None
+
+
+def _zhong(a: _Around) -> str | None:
+    return "zhong4" if a.degree() or (a.last and a.before) else None
 
 
 def _chang(a: _Around) -> str | None:
@@ -147,6 +153,7 @@ def _de(a: _Around) -> str | None:
 
 # 得 and 地 override even a phrase's reading: pypinyin cuts 认真地学 as 认真 + 地学 "geology".
 _OVER_PHRASES = {"得", "地"}
-_RULES = {"只": _zhi, "行": _hang, "卷": _juan, "还": _huan, "调": _tiao, "长": _chang, "差": _cha, "为": _wei,
+_RULES = {"只": _zhi, "行": _hang, "卷": _juan, "还": _huan, "调": _tiao, "长": _chang, "差": _cha, "重": _zhong,
+          "为": _wei,
           "觉": _jiao, "得": _dei, "地": _de,
           **{char: (lambda a, char=char: _verb(char, a)) for char in ("种", "数", "量", "背", "教")}}
