@@ -43,6 +43,14 @@ _MOBILE = re.compile(r"(?<![\d.])(?:(\+?86)[-\s]?)?(1[3-9]\d)[-\s](\d{4})[-\s](\
 _GROUPING = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")  # ¥1,234.56 would be 一元,两百三十四点五六
 _UNIT_FIXES = {"mAh": "毫安时", "㎡": "平方米"}  # the grammars misread these (3000mAh → 三千米Ah)
 _YUAN_TWICE = re.compile(r"[¥￥]\s?(\d[\d,]*(?:\.\d+)?)\s?元")  # ¥12.50元 would be 一元二点五零元
+# Codes are said digit by digit, which the grammars miss for a run with a leading zero (0826 → 零八百
+# 二十六, 编号0113 → 零一百一十三) and for one after a code's name (取件码是4826 → 四千八百二十六).
+# Zero-padded pairs (08:30, 01月) are the grammars' to read as dates and times.
+_CODE = re.compile(r"(?<![\d.:：/-])0\d{2,}(?![\d.:：/-])"
+                   r"|(?:(?:验证|取件|密|校验|邀请|动态|提货|取餐)码|(?:编|单|工|学|卡|账|尾)号)"
+                   r"(?:是|为|：|:)?\s*\d{3,}(?![\d.])")
+_DIGIT_RUN = re.compile(r"\d+")
+_PADDED = re.compile(r"(?<!\d)0(\d)(?=[月日号时点])")  # 01月 would be 零一月 (05分 stays 零五分)
 
 
 # --- Chinese -------------------------------------------------------------------------------------
@@ -103,6 +111,7 @@ def _clause_zh(clause: str, grammar: _ZhGrammar | None) -> str:
     if not _DIGIT.search(clause):
         return clause
     clause = _YUAN_TWICE.sub(r"\1元", _MOBILE.sub(_read_mobile, _GROUPING.sub("", clause)))
+    clause = _PADDED.sub(r"\1", _CODE.sub(_read_code, clause))
     for written, spoken in _UNIT_FIXES.items():
         clause = clause.replace(written, spoken)
     core = clause.strip()
@@ -112,7 +121,7 @@ def _clause_zh(clause: str, grammar: _ZhGrammar | None) -> str:
             spoken = grammar(core)
         except Exception as exc:  # kaldifst on odd input: the simple reader still gets digits said
             log.debug("wetext failed on %r: %s", core, exc)
-    spoken = read_digits_zh(spoken)  # digits the grammar left (and all of them without it)
+    spoken = read_digits_zh(spoken).replace("第两", "第二")  # digits the grammar left; 第2名 is not 第两名
     lead = clause[:len(clause) - len(clause.lstrip())]
     return lead + spoken + clause[len(clause.rstrip()):] if core else clause
 
@@ -159,6 +168,10 @@ def _integer(n: int) -> str:
         elif started and n:
             out += "零" if not out.endswith("零") else ""
     return out
+
+
+def _read_code(match: re.Match[str]) -> str:
+    return _DIGIT_RUN.sub(lambda run: "".join(_ZH_DIGITS[int(d)] for d in run.group()), match.group())
 
 
 def _read_mobile(match: re.Match[str]) -> str:
