@@ -8,9 +8,11 @@ dictionary phrase of two or more characters already reads (``phrased``), and onl
 neighbour that settles it is not itself the start of such a phrase (还了解 is 还 + 了解):
 
 - measure words after a numeral or a demonstrative: 只 zhi1 (两只杯子, 那只鸟; not 这只是, an
-  adverb before a verb), 行 hang2 (第三行, 最后一行; not 一行人), 卷 juan4 (上下两卷);
+  adverb before a verb), 行 hang2 (第三行, 最后一行; not 一行人), 卷 juan4 (上下两卷), 种 zhong3
+  (这种花, 各种);
 - verbs before an aspect particle or a complement: 种了/种在 zhong4, 数了/数一下 shu3, 卷起 juan3,
   量一下 liang2, 背起/背着 bei1 (not 背着我: "behind one's back"), 调低/调亮 tiao2, 教我/教了 jiao1,
+  弹一遍/弹了/弹出 tan2 (playing, not the bullet dan4),
   还给/还了 huan2, and 还 ending a clause (按时还) or giving back to someone: a pronoun, then an
   amount, money or the clause's end (还他钱, 还我一本书, 明天还你; not 还他们都…);
 - adjectives after a degree word: 太长/有点长 chang2, 太差/很差 cha4, 太重/越来越重 zhong4 (and 重
@@ -39,7 +41,7 @@ _ASPECT = set("了着过")
 _RETURNED = set("钱书债款")  # 还 + pronoun + one of these (or an amount): giving back
 _VERBS = {"种": ("zhong4", set("在上下满")), "数": ("shu3", set("一清数遍")), "卷": ("juan3", set("起上成")),
           "量": ("liang2", set("一")), "背": ("bei1", set("起上")), "教": ("jiao1", _PRONOUNS | set("给会")),
-          "还": ("huan2", set("给钱书"))}
+          "还": ("huan2", set("给钱书")), "弹": ("tan2", set("一起出奏"))}
 _TUNED = set("高低大小亮暗快慢整准匀")  # 调 + one of these: tiao2, adjusting (调到 may be diao4, moved)
 _GROWN = set("高大胖满出成")  # 长 + one of these: zhang3, growing
 _SLEEP_AFTER = set("个好午")
@@ -92,6 +94,12 @@ def _hang(a: _Around) -> str | None:
 
 def _juan(a: _Around) -> str | None:
     return "juan4" if a.counted() else _verb("卷", a)
+
+
+def _zhong_kind(a: _Around) -> str | None:
+    if a.counted():  # even over a phrase: 这种花 is this kind of flower, not 种花 (to plant flowers)
+        return "zhong3"
+    return None if a.phrased else _verb("种", a)
 
 
 def _verb(char: str, a: _Around) -> str | None:
@@ -151,9 +159,10 @@ def _de(a: _Around) -> str | None:
     return "de5" if a.next and len(b) > 1 and (b[-2] == b[-1] or b[-2:] in _ADVERBIAL) else None
 
 
-# 得 and 地 override even a phrase's reading: pypinyin cuts 认真地学 as 认真 + 地学 "geology".
-_OVER_PHRASES = {"得", "地"}
+# 得 and 地 override even a phrase's reading: pypinyin cuts 认真地学 as 认真 + 地学 "geology"; so does
+# 种 after a numeral or a demonstrative (这种花 cut as 这 + 种花).
+_OVER_PHRASES = {"得", "地", "种"}
 _RULES = {"只": _zhi, "行": _hang, "卷": _juan, "还": _huan, "调": _tiao, "长": _chang, "差": _cha, "重": _zhong,
           "为": _wei,
-          "觉": _jiao, "得": _dei, "地": _de,
-          **{char: (lambda a, char=char: _verb(char, a)) for char in ("种", "数", "量", "背", "教")}}
+          "觉": _jiao, "得": _dei, "地": _de, "种": _zhong_kind,
+          **{char: (lambda a, char=char: _verb(char, a)) for char in ("数", "量", "背", "教", "弹")}}
