@@ -43,6 +43,7 @@ _VERBS = {"种": ("zhong4", set("在上下满")), "数": ("shu3", set("一清数
           "量": ("liang2", set("一")), "背": ("bei1", set("起上")), "教": ("jiao1", _PRONOUNS | set("给会")),
           "还": ("huan2", set("给钱书")), "弹": ("tan2", set("一起出奏"))}
 _TUNED = set("高低大小亮暗快慢整准匀")  # 调 + one of these: tiao2, adjusting (调到 may be diao4, moved)
+_SETTINGS = _NUMERALS | {"最"}  # 调到 + one of these: tiao2 (调到二十六度, 调到最大)
 _GROWN = set("高大胖满出成")  # 长 + one of these: zhang3, growing
 _SLEEP_AFTER = set("个好午")
 # 得 "must" after a subject (我得走); after 得 these make it "get, obtain" (得到, 得了, 得知, 得名 …).
@@ -120,7 +121,7 @@ def _huan(a: _Around) -> str | None:
 
 
 def _tiao(a: _Around) -> str | None:
-    to_setting = a.next == "到" and a.after[1:2] in _NUMERALS | {"最"} and a.after[1:2] != ""
+    to_setting = a.next == "到" and a.after[1:2] in _SETTINGS
     return "tiao2" if a.next and (a.next in _TUNED or a.next == "成" or to_setting) else None
 
 
