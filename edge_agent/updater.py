@@ -272,15 +272,20 @@ class Updater:
 
     # -- reports ---------------------------------------------------------------------------
 
-    def _send(self, cmd: p.OtaCommand, stage: str, **fields) -> p.OtaReport:
-        report = p.OtaReport(device_id=self.device_id, command_id=cmd.command_id, rollout_id=cmd.rollout_id,
-                             model_id=cmd.model_id, version=cmd.version, stage=stage,
-                             active=self.slots.active_model(), **fields)
-        self._report(report)
-        return report
+    def _send(self, cmd: p.OtaCommand, stage: str, **fields) -> None:
+        self._report(self._report_of(cmd, stage, **fields))
+
+    def _report_of(self, cmd: p.OtaCommand, stage: str, **fields) -> p.OtaReport:
+        return p.OtaReport(device_id=self.device_id, command_id=cmd.command_id, rollout_id=cmd.rollout_id,
+                           model_id=cmd.model_id, version=cmd.version, stage=stage,
+                           active=self.slots.active_model(), **fields)
 
     def _finish(self, cmd: p.OtaCommand, stage: str, **fields) -> None:
-        self.slots.finish(self._send(cmd, stage, **fields))
+        """The final report, recorded before it is sent: whoever hears it finds the command no longer
+        pending in the slots' state, and a redelivery gets the same report again."""
+        report = self._report_of(cmd, stage, **fields)
+        self.slots.finish(report)
+        self._report(report)
 
     def checkpoint(self, step: str) -> None:
         """Where a test may stop the update for good (and SIGKILL the agent): see ``pause_after``."""
