@@ -18,6 +18,8 @@ neighbour that settles it is not itself the start of such a phrase (还了解 is
 - adjectives after a degree word: 太长/有点长 chang2, 太差/很差 cha4, 太重/越来越重 zhong4 (and 重
   ending a clause: 比我还重); 差 before an amount (差五分钟, 差一点) cha4; 长 before a result (长高,
   长满, 长出) zhang3; 调 before a setting (调到二十六度, 调到最大, 调成静音) tiao2, not 调到北京;
+- 都 dou1 "all" wherever no phrase reads it (东西都收拾好了; 首都, 成都 are phrases); 发 fa1 after
+  a sum of money even over the phrase 金发, blond hair (奖金发了, 工资和租金发了吗);
 - 为 wei4 "for" before a pronoun or a demonstrative (为你, 为这件事); 觉 jiao4 "a sleep" after
   个/好/午 (睡了一个好觉); 得 dei3 "must" after a subject (我得走, not 我得到) and de5 before a
   degree word (写得太差); 地 de5 after an adverbial word (慢慢地, 认真地).
@@ -46,6 +48,7 @@ _TUNED = set("高低大小亮暗快慢整准匀")  # 调 + one of these: tiao2, 
 _SETTINGS = _NUMERALS | {"最"}  # 调到 + one of these: tiao2 (调到二十六度, 调到最大)
 _GROWN = set("高大胖满出成")  # 长 + one of these: zhang3, growing
 _SLEEP_AFTER = set("个好午")
+_MONEY = {"奖金", "现金", "资金", "基金", "租金", "薪金", "押金", "定金", "罚金", "礼金", "佣金", "酬金"}
 # 得 "must" after a subject (我得走); after 得 these make it "get, obtain" (得到, 得了, 得知, 得名 …).
 _SUBJECT_ENDS = set("我你他她它您咱们家")
 _OBTAINED = set("到了出分病知意罪奖益以失而逞手胜票力住过名救空宠体")
@@ -125,6 +128,14 @@ def _tiao(a: _Around) -> str | None:
     return "tiao2" if a.next and (a.next in _TUNED or a.next == "成" or to_setting) else None
 
 
+def _dou(a: _Around) -> str | None:
+    return "dou1"
+
+
+def _fa(a: _Around) -> str | None:
+    return "fa1" if a.before[-2:] in _MONEY else None
+
+
 def _zhong(a: _Around) -> str | None:
     return "zhong4" if a.degree() or (a.last and a.before) else None
 
@@ -161,9 +172,9 @@ def _de(a: _Around) -> str | None:
 
 
 # 得 and 地 override even a phrase's reading: pypinyin cuts 认真地学 as 认真 + 地学 "geology"; so does
-# 种 after a numeral or a demonstrative (这种花 cut as 这 + 种花).
-_OVER_PHRASES = {"得", "地", "种"}
+# 种 after a numeral or a demonstrative (这种花 cut as 这 + 种花), 发 after money (奖金发了 cut as 奖 + 金发).
+_OVER_PHRASES = {"得", "地", "种", "发"}
 _RULES = {"只": _zhi, "行": _hang, "卷": _juan, "还": _huan, "调": _tiao, "长": _chang, "差": _cha, "重": _zhong,
           "为": _wei,
-          "觉": _jiao, "得": _dei, "地": _de, "种": _zhong_kind,
+          "觉": _jiao, "得": _dei, "地": _de, "种": _zhong_kind, "都": _dou, "发": _fa,
           **{char: (lambda a, char=char: _verb(char, a)) for char in ("数", "量", "背", "教", "弹")}}
