@@ -17,7 +17,8 @@ neighbour that settles it is not itself the start of such a phrase (还了解 is
   amount, money or the clause's end (还他钱, 还我一本书, 明天还你; not 还他们都…);
 - adjectives after a degree word: 太长/有点长 chang2, 太差/很差 cha4, 太重/越来越重 zhong4 (and 重
   ending a clause: 比我还重); 差 before an amount (差五分钟, 差一点) cha4; 长 before a result (长高,
-  长满, 长出) zhang3; 调 before a setting (调到二十六度, 调到最大, 调成静音) tiao2, not 调到北京;
+  长满, 长出) zhang3; 调 before a setting (调到二十六度, 调到最大, 调成静音, and 把声音调大 over the
+  phrase 音调) tiao2, not 调到北京;
 - 都 dou1 "all" wherever no phrase reads it (东西都收拾好了; 首都, 成都 are phrases); 发 fa1 after
   a sum of money even over the phrase 金发, blond hair (奖金发了, 工资和租金发了吗);
 - 为 wei4 "for" before a pronoun or a demonstrative (为你, 为这件事); 觉 jiao4 "a sleep" after
@@ -45,7 +46,8 @@ _VERBS = {"种": ("zhong4", set("在上下满")), "数": ("shu3", set("一清数
           "量": ("liang2", set("一")), "背": ("bei1", set("起上")), "教": ("jiao1", _PRONOUNS | set("给会")),
           "还": ("huan2", set("给钱书")), "弹": ("tan2", set("一起出奏"))}
 _TUNED = set("高低大小亮暗快慢整准匀")  # 调 + one of these: tiao2, adjusting (调到 may be diao4, moved)
-_SETTINGS = _NUMERALS | {"最"}  # 调到 + one of these: tiao2 (调到二十六度, 调到最大)
+_SETTINGS = _NUMERALS | {"最"}
+_DIAO_AFTER = set("强格声语论基腔步单色曲音")  # 强调, 格调, 声调, 语调 …: 调 diao4 after these  # 调到 + one of these: tiao2 (调到二十六度, 调到最大)
 _GROWN = set("高大胖满出成")  # 长 + one of these: zhang3, growing
 _SLEEP_AFTER = set("个好午")
 _MONEY = {"奖金", "现金", "资金", "基金", "租金", "薪金", "押金", "定金", "罚金", "礼金", "佣金", "酬金"}
@@ -124,6 +126,10 @@ def _huan(a: _Around) -> str | None:
 
 
 def _tiao(a: _Around) -> str | None:
+    # Over a phrase only where it is 音调 cut out of 声音 + 调 (把声音调大); and not in a word that reads
+    # 调 diao4, which pypinyin may have cut (我要强调大家 as 要强 + 调).
+    if a.before[-2:] != "声音" and (a.phrased or a.before[-1:] in _DIAO_AFTER):
+        return None
     to_setting = a.next == "到" and a.after[1:2] in _SETTINGS
     return "tiao2" if a.next and (a.next in _TUNED or a.next == "成" or to_setting) else None
 
@@ -172,8 +178,9 @@ def _de(a: _Around) -> str | None:
 
 
 # 得 and 地 override even a phrase's reading: pypinyin cuts 认真地学 as 认真 + 地学 "geology"; so does
-# 种 after a numeral or a demonstrative (这种花 cut as 这 + 种花), 发 after money (奖金发了 cut as 奖 + 金发).
-_OVER_PHRASES = {"得", "地", "种", "发"}
+# 种 after a numeral or a demonstrative (这种花 cut as 这 + 种花), 发 after money (奖金发了 cut as 奖 + 金发),
+# 调 before a setting after 声音 (把声音调大 cut as 声 + 音调).
+_OVER_PHRASES = {"得", "地", "种", "发", "调"}
 _RULES = {"只": _zhi, "行": _hang, "卷": _juan, "还": _huan, "调": _tiao, "长": _chang, "差": _cha, "重": _zhong,
           "为": _wei,
           "觉": _jiao, "得": _dei, "地": _de, "种": _zhong_kind, "都": _dou, "发": _fa,
