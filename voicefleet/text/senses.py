@@ -46,8 +46,8 @@ _VERBS = {"种": ("zhong4", set("在上下满")), "数": ("shu3", set("一清数
           "量": ("liang2", set("一")), "背": ("bei1", set("起上")), "教": ("jiao1", _PRONOUNS | set("给会")),
           "还": ("huan2", set("给钱书")), "弹": ("tan2", set("一起出奏"))}
 _TUNED = set("高低大小亮暗快慢整准匀")  # 调 + one of these: tiao2, adjusting (调到 may be diao4, moved)
-_SETTINGS = _NUMERALS | {"最"}
-_DIAO_AFTER = set("强格声语论基腔步单色曲音")  # 强调, 格调, 声调, 语调 …: 调 diao4 after these  # 调到 + one of these: tiao2 (调到二十六度, 调到最大)
+_SETTINGS = _NUMERALS | {"最"}  # 调到 + one of these: tiao2 (调到二十六度, 调到最大)
+_DIAO_AFTER = set("强格声语论基腔步单色曲音")  # 强调, 格调, 声调, 语调 …: 调 diao4 after these
 _GROWN = set("高大胖满出成")  # 长 + one of these: zhang3, growing
 _SLEEP_AFTER = set("个好午")
 _MONEY = {"奖金", "现金", "资金", "基金", "租金", "薪金", "押金", "定金", "罚金", "礼金", "佣金", "酬金"}
