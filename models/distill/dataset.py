@@ -60,8 +60,7 @@ def save_clause_ids(units: list[Phrase], path: Path) -> None:
 
 def load_clause_ids(path: Path) -> list[np.ndarray]:
     with np.load(path) as npz:
-        ids, offsets = npz["ids"], npz["offsets"]
-    return [ids[offsets[i]:offsets[i + 1]].astype(np.int64) for i in range(len(offsets) - 1)]
+        return _split(npz["ids"], npz["offsets"], np.int64)
 
 
 def build(teacher: str, units: Sequence, out: Path, workers: int | None = None) -> dict:
@@ -77,15 +76,14 @@ def build(teacher: str, units: Sequence, out: Path, workers: int | None = None) 
         with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(teacher,)) as pool:
             items = list(pool.map(_render, units, chunksize=16))
     ids, durations, audio = zip(*items, strict=True)
+    phones = {"ids": np.concatenate(ids), "durations": np.concatenate(durations), "id_offsets": _offsets(ids)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, ids=np.concatenate(ids), durations=np.concatenate(durations), audio=np.concatenate(audio),
-             id_offsets=_offsets(ids), audio_offsets=_offsets(audio))
+    np.savez(out, **phones, audio=np.concatenate(audio), audio_offsets=_offsets(audio))
     summary = {"teacher": teacher, "phrases": len(items),
                "audio_seconds": round(sum(len(a) for a in audio) / SAMPLE_RATE, 1),
                "sample_rate": SAMPLE_RATE, "hop": HOP}
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-    np.savez(durations_path(out), ids=np.concatenate(ids), durations=np.concatenate(durations),
-             id_offsets=_offsets(ids))
+    np.savez(durations_path(out), **phones)
     return summary
 
 
@@ -97,13 +95,17 @@ def durations_path(teacher_npz: Path) -> Path:
 def load_durations(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each clause's phone ids and the teacher's lengths for them (frames), from ``durations_path``."""
     with np.load(path) as npz:
-        ids, durations, io = npz["ids"], npz["durations"], npz["id_offsets"]
-    spans = list(zip(io[:-1], io[1:], strict=True))
-    return ([ids[a:b].astype(np.int64) for a, b in spans], [durations[a:b].astype(np.int64) for a, b in spans])
+        io = npz["id_offsets"]
+        return _split(npz["ids"], io, np.int64), _split(npz["durations"], io, np.int64)
 
 
 def _offsets(arrays) -> np.ndarray:
     return np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
+
+
+def _split(flat: np.ndarray, offsets: np.ndarray, dtype) -> list[np.ndarray]:
+    """The arrays ``_offsets`` concatenated, each as ``dtype``."""
+    return [flat[a:b].astype(dtype) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
 
 @dataclass
@@ -116,10 +118,9 @@ class Dataset:
     def load(cls, path: Path) -> Dataset:
         with np.load(path) as npz:  # each npz[key] re-reads the file: take every array exactly once
             data = {key: npz[key] for key in npz.files}
-        io, ao = data["id_offsets"], data["audio_offsets"]
-        ids = [data["ids"][io[i]:io[i + 1]].astype(np.int64) for i in range(len(io) - 1)]
-        durations = [data["durations"][io[i]:io[i + 1]].astype(np.int64) for i in range(len(io) - 1)]
-        audio = [data["audio"][ao[i]:ao[i + 1]].astype(np.float32) / 32767.0 for i in range(len(ao) - 1)]
+        io = data["id_offsets"]
+        ids, durations = _split(data["ids"], io, np.int64), _split(data["durations"], io, np.int64)
+        audio = [a / 32767.0 for a in _split(data["audio"], data["audio_offsets"], np.float32)]
         for d, a in zip(durations, audio, strict=True):
             if d.sum() * HOP != len(a):
                 raise ValueError(f"{path}: durations ({d.sum()} frames) do not match audio ({len(a)} samples)")

@@ -147,8 +147,8 @@ def _read_number(match: re.Match[str]) -> str:
     return ("百分之" + spoken if percent else spoken) + year
 
 
-def _digit_string(digits: str) -> str:
-    return "".join(_DIGITS[int(d)] for d in digits)
+def _digit_string(digits: str, names: str = _DIGITS) -> str:
+    return "".join(names[int(d)] for d in digits)
 
 
 def _integer(n: int) -> str:
@@ -171,13 +171,13 @@ def _integer(n: int) -> str:
 
 
 def _read_code(match: re.Match[str]) -> str:
-    return _DIGIT_RUN.sub(lambda run: "".join(_ZH_DIGITS[int(d)] for d in run.group()), match.group())
+    return _DIGIT_RUN.sub(lambda run: _digit_string(run.group(), _ZH_DIGITS), match.group())
 
 
 def _read_mobile(match: re.Match[str]) -> str:
     prefix = match.group(1) or match.group(5)
     digits = "".join(g for g in (match.group(2, 3, 4) if match.group(2) else (match.group(6),)))
-    return ("加八六" if prefix else "") + "".join(_ZH_DIGITS[int(d)] for d in digits)
+    return ("加八六" if prefix else "") + _digit_string(digits, _ZH_DIGITS)
 
 
 # --- English -------------------------------------------------------------------------------------
